@@ -1,0 +1,208 @@
+// The payloads of ``RecordCodec``'s units; the layout tables are in RecordCodec.swift.
+
+extension RecordCodec {
+    // MARK: Log record fields
+
+    @inline(__always)
+    static func writeRecordFields<Sink: UnitSink>(_ record: LogRecord, to sink: inout Sink) {
+        sink.writeVarint(record.sequence)
+        sink.writeVarint(UInt64(record.term))
+        sink.writeByte(record.origin.rawValue)
+        sink.writeSignedVarint(record.time.microsecondsSinceEpoch)
+        switch record.event {
+        case .login(let session):
+            sink.writeIP(session.ip)
+            writeSessionBody(session, to: &sink)
+        case .logout(let logout):
+            sink.writeIP(logout.ip)
+            sink.writeMAC(logout.mac)
+            sink.writeByte(logout.owner.rawValue)
+            writeGeneration(logout.generation, to: &sink)
+            sink.writeByte(logout.reason.rawValue)
+            sink.writeString(logout.userName)
+        case .deviceIDChanged(let from, let to):
+            sink.writeByte(from.rawValue)
+            sink.writeByte(to.rawValue)
+        }
+    }
+
+    static func readRecordFields(
+        kind: Event.Kind,
+        from reader: inout UnitReader
+    ) throws(CorruptRecordError) -> LogRecord {
+        let sequence = try reader.readVarint("sequence")
+        let term = try reader.readVarint32("term")
+        let origin = try reader.readDeviceID("origin")
+        let time = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("time"))
+        let event: Event
+        switch kind {
+        case .login:
+            let ip = try reader.readIP()
+            event = .login(try readSessionBody(ip: ip, from: &reader))
+        case .logout:
+            let ip = try reader.readIP()
+            let mac = try reader.readMAC()
+            let owner = try reader.readDeviceID("owner")
+            let generation = try readGeneration(from: &reader)
+            let reasonStart = reader.offset
+            let reasonByte = try reader.readByte()
+            guard let reason = LogoutReason(rawValue: reasonByte) else {
+                throw .invalidField(
+                    at: reasonStart,
+                    field: "reason",
+                    detail: "\(reasonByte) is not a logout reason (1 to \(LogoutReason.allCases.count))"
+                )
+            }
+            let userName = try readUserName(from: &reader)
+            event = .logout(
+                Logout(ip: ip, mac: mac, userName: userName, owner: owner, generation: generation, reason: reason)
+            )
+        case .deviceIDChanged:
+            let from = try reader.readDeviceID("from")
+            let to = try reader.readDeviceID("to")
+            event = .deviceIDChanged(from: from, to: to)
+        }
+        return LogRecord(sequence: sequence, term: term, origin: origin, time: time, event: event)
+    }
+
+    // MARK: Session body
+
+    @inline(__always)
+    static func writeSessionBody<Sink: UnitSink>(_ session: Session, to sink: inout Sink) {
+        sink.writeMAC(session.mac)
+        writeGeneration(session.generation, to: &sink)
+        sink.writeSignedVarint(session.loginTime.microsecondsSinceEpoch)
+        sink.writeVarint(UInt64(session.sessionTimeout))
+        sink.writeString(session.userName)
+        sink.writeVarint(UInt64(session.idleTimeout))
+        sink.writeVarint(UInt64(session.vlan))
+        sink.writeString(session.accessInterface)
+        sink.writeString(session.portalGroup.name)
+        sink.writeByte(session.authenticationMode.rawValue)
+        sink.writeByte(session.owner.rawValue)
+        if let nasIP = session.radius.nasIP {
+            sink.writeByte(radiusHasNASIP)
+            sink.writeIP(nasIP)
+        } else {
+            sink.writeByte(0)
+        }
+        sink.writeString(session.radius.acctSessionID)
+        sink.writeBytes(session.radius.classAttribute)
+    }
+
+    /// Bit 0 of the RADIUS flags: a NAS IP follows.
+    private static var radiusHasNASIP: UInt8 { 1 }
+
+    static func readSessionBody(ip: IPAddress, from reader: inout UnitReader) throws(CorruptRecordError) -> Session {
+        let mac = try reader.readMAC()
+        let generation = try readGeneration(from: &reader)
+        let loginTime = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("loginTime"))
+        let sessionTimeout = try reader.readVarint32("sessionTimeout")
+        let userName = try readUserName(from: &reader)
+        let idleTimeout = try reader.readVarint32("idleTimeout")
+
+        let vlanStart = reader.offset
+        let vlan = try reader.readVarint16("vlan")
+        try applying(FieldRules.checkVLAN(vlan), at: vlanStart)
+
+        let interfaceStart = reader.offset
+        let interfaceBytes = try reader.readLengthPrefixed(
+            "accessInterface",
+            maximum: FieldRules.maximumAccessInterfaceBytes
+        )
+        try applying(FieldRules.checkAccessInterface(interfaceBytes), at: interfaceStart)
+        // Printable ASCII, so valid UTF-8.
+        let accessInterface = String(decoding: interfaceBytes, as: UTF8.self)
+
+        let groupStart = reader.offset
+        let groupBytes = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
+        try applying(FieldRules.checkPortalGroup(groupBytes), at: groupStart)
+        let portalGroup = PortalGroup(uncheckedName: String(decoding: groupBytes, as: UTF8.self))
+
+        let modeStart = reader.offset
+        let modeByte = try reader.readByte()
+        guard let authenticationMode = AuthenticationMode(rawValue: modeByte) else {
+            throw .invalidField(
+                at: modeStart,
+                field: "authenticationMode",
+                detail: "\(modeByte) is not an authentication mode (1 direct, 2 redhcp, 3 layer3)"
+            )
+        }
+        let owner = try reader.readDeviceID("owner")
+
+        let flagsStart = reader.offset
+        let flags = try reader.readByte()
+        guard flags & ~radiusHasNASIP == 0 else {
+            throw .invalidField(
+                at: flagsStart,
+                field: "radius.flags",
+                detail: "has unknown bits set (0x\(String(flags, radix: 16)); only bit 0, NAS IP present, is defined)"
+            )
+        }
+        let nasIP = flags & radiusHasNASIP != 0 ? try reader.readIP() : nil
+        let acctSessionID = try reader.readString(
+            "radius.acctSessionID",
+            maximum: FieldRules.maximumAcctSessionIDBytes
+        )
+        let classAttribute = Array(
+            try reader.readLengthPrefixed("radius.classAttribute", maximum: FieldRules.maximumClassBytes)
+        )
+
+        return Session(
+            ip: ip,
+            mac: mac,
+            userName: userName,
+            vlan: vlan,
+            accessInterface: accessInterface,
+            portalGroup: portalGroup,
+            authenticationMode: authenticationMode,
+            owner: owner,
+            loginTime: loginTime,
+            sessionTimeout: sessionTimeout,
+            idleTimeout: idleTimeout,
+            radius: RADIUSAttributes(nasIP: nasIP, acctSessionID: acctSessionID, classAttribute: classAttribute),
+            generation: generation
+        )
+    }
+
+    // MARK: Shared fields
+
+    @inline(__always)
+    static func writeGeneration<Sink: UnitSink>(_ generation: Generation, to sink: inout Sink) {
+        sink.writeVarint(UInt64(generation.term))
+        sink.writeVarint(generation.sequence)
+    }
+
+    @inline(__always)
+    static func readGeneration(from reader: inout UnitReader) throws(CorruptRecordError) -> Generation {
+        let term = try reader.readVarint32("generation.term")
+        let sequence = try reader.readVarint("generation.sequence")
+        return Generation(term: term, sequence: sequence)
+    }
+
+    /// Reads a user name: at most 253 bytes (checked before anything else), valid UTF-8, not empty, no control
+    /// characters.
+    @inline(__always)
+    static func readUserName(from reader: inout UnitReader) throws(CorruptRecordError) -> String {
+        let start = reader.offset
+        let bytes = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+        guard let userName = String(validatingUTF8Bytes: bytes) else {
+            throw .invalidField(at: start, field: "userName", detail: "is not valid UTF-8")
+        }
+        try applying(FieldRules.checkUserName(bytes), at: start)
+        return userName
+    }
+
+    /// Turns the ``ValidationError`` of a field rule into a ``CorruptRecordError`` at the field's offset.
+    @inline(__always)
+    private static func applying(
+        _ rule: @autoclosure () throws(ValidationError) -> Void,
+        at offset: Int
+    ) throws(CorruptRecordError) {
+        do {
+            try rule()
+        } catch {
+            throw .invalidField(at: offset, field: error.field, detail: error.detail)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+/// Something that happened to the online users of a device: what a log record holds.
+public enum Event: Hashable, Sendable {
+    /// A user logged in.
+    case login(Session)
+    /// A user logged off (R7).
+    case logout(Logout)
+    /// The device ID changed from one ID to another, which logs every user off (R4).
+    case deviceIDChanged(from: DeviceID, to: DeviceID)
+
+    /// The kind of an event, also its kind byte in ``RecordCodec``'s format.
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        /// ``Event/login(_:)``.
+        case login = 1
+        /// ``Event/logout(_:)``.
+        case logout = 2
+        /// ``Event/deviceIDChanged(from:to:)``.
+        case deviceIDChanged = 3
+
+        /// Looks a kind up by its name (``description``): `login`, `logout` or `device-id-change`.
+        ///
+        /// - Parameter name: The name.
+        public init?(name: some StringProtocol) {
+            switch name {
+            case "login": self = .login
+            case "logout": self = .logout
+            case "device-id-change": self = .deviceIDChanged
+            default: return nil
+            }
+        }
+    }
+
+    /// The kind of the event.
+    @inlinable
+    public var kind: Kind {
+        switch self {
+        case .login: .login
+        case .logout: .logout
+        case .deviceIDChanged: .deviceIDChanged
+        }
+    }
+}
+
+extension Event.Kind: CustomStringConvertible {
+    /// The name of the kind: `login`, `logout` or `device-id-change`.
+    public var description: String {
+        switch self {
+        case .login: "login"
+        case .logout: "logout"
+        case .deviceIDChanged: "device-id-change"
+        }
+    }
+}

@@ -1,0 +1,114 @@
+/// An online portal user: the record the store keeps for each user, keyed by ``ip``.
+///
+/// A session is created by the controller at login and handed to the store, which assigns its ``generation``.
+/// The initializer does not check the fields; ``validate(statefulFailover:)`` does, and the store calls it before
+/// it accepts a session. Decoding a session with `Codable` checks what each field's type checks (addresses, device
+/// ID, portal group), not the session's rules: validate a decoded session too.
+public struct Session: Hashable, Sendable, Codable {
+    /// The user's IP address: the key of the session.
+    public var ip: IPAddress
+    /// The MAC address of the user's device.
+    public var mac: MACAddress
+    /// The user name: 1...253 bytes of UTF-8 without control characters.
+    public var userName: String
+    /// The VLAN the user is on: 0 for untagged, otherwise 1...4094.
+    public var vlan: UInt16
+    /// The interface the user reached the device through, such as `GigabitEthernet1/0/1`: 1...63 bytes of printable
+    /// ASCII.
+    public var accessInterface: String
+    /// The portal group of the interface (R5).
+    public var portalGroup: PortalGroup
+    /// How the user was authenticated.
+    public var authenticationMode: AuthenticationMode
+    /// The device that owns the session: the one the user logged in on (R1).
+    public var owner: DeviceID
+    /// When the user logged in.
+    public var loginTime: Timestamp
+    /// The longest the session may last, in seconds from ``loginTime``; 0 for no limit.
+    public var sessionTimeout: UInt32
+    /// The longest the user may stay idle, in seconds; 0 for no limit.
+    public var idleTimeout: UInt32
+    /// The RADIUS attributes the owner needs to go on with accounting (R9).
+    public var radius: RADIUSAttributes
+    /// The version of the session, assigned by the store at login; callers leave it ``Generation/zero``.
+    public var generation: Generation
+
+    /// Creates a session; ``validate(statefulFailover:)`` checks it.
+    ///
+    /// - Parameters:
+    ///   - ip: The user's IP address.
+    ///   - mac: The MAC address of the user's device.
+    ///   - userName: The user name, 1...253 bytes of UTF-8 without control characters.
+    ///   - vlan: The VLAN, 0 for untagged or 1...4094.
+    ///   - accessInterface: The access interface, 1...63 bytes of printable ASCII.
+    ///   - portalGroup: The portal group.
+    ///   - authenticationMode: How the user was authenticated.
+    ///   - owner: The device the user logged in on.
+    ///   - loginTime: When the user logged in; now by default.
+    ///   - sessionTimeout: The session timeout in seconds, 0 for none.
+    ///   - idleTimeout: The idle timeout in seconds, 0 for none.
+    ///   - radius: The RADIUS attributes.
+    ///   - generation: Leave it ``Generation/zero``; the store assigns it.
+    public init(
+        ip: IPAddress,
+        mac: MACAddress,
+        userName: String,
+        vlan: UInt16 = 0,
+        accessInterface: String,
+        portalGroup: PortalGroup,
+        authenticationMode: AuthenticationMode = .direct,
+        owner: DeviceID,
+        loginTime: Timestamp = .now,
+        sessionTimeout: UInt32 = 0,
+        idleTimeout: UInt32 = 0,
+        radius: RADIUSAttributes = .init(),
+        generation: Generation = .zero
+    ) {
+        self.ip = ip
+        self.mac = mac
+        self.userName = userName
+        self.vlan = vlan
+        self.accessInterface = accessInterface
+        self.portalGroup = portalGroup
+        self.authenticationMode = authenticationMode
+        self.owner = owner
+        self.loginTime = loginTime
+        self.sessionTimeout = sessionTimeout
+        self.idleTimeout = idleTimeout
+        self.radius = radius
+        self.generation = generation
+    }
+
+    /// When the session timeout ends the session: ``loginTime`` plus ``sessionTimeout``, or `nil` when the session
+    /// has no timeout.
+    @inlinable
+    public var deadline: Timestamp? {
+        sessionTimeout > 0 ? loginTime.adding(seconds: Int64(sessionTimeout)) : nil
+    }
+
+    /// Checks every field against the rules of the model.
+    ///
+    /// The rules: ``userName`` 1...253 bytes without control characters; ``vlan`` 0 or 1...4094;
+    /// ``accessInterface`` 1...63 bytes of printable ASCII; `radius.acctSessionID` and `radius.classAttribute` at
+    /// most 253 bytes each; and, while stateful failover is configured, an ``authenticationMode`` other than
+    /// ``AuthenticationMode/reDHCP`` (R10). ``portalGroup`` and ``owner`` are checked when they are created.
+    ///
+    /// - Parameter statefulFailover: Whether the device runs in stateful failover mode, where re-DHCP authentication
+    ///   is refused (R10).
+    /// - Throws: ``ValidationError`` naming the first field that breaks a rule.
+    public func validate(statefulFailover: Bool) throws(ValidationError) {
+        try validateFormat()
+        if statefulFailover, authenticationMode == .reDHCP {
+            throw .reDHCPInStatefulFailover
+        }
+    }
+
+    /// Checks the rules that hold whatever the configuration (every rule but R10).
+    func validateFormat() throws(ValidationError) {
+        try userName.checkUTF8 { (bytes) throws(ValidationError) in try FieldRules.checkUserName(bytes) }
+        try FieldRules.checkVLAN(vlan)
+        try accessInterface.checkUTF8(FieldRules.checkAccessInterface)
+        try FieldRules.checkAcctSessionID(byteCount: radius.acctSessionID.utf8.count)
+        try FieldRules.checkClass(byteCount: radius.classAttribute.count)
+    }
+}
