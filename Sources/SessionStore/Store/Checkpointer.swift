@@ -1,0 +1,173 @@
+import LMDB
+import Logging
+import Metrics
+
+/// Writes frozen change sets into the users table on disk, on its own thread and in its own LMDB
+/// environment, so that it never holds the log's write lock.
+///
+/// One change set is written in one transaction, in address order, so each page of the table is copied
+/// once per checkpoint however many of its users changed.
+final class Checkpointer: Sendable {
+    private let files: StoreFiles
+    private let logger: Logger
+    private let queue = ConditionLock()
+    /// Guarded by `queue`.
+    private nonisolated(unsafe) var job: ChangeSet?
+    private nonisolated(unsafe) var stopping = false
+    private nonisolated(unsafe) var thread: StoreThread?
+    private let duration = Metrics.Timer(label: "tandem_checkpoint_duration")
+    private let written = Counter(label: "tandem_checkpoint_users_total")
+
+    /// Called on the checkpointer thread when a change set has committed (or failed for good).
+    private let completion: @Sendable (Result<UInt64, SessionStoreError>) -> Void
+
+    init(
+        files: StoreFiles,
+        logger: Logger,
+        completion: @escaping @Sendable (Result<UInt64, SessionStoreError>) -> Void
+    ) {
+        self.files = files
+        self.logger = logger
+        self.completion = completion
+    }
+
+    func start() {
+        thread = StoreThread(name: "tandem-checkpt") { [self] in run() }
+    }
+
+    /// Hands over a frozen change set; the previous one must have completed.
+    func submit(_ changes: ChangeSet) {
+        queue.withLock {
+            precondition(job == nil, "a checkpoint is already running")
+            job = changes
+            queue.signal()
+        }
+    }
+
+    /// Stops the thread once the current job is done.
+    func stop() {
+        queue.withLock {
+            stopping = true
+            queue.signal()
+        }
+        thread?.join()
+    }
+
+    private func run() {
+        while true {
+            queue.lock()
+            while job == nil && !stopping { queue.wait() }
+            guard let changes = job else {
+                queue.unlock()
+                return
+            }
+            queue.unlock()
+            var attempt = 0
+            while true {
+                let started = monotonicNanoseconds()
+                do {
+                    try write(changes)
+                    duration.recordNanoseconds(Int64(monotonicNanoseconds() - started))
+                    written.increment(by: changes.count)
+                    logger.debug(
+                        "checkpoint committed",
+                        metadata: [
+                            "tandem.checkpoint.sequence": "\(changes.throughSequence)",
+                            "tandem.checkpoint.users": "\(changes.count)",
+                            "tandem.checkpoint.ms": "\((monotonicNanoseconds() - started) / 1_000_000)",
+                        ]
+                    )
+                    queue.withLock { job = nil }
+                    completion(.success(changes.throughSequence))
+                    break
+                } catch {
+                    attempt += 1
+                    let failure = SessionStoreError.storage(error, doing: "checkpointing the users table")
+                    logger.error(
+                        "checkpoint failed; the changes stay in memory and the log keeps them",
+                        metadata: ["tandem.error": "\(failure)", "tandem.checkpoint.attempt": "\(attempt)"]
+                    )
+                    let giveUp = queue.withLock { stopping }
+                    if giveUp {
+                        queue.withLock { job = nil }
+                        completion(.failure(failure))
+                        break
+                    }
+                    queue.withLock { queue.wait(nanoseconds: min(Int64(attempt), 10) * 200_000_000) }
+                }
+            }
+        }
+    }
+
+    /// Writes `changes` into the users table and records the position they bring it to.
+    func write(_ changes: ChangeSet) throws {
+        let addresses = changes.entries.keys.sorted()
+        var value: [UInt8] = []
+        value.reserveCapacity(512)
+        var oldUserName: [UInt8] = []
+        oldUserName.reserveCapacity(256)
+        try files.usersEnvironment.write { txn in
+            for ip in addresses {
+                try ip.withUnsafeBytes { key in
+                    // Remove the index entries of the session stored now.
+                    var old: (mac: MACAddress, deadline: Timestamp?)?
+                    try txn.withValue(forKey: key, in: files.users) { stored in
+                        guard let stored else { return }
+                        do throws(CorruptRecordError) {
+                            let fields = try RecordCodec.peekSessionIndexFields(stored)
+                            oldUserName.removeAll(keepingCapacity: true)
+                            oldUserName.append(contentsOf: fields.userNameBytes)
+                            old = (fields.mac, fields.deadline)
+                        } catch {
+                            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
+                        }
+                    }
+                    if let old {
+                        try removeIndexEntries(txn, key: key, ip: ip, mac: old.mac, deadline: old.deadline)
+                        _ = try oldUserName.withUnsafeBytes {
+                            try txn.delete(key: $0, value: key, in: files.byUserName)
+                        }
+                    }
+                    switch changes.entries[ip]! {
+                    case .online(let session):
+                        value.removeAll(keepingCapacity: true)
+                        RecordCodec.encodeSessionValue(session, into: &value)
+                        _ = try value.withUnsafeBytes { try txn.put(key: key, value: $0, in: files.users) }
+                        _ = try withUnsafeBytes(of: StoreLayout.macKey(session.mac)) {
+                            try txn.put(key: $0, value: key, in: files.byMAC)
+                        }
+                        var name = session.userName
+                        _ = try name.withUTF8 {
+                            try txn.put(key: UnsafeRawBufferPointer($0), value: key, in: files.byUserName)
+                        }
+                        if let deadline = session.deadline {
+                            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline, ip)) { deadlineKey in
+                                try withUnsafeBytes(of: ()) {
+                                    try txn.put(key: deadlineKey, value: $0, in: files.byDeadline)
+                                }
+                            }
+                        }
+                    case .offline:
+                        if old != nil { _ = try txn.delete(key: key, in: files.users) }
+                    }
+                }
+            }
+            try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, changes.throughSequence, in: files.usersMeta)
+        }
+    }
+
+    private func removeIndexEntries(
+        _ txn: borrowing WriteTransaction,
+        key: UnsafeRawBufferPointer,
+        ip: IPAddress,
+        mac: MACAddress,
+        deadline: Timestamp?
+    ) throws {
+        _ = try withUnsafeBytes(of: StoreLayout.macKey(mac)) { try txn.delete(key: $0, value: key, in: files.byMAC) }
+        if let deadline {
+            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline, ip)) {
+                try txn.delete(key: $0, in: files.byDeadline)
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import LMDB
+
+extension SessionStore {
+    /// When a committed event is on disk.
+    public enum Durability: Sendable, Hashable, CustomStringConvertible {
+        /// Every group commit is flushed to disk before its callers resume. Nothing acknowledged is lost,
+        /// even by a power cut. The default.
+        case syncEveryCommit
+        /// Data is flushed at every commit but LMDB's meta page is not: a power cut may lose the last
+        /// commits, never corrupt the store. A killed process loses nothing.
+        case noMetaSync
+        /// Nothing is flushed: a killed process loses nothing (the data is in the kernel's page cache), a
+        /// power cut or kernel crash loses recent commits. For benchmarks and tests.
+        case noSync
+
+        var environment: Environment.Durability {
+            switch self {
+            case .syncEveryCommit: .syncEveryCommit
+            case .noMetaSync: .noMetaSync
+            case .noSync: .noSync
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .syncEveryCommit: "sync"
+            case .noMetaSync: "no-meta-sync"
+            case .noSync: "no-sync"
+            }
+        }
+    }
+
+    /// How a store is opened. Only ``deviceID`` and ``portalGroup`` have no default.
+    public struct Configuration: Sendable {
+        /// This device's ID (R4). A store remembers the ID it was created with and refuses another.
+        public var deviceID: DeviceID
+        /// The portal group of the portal service backup interface (R5). Sessions of other groups are refused.
+        public var portalGroup: PortalGroup
+        /// When a write is on disk. Default: ``Durability/syncEveryCommit``.
+        public var durability: Durability = .syncEveryCommit
+        /// Whether the device runs in stateful failover mode. While it does, re-DHCP portal authentication
+        /// is refused (R10). Default: `true`, since backing up for a peer is what the store is for.
+        public var statefulFailover: Bool = true
+        /// The longest time changes stay in memory before they are checkpointed into the users table.
+        /// Default: 1 second.
+        public var checkpointInterval: Duration = .seconds(1)
+        /// The number of changed users that starts a checkpoint before ``checkpointInterval`` elapses.
+        /// Default: 200,000.
+        public var checkpointThreshold: Int = 200_000
+        /// The most log the store keeps for holders such as a lagging peer, in bytes. Past it, holds are
+        /// dropped loudly (logged at error level, counted, shown in ``SessionStore/logStatus``) and the
+        /// holder must resynchronize in full. Default: 8 GiB.
+        public var logQuotaBytes: Int = 8 << 30
+        /// How often sessions past their session-timeout deadline are logged out, or `nil` to leave that
+        /// to explicit ``SessionStore/expireSessions(asOf:)`` calls. Default: 1 second.
+        public var expiryInterval: Duration? = .seconds(1)
+        /// The most log entries one group commit deletes behind a checkpoint, bounding the latency that
+        /// truncation adds to a commit. Default: 20,000.
+        public var truncationBatch: Int = 20_000
+        /// The initial size of each LMDB map; maps grow by themselves. Default: 1 GiB (address space only).
+        public var initialMapSize: Int = 1 << 30
+
+        /// A configuration with the defaults documented on each property.
+        /// - Parameters:
+        ///   - deviceID: this device's ID, different from the peer's.
+        ///   - portalGroup: the portal group of the portal service backup interface.
+        public init(deviceID: DeviceID, portalGroup: PortalGroup) {
+            self.deviceID = deviceID
+            self.portalGroup = portalGroup
+        }
+    }
+}

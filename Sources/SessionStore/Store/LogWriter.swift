@@ -1,0 +1,758 @@
+import LMDB
+import Logging
+import Metrics
+import Synchronization
+
+/// A caller waiting for the writer's answer.
+typealias Reply<T> = UnsafeContinuation<Result<T, SessionStoreError>, Never>
+
+/// The store's single writer: it takes every pending request at once, appends their events to the log in
+/// one LMDB transaction with one sync (group commit), applies them to the in-memory overlay, and resumes
+/// each caller once its event is durable under the store's durability setting.
+///
+/// `@unchecked Sendable` invariant: the queue fields are guarded by `queue`; every other mutable field is
+/// touched only on the writer thread (after `start`) or before `start` by the opening thread.
+final class LogWriter: @unchecked Sendable {
+    enum Request: Sendable {
+        case login(Session, Reply<Session>)
+        case logout(IPAddress, LogoutReason, Reply<Logout>)
+        case expire(Timestamp, Reply<[Logout]>)
+        case changeDeviceID(DeviceID, Reply<Int>)
+        case checkpoint(Reply<UInt64>)
+        case hold(String, UInt64, Reply<Void>)
+        case release(String, Reply<Void>)
+        case checkpointDone(Result<UInt64, SessionStoreError>)
+    }
+
+    struct Identity: Sendable {
+        var deviceID: DeviceID
+        var portalGroup: PortalGroup
+        var term: UInt32
+    }
+
+    let files: StoreFiles
+    let overlay: Overlay
+    let configuration: SessionStore.Configuration
+    let logger: Logger
+    private var checkpointer: Checkpointer!
+
+    // Shared with readers.
+    let identity: Mutex<Identity>
+    let status: Mutex<LogStatusState>
+
+    // The queue, guarded by `queue`.
+    private let queue = ConditionLock()
+    private var pending: [Request] = []
+    private var closing = false
+    private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+    private var finished = false
+    private var thread: StoreThread?
+
+    // Writer-thread state.
+    private var lastSequence: UInt64
+    private var checkpointSequence: UInt64
+    private var firstRetained: UInt64?
+    private var holds: [String: UInt64]
+    private var deadlines = DeadlineHeap()
+    private var checkpointWaiters: [(UInt64, Reply<UInt64>)] = []
+    private var checkpointRunning = false
+    private var lastFreeze = monotonicNanoseconds()
+    private var nextExpiry: UInt64
+
+    // Batch scratch space, reused.
+    private var staged: [IPAddress: TableEntry] = [:]
+    private var changes: [(IPAddress, TableEntry)] = []
+    private var countDelta = 0
+    private var buffer: [UInt8] = []
+    private var records: [(sequence: UInt64, range: Range<Int>)] = []
+    private var newDeadlines: [DeadlineHeap.Item] = []
+    private var sequence: UInt64 = 0
+    private var origin: DeviceID
+    private var term: UInt32
+    private var metaChanges: [MetaChange] = []
+
+    private enum MetaChange {
+        case deviceID(DeviceID)
+        case hold(String, UInt64)
+        case release(String)
+        case droppedHold(String, UInt64)
+    }
+
+    private let commitTimer = Metrics.Timer(label: "tandem_commit_duration")
+    private let eventCounter = Counter(label: "tandem_events_total")
+    private let batchRecorder = Recorder(label: "tandem_commit_events")
+    private let holdsDropped = Counter(label: "tandem_log_holds_dropped_total")
+
+    struct LogStatusState: Sendable {
+        var lastSequence: UInt64
+        var checkpointSequence: UInt64
+        var firstRetained: UInt64?
+        var holds: [String: UInt64]
+        var droppedHolds: [String: UInt64]
+    }
+
+    struct Recovered {
+        var identity: Identity
+        var lastSequence: UInt64
+        var checkpointSequence: UInt64
+        var firstRetained: UInt64?
+        var holds: [String: UInt64]
+        var droppedHolds: [String: UInt64]
+        var deadlines: DeadlineHeap
+    }
+
+    init(
+        files: StoreFiles,
+        overlay: Overlay,
+        configuration: SessionStore.Configuration,
+        logger: Logger,
+        recovered: Recovered
+    ) {
+        self.files = files
+        self.overlay = overlay
+        self.configuration = configuration
+        self.logger = logger
+        self.identity = Mutex(recovered.identity)
+        self.lastSequence = recovered.lastSequence
+        self.checkpointSequence = recovered.checkpointSequence
+        self.firstRetained = recovered.firstRetained
+        self.holds = recovered.holds
+        self.deadlines = recovered.deadlines
+        self.origin = recovered.identity.deviceID
+        self.term = recovered.identity.term
+        self.status = Mutex(
+            LogStatusState(
+                lastSequence: recovered.lastSequence,
+                checkpointSequence: recovered.checkpointSequence,
+                firstRetained: recovered.firstRetained,
+                holds: recovered.holds,
+                droppedHolds: recovered.droppedHolds
+            )
+        )
+        let now = monotonicNanoseconds()
+        self.nextExpiry = now + UInt64(configuration.expiryInterval.map { $0.nanoseconds } ?? 0)
+        buffer.reserveCapacity(1 << 20)
+    }
+
+    func start() {
+        checkpointer = Checkpointer(files: files, logger: logger) { [weak self] result in
+            _ = self?.enqueue(.checkpointDone(result), fromStore: true)
+        }
+        checkpointer.start()
+        thread = StoreThread(name: "tandem-writer") { [self] in run() }
+    }
+
+    /// Queues a request; `false` when the store is closing and the request came from a caller.
+    func enqueue(_ request: Request, fromStore: Bool = false) -> Bool {
+        queue.lock()
+        defer { queue.unlock() }
+        if (closing && !fromStore) || finished { return false }
+        pending.append(request)
+        queue.signal()
+        return true
+    }
+
+    /// Queues a caller's request and waits for its answer.
+    func submit<T>(_ make: (Reply<T>) -> Request) async -> Result<T, SessionStoreError> {
+        await withUnsafeContinuation { reply in
+            if !enqueue(make(reply)) { reply.resume(returning: .failure(SessionStoreError(.closed))) }
+        }
+    }
+
+    /// Stops accepting requests, finishes the pending ones, checkpoints everything, and stops the threads.
+    func close() async {
+        await withUnsafeContinuation { (waiter: UnsafeContinuation<Void, Never>) in
+            queue.lock()
+            if finished {
+                queue.unlock()
+                waiter.resume()
+                return
+            }
+            closing = true
+            closeWaiters.append(waiter)
+            queue.signal()
+            queue.unlock()
+        }
+        thread?.join()
+    }
+
+    /// Stops without waiting (the store was released without being closed).
+    func closeWithoutWaiting() {
+        queue.withLock {
+            closing = true
+            queue.signal()
+        }
+    }
+
+    // MARK: - The writer thread
+
+    private func run() {
+        var batch: [Request] = []
+        batch.reserveCapacity(4096)
+        var draining = false
+        while true {
+            queue.lock()
+            while pending.isEmpty && !(closing && !draining) && !truncationPending {
+                let now = monotonicNanoseconds()
+                let wake = nextWake()
+                if wake <= now { break }
+                queue.wait(nanoseconds: Int64(min(wake - now, 1_000_000_000)))
+            }
+            swap(&pending, &batch)
+            let isClosing = closing
+            queue.unlock()
+
+            if !batch.isEmpty {
+                process(batch)
+            } else if truncationPending {
+                beginBatch()
+                var outcomes = Outcomes()
+                commit(&outcomes)
+            }
+            batch.removeAll(keepingCapacity: true)
+            runTimers()
+            if isClosing {
+                draining = true
+                if drainStep() { break }
+            }
+        }
+        checkpointer.stop()
+        queue.lock()
+        finished = true
+        let rejected = pending
+        pending.removeAll()
+        let waiters = closeWaiters
+        closeWaiters.removeAll()
+        queue.unlock()
+        for request in rejected { fail(request, SessionStoreError(.closed)) }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func nextWake() -> UInt64 {
+        var wake = lastFreeze + UInt64(configuration.checkpointInterval.nanoseconds)
+        if configuration.expiryInterval != nil { wake = min(wake, nextExpiry) }
+        return wake
+    }
+
+    private func runTimers() {
+        let now = monotonicNanoseconds()
+        if let interval = configuration.expiryInterval, now >= nextExpiry {
+            nextExpiry = now + UInt64(interval.nanoseconds)
+            expireInBackground()
+        }
+        maybeFreeze(now: now)
+    }
+
+    private func expireInBackground() {
+        beginBatch()
+        var expired: [Logout] = []
+        do {
+            try files.usersEnvironment.read { txn in
+                expired = try stageExpiry(Timestamp.now, limit: 50_000, txn: txn)
+            }
+        } catch {
+            logger.error("session-timeout expiry failed", metadata: ["tandem.error": "\(error)"])
+            return
+        }
+        guard !expired.isEmpty else { return }
+        var outcomes = Outcomes()
+        commit(&outcomes)
+        if let failure = outcomes.failure {
+            logger.error("session-timeout expiry failed", metadata: ["tandem.error": "\(failure)"])
+        } else {
+            logger.debug("sessions expired", metadata: ["tandem.expired": "\(expired.count)"])
+        }
+    }
+
+    /// One step of closing; `true` when everything is checkpointed.
+    private func drainStep() -> Bool {
+        if checkpointRunning { return false }
+        if !overlay.active.isEmpty || overlay.active.throughSequence > checkpointSequence {
+            freeze()
+            return false
+        }
+        return true
+    }
+
+    private func maybeFreeze(now: UInt64) {
+        guard !checkpointRunning else { return }
+        resumeCheckpointWaiters()
+        let active = overlay.active
+        let due = now - lastFreeze >= UInt64(configuration.checkpointInterval.nanoseconds)
+        let pendingPosition = active.throughSequence > checkpointSequence
+        if active.count >= configuration.checkpointThreshold
+            || (due && pendingPosition)
+            || (!checkpointWaiters.isEmpty && pendingPosition)
+        {
+            freeze()
+        } else if due {
+            lastFreeze = now
+        }
+    }
+
+    private func freeze() {
+        guard let frozen = overlay.freeze() else { return }
+        checkpointRunning = true
+        lastFreeze = monotonicNanoseconds()
+        checkpointer.submit(frozen)
+    }
+
+    // MARK: - Batches
+
+    private struct Outcomes {
+        var logins: [(Reply<Session>, Result<Session, SessionStoreError>)] = []
+        var logouts: [(Reply<Logout>, Result<Logout, SessionStoreError>)] = []
+        var expiries: [(Reply<[Logout]>, Result<[Logout], SessionStoreError>)] = []
+        var deviceChanges: [(Reply<Int>, Result<Int, SessionStoreError>)] = []
+        var voids: [(Reply<Void>, Result<Void, SessionStoreError>)] = []
+        var failure: SessionStoreError?
+
+        mutating func failSucceeded(_ error: SessionStoreError) {
+            failure = error
+            logins = logins.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+            logouts = logouts.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+            expiries = expiries.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+            deviceChanges = deviceChanges.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+            voids = voids.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+        }
+
+        func resume() {
+            for (reply, result) in logins { reply.resume(returning: result) }
+            for (reply, result) in logouts { reply.resume(returning: result) }
+            for (reply, result) in expiries { reply.resume(returning: result) }
+            for (reply, result) in deviceChanges { reply.resume(returning: result) }
+            for (reply, result) in voids { reply.resume(returning: result) }
+        }
+    }
+
+    private func beginBatch() {
+        staged.removeAll(keepingCapacity: true)
+        changes.removeAll(keepingCapacity: true)
+        records.removeAll(keepingCapacity: true)
+        newDeadlines.removeAll(keepingCapacity: true)
+        metaChanges.removeAll(keepingCapacity: true)
+        buffer.removeAll(keepingCapacity: true)
+        countDelta = 0
+        sequence = lastSequence
+        origin = identity.withLock { $0.deviceID }
+    }
+
+    private func process(_ batch: [Request]) {
+        beginBatch()
+        var outcomes = Outcomes()
+        outcomes.logins.reserveCapacity(batch.count)
+        var checkpointResults: [Result<UInt64, SessionStoreError>] = []
+        do {
+            try files.usersEnvironment.read { txn in
+                for request in batch {
+                    switch request {
+                    case .login(let session, let reply):
+                        outcomes.logins.append(
+                            (
+                                reply,
+                                Result { () throws(SessionStoreError) in
+                                    try stageLogin(session, txn: txn)
+                                }
+                            )
+                        )
+                    case .logout(let ip, let reason, let reply):
+                        outcomes.logouts.append(
+                            (
+                                reply,
+                                Result { () throws(SessionStoreError) in
+                                    guard let session = try resolve(ip, txn: txn) else {
+                                        throw SessionStoreError(.notOnline(ip))
+                                    }
+                                    return stageLogout(session, reason: reason, time: .now)
+                                }
+                            )
+                        )
+                    case .expire(let now, let reply):
+                        outcomes.expiries.append(
+                            (
+                                reply,
+                                Result { () throws(SessionStoreError) in
+                                    try stageExpiry(now, limit: .max, txn: txn)
+                                }
+                            )
+                        )
+                    case .changeDeviceID(let newID, let reply):
+                        outcomes.deviceChanges.append(
+                            (
+                                reply,
+                                Result { () throws(SessionStoreError) in
+                                    try stageDeviceIDChange(to: newID, txn: txn)
+                                }
+                            )
+                        )
+                    case .checkpoint(let reply):
+                        checkpointWaiters.append((sequence, reply))
+                    case .hold(let name, let position, let reply):
+                        outcomes.voids.append(
+                            (
+                                reply,
+                                Result { () throws(SessionStoreError) in
+                                    let available = firstRetained ?? (lastSequence + 1)
+                                    if position < available {
+                                        throw SessionStoreError(
+                                            .logTruncated(requested: position, firstRetained: available)
+                                        )
+                                    }
+                                    metaChanges.append(.hold(name, position))
+                                }
+                            )
+                        )
+                    case .release(let name, let reply):
+                        metaChanges.append(.release(name))
+                        outcomes.voids.append((reply, .success(())))
+                    case .checkpointDone(let result):
+                        checkpointResults.append(result)
+                    }
+                }
+            }
+        } catch {
+            // The users table could not be read: nothing of this batch is written.
+            let failure = SessionStoreError.storage(error, doing: "reading the users table")
+            beginBatch()
+            outcomes.failSucceeded(failure)
+        }
+        for result in checkpointResults { checkpointCompleted(result) }
+        commit(&outcomes)
+        outcomes.resume()
+    }
+
+    /// Writes the staged records and meta changes, then applies them; on failure, fails the batch's
+    /// successful outcomes and changes nothing.
+    private func commit(_ outcomes: inout Outcomes) {
+        let target = truncationTarget()
+        let mayTruncate = truncationPending
+        guard !records.isEmpty || !metaChanges.isEmpty || mayTruncate else { return }
+        let started = monotonicNanoseconds()
+        let truncationBatch = configuration.truncationBatch
+        let result: (deleted: Int, first: UInt64?)
+        do {
+            result = try files.logEnvironment.write { txn in
+                if !records.isEmpty {
+                    try txn.withCursor(files.log) { cursor in
+                        try buffer.withUnsafeBytes { bytes in
+                            for (sequence, range) in records {
+                                _ = try withUnsafeBytes(of: StoreLayout.sequenceKey(sequence)) { key in
+                                    try cursor.put(
+                                        key: key,
+                                        value: UnsafeRawBufferPointer(rebasing: bytes[range]),
+                                        flags: .append
+                                    )
+                                }
+                            }
+                        }
+                    }
+                    try txn.putMeta(StoreLayout.MetaKey.lastSequence, sequence, in: files.logMeta)
+                }
+                for change in metaChanges {
+                    switch change {
+                    case .deviceID(let id):
+                        try txn.putMeta(StoreLayout.MetaKey.deviceID, UInt64(id.rawValue), in: files.logMeta)
+                    case .hold(let name, let position):
+                        try txn.putMeta(StoreLayout.MetaKey.holdPrefix + name, position, in: files.logMeta)
+                        try txn.deleteMeta(StoreLayout.MetaKey.droppedHoldPrefix + name, in: files.logMeta)
+                    case .release(let name):
+                        try txn.deleteMeta(StoreLayout.MetaKey.holdPrefix + name, in: files.logMeta)
+                    case .droppedHold(let name, let position):
+                        try txn.deleteMeta(StoreLayout.MetaKey.holdPrefix + name, in: files.logMeta)
+                        try txn.putMeta(StoreLayout.MetaKey.droppedHoldPrefix + name, position, in: files.logMeta)
+                    }
+                }
+                guard mayTruncate else { return (0, firstRetained) }
+                return try txn.withCursor(files.log) { cursor in
+                    var deleted = 0
+                    var entry = try cursor.move(.first)
+                    while let (key, _) = entry, deleted < truncationBatch,
+                        let position = StoreLayout.decodeSequenceKey(key), position <= target
+                    {
+                        try cursor.deleteCurrent()
+                        deleted += 1
+                        entry = try cursor.move(.first)
+                    }
+                    return (deleted, entry.flatMap { StoreLayout.decodeSequenceKey($0.key) })
+                }
+            }
+        } catch {
+            let failure = SessionStoreError.storage(error, doing: "appending to the log")
+            logger.error("group commit failed; its callers get the error", metadata: ["tandem.error": "\(failure)"])
+            outcomes.failSucceeded(failure)
+            return
+        }
+        commitTimer.recordNanoseconds(Int64(monotonicNanoseconds() - started))
+        if !records.isEmpty {
+            eventCounter.increment(by: records.count)
+            batchRecorder.record(records.count)
+            if firstRetained == nil { firstRetained = records.first?.sequence }
+        }
+        if result.deleted > 0 || mayTruncate { firstRetained = result.first }
+        // Apply what committed.
+        if !records.isEmpty {
+            overlay.apply(changes, countDelta: countDelta, throughSequence: sequence)
+            lastSequence = sequence
+            for item in newDeadlines { deadlines.push(item) }
+        }
+        var holdsChanged = false
+        for change in metaChanges {
+            switch change {
+            case .deviceID(let id):
+                identity.withLock { $0.deviceID = id }
+            case .hold(let name, let position):
+                holds[name] = position
+                holdsChanged = true
+            case .release(let name), .droppedHold(let name, _):
+                holds[name] = nil
+                holdsChanged = true
+            }
+        }
+        status.withLock { state in
+            state.lastSequence = lastSequence
+            state.firstRetained = firstRetained
+            if holdsChanged {
+                state.holds = holds
+                for case .droppedHold(let name, let position) in metaChanges { state.droppedHolds[name] = position }
+                for case .hold(let name, _) in metaChanges { state.droppedHolds[name] = nil }
+            }
+        }
+        metaChanges.removeAll(keepingCapacity: true)
+        records.removeAll(keepingCapacity: true)
+    }
+
+    /// Whether log entries behind the checkpoint wait to be deleted.
+    private var truncationPending: Bool { (firstRetained ?? .max) <= truncationTarget() }
+
+    private func truncationTarget() -> UInt64 {
+        var target = checkpointSequence
+        if let lowest = holds.values.min() { target = min(target, lowest &- 1) }
+        return lowest(target)
+    }
+
+    private func lowest(_ value: UInt64) -> UInt64 { value == .max ? 0 : value }
+
+    private func checkpointCompleted(_ result: Result<UInt64, SessionStoreError>) {
+        checkpointRunning = false
+        switch result {
+        case .success(let position):
+            overlay.dropFrozen()
+            checkpointSequence = position
+            status.withLock { $0.checkpointSequence = position }
+            deadlines.removeAll { $0.generation.sequence <= position }
+            resumeCheckpointWaiters()
+            enforceQuota()
+        case .failure(let error):
+            for (_, reply) in checkpointWaiters { reply.resume(returning: .failure(error)) }
+            checkpointWaiters.removeAll()
+        }
+    }
+
+    /// Resumes the `checkpoint()` callers whose position the users table on disk has reached.
+    private func resumeCheckpointWaiters() {
+        guard checkpointWaiters.contains(where: { $0.0 <= checkpointSequence }) else { return }
+        let ready = checkpointWaiters.filter { $0.0 <= checkpointSequence }
+        checkpointWaiters.removeAll { $0.0 <= checkpointSequence }
+        for (_, reply) in ready { reply.resume(returning: .success(checkpointSequence)) }
+    }
+
+    /// Drops the holds that keep the log above its quota, loudly.
+    private func enforceQuota() {
+        guard let lowestHold = holds.values.min(), lowestHold <= checkpointSequence else { return }
+        let bytes =
+            (try? files.logEnvironment.read { txn in
+                let stats = try txn.statistics(files.log)
+                return (stats.branchPages + stats.leafPages + stats.overflowPages) * stats.pageSize
+            }) ?? 0
+        guard bytes > configuration.logQuotaBytes else { return }
+        for (name, position) in holds where position <= checkpointSequence {
+            holdsDropped.increment()
+            logger.error(
+                "the log exceeded its quota: dropping the hold of '\(name)', which must now resynchronize in full",
+                metadata: [
+                    "tandem.log.bytes": "\(bytes)", "tandem.log.quota_bytes": "\(configuration.logQuotaBytes)",
+                    "tandem.hold.name": "\(name)", "tandem.hold.sequence": "\(position)",
+                ]
+            )
+            metaChanges.append(.droppedHold(name, position))
+        }
+    }
+
+    // MARK: - Staging (validation against the current state; nothing is applied until commit)
+
+    private func resolve(_ ip: IPAddress, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session? {
+        if let entry = staged[ip] { return entry.session }
+        if let entry = overlay.writerEntry(for: ip) { return entry.session }
+        do {
+            return try files.baseSession(ip, in: txn)
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the users table")
+        }
+    }
+
+    private func emit(_ event: Event, time: Timestamp) {
+        let start = buffer.count
+        RecordCodec.encode(
+            LogRecord(sequence: sequence, term: term, origin: origin, time: time, event: event),
+            into: &buffer
+        )
+        records.append((sequence, start..<buffer.count))
+    }
+
+    private func stage(_ ip: IPAddress, _ entry: TableEntry, delta: Int) {
+        staged[ip] = entry
+        changes.append((ip, entry))
+        countDelta += delta
+    }
+
+    private func stageLogin(_ session: Session, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session {
+        guard session.owner == origin else {
+            throw SessionStoreError(
+                .invalidArgument(
+                    "owner: the session is owned by device \(session.owner), but this store is device \(origin); "
+                        + "log users in on the device that owns them"
+                )
+            )
+        }
+        if let current = try resolve(session.ip, txn: txn) {
+            throw SessionStoreError(.alreadyOnline(session.ip, userName: current.userName))
+        }
+        sequence += 1
+        var stored = session
+        stored.generation = Generation(term: term, sequence: sequence)
+        emit(.login(stored), time: .now)
+        stage(stored.ip, .online(stored), delta: 1)
+        if let deadline = stored.deadline {
+            newDeadlines.append(.init(deadline: deadline, ip: stored.ip, generation: stored.generation))
+        }
+        return stored
+    }
+
+    private func stageLogout(_ session: Session, reason: LogoutReason, time: Timestamp) -> Logout {
+        sequence += 1
+        let logout = Logout(
+            ip: session.ip,
+            mac: session.mac,
+            userName: session.userName,
+            owner: session.owner,
+            generation: session.generation,
+            reason: reason
+        )
+        emit(.logout(logout), time: time)
+        stage(session.ip, .offline(session.generation), delta: -1)
+        return logout
+    }
+
+    private func stageExpiry(
+        _ now: Timestamp,
+        limit: Int,
+        txn: borrowing ReadTransaction
+    ) throws(SessionStoreError)
+        -> [Logout]
+    {
+        var expired: [Logout] = []
+        while expired.count < limit, let top = deadlines.first, top.deadline <= now {
+            _ = deadlines.pop()
+            try expire(top.ip, generation: top.generation, now: now, txn: txn, into: &expired)
+        }
+        var due: [IPAddress] = []
+        do {
+            try txn.withCursor(files.byDeadline) { cursor in
+                var entry = try cursor.move(.first)
+                while let (key, _) = entry, due.count < max(limit - expired.count, 0),
+                    let (deadline, ip) = StoreLayout.decodeDeadlineKey(key), deadline <= now
+                {
+                    due.append(ip)
+                    entry = try cursor.move(.next)
+                }
+            }
+        } catch {
+            throw SessionStoreError.storage(error, doing: "scanning session deadlines")
+        }
+        for ip in due where expired.count < limit {
+            try expire(ip, generation: nil, now: now, txn: txn, into: &expired)
+        }
+        return expired
+    }
+
+    private func expire(
+        _ ip: IPAddress,
+        generation: Generation?,
+        now: Timestamp,
+        txn: borrowing ReadTransaction,
+        into expired: inout [Logout]
+    ) throws(SessionStoreError) {
+        guard let session = try resolve(ip, txn: txn), let deadline = session.deadline, deadline <= now,
+            generation == nil || generation == session.generation
+        else { return }
+        expired.append(stageLogout(session, reason: .sessionTimeout, time: now))
+    }
+
+    private func stageDeviceIDChange(
+        to newID: DeviceID,
+        txn: borrowing ReadTransaction
+    ) throws(SessionStoreError)
+        -> Int
+    {
+        guard newID != origin else { throw SessionStoreError(.sameDeviceID(newID)) }
+        var online: [Session] = []
+        do {
+            try txn.withCursor(files.users) { cursor in
+                var entry = try cursor.move(.first)
+                while let (key, value) = entry {
+                    let ip = IPAddress(bytes: key)
+                    if staged[ip] == nil && overlay.writerEntry(for: ip) == nil {
+                        online.append(try decodeStoredSession(value, ip: ip))
+                    }
+                    entry = try cursor.move(.next)
+                }
+            }
+        } catch let error as SessionStoreError {
+            throw error
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the users table")
+        }
+        let active = overlay.active
+        let frozen = overlay.frozen
+        for (ip, entry) in active.entries where staged[ip] == nil {
+            if let session = entry.session { online.append(session) }
+        }
+        if let frozen {
+            for (ip, entry) in frozen.entries where staged[ip] == nil && active[ip] == nil {
+                if let session = entry.session { online.append(session) }
+            }
+        }
+        for (_, entry) in staged { if let session = entry.session { online.append(session) } }
+        let now = Timestamp.now
+        for session in online { _ = stageLogout(session, reason: .deviceIDChange, time: now) }
+        sequence += 1
+        emit(.deviceIDChanged(from: origin, to: newID), time: now)
+        metaChanges.append(.deviceID(newID))
+        origin = newID
+        logger.info(
+            "device ID changed; every online user was logged off",
+            metadata: ["tandem.device_id": "\(newID)", "tandem.logged_off": "\(online.count)"]
+        )
+        return online.count
+    }
+
+    private func fail(_ request: Request, _ error: SessionStoreError) {
+        switch request {
+        case .login(_, let reply): reply.resume(returning: .failure(error))
+        case .logout(_, _, let reply): reply.resume(returning: .failure(error))
+        case .expire(_, let reply): reply.resume(returning: .failure(error))
+        case .changeDeviceID(_, let reply): reply.resume(returning: .failure(error))
+        case .checkpoint(let reply): reply.resume(returning: .failure(error))
+        case .hold(_, _, let reply): reply.resume(returning: .failure(error))
+        case .release(_, let reply): reply.resume(returning: .failure(error))
+        case .checkpointDone: break
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,81 @@
+import Synchronization
+
+/// The users table's in-memory layers over the copy on disk: the active change set that the writer applies
+/// committed events to, and the frozen one that the checkpointer is writing to disk.
+///
+/// `@unchecked Sendable` invariant: `active`, `frozen` and the counters change only on the writer thread,
+/// always with `lock` held. The writer reads them without the lock (nothing else writes them); every other
+/// thread reads them with `lock` held.
+final class Overlay: @unchecked Sendable {
+    private let lock = Mutex(())
+    private(set) var active = ChangeSet()
+    private(set) var frozen: ChangeSet?
+    /// Change sets handed to the checkpointer so far.
+    private(set) var handedOff: UInt64 = 0
+    /// Change sets whose checkpoint committed and that were dropped from memory.
+    private(set) var dropped: UInt64 = 0
+    /// Users online, kept by the writer.
+    let onlineCount = Atomic<Int>(0)
+
+    /// The entry for `ip` in memory, newest layer first. Called by readers.
+    func entry(for ip: IPAddress) -> TableEntry? {
+        lock.withLock { _ in active[ip] ?? frozen?[ip] }
+    }
+
+    /// Runs `body` with the lock held, for readers that need several values at one instant.
+    func withLock<R>(_ body: (borrowing ChangeSet, borrowing ChangeSet?, UInt64, UInt64) throws -> R) rethrows -> R {
+        try lock.withLock { _ in try body(active, frozen, handedOff, dropped) }
+    }
+
+    /// The entry for `ip` as the writer sees it, without the lock.
+    func writerEntry(for ip: IPAddress) -> TableEntry? {
+        active[ip] ?? frozen?[ip]
+    }
+
+    // MARK: writer thread only
+
+    func apply(_ changes: some Sequence<(IPAddress, TableEntry)>, countDelta: Int, throughSequence: UInt64) {
+        lock.withLock { _ in
+            for (ip, entry) in changes { active.set(ip, entry) }
+            active.throughSequence = throughSequence
+        }
+        if countDelta != 0 { onlineCount.add(countDelta, ordering: .relaxed) }
+    }
+
+    func setThroughSequence(_ sequence: UInt64) {
+        lock.withLock { _ in active.throughSequence = sequence }
+    }
+
+    /// Moves the active set to frozen for the checkpointer; returns it, or `nil` when one is already frozen.
+    func freeze() -> ChangeSet? {
+        lock.withLock { _ -> ChangeSet? in
+            guard frozen == nil else { return nil }
+            let through = active.throughSequence
+            frozen = active
+            active = ChangeSet()
+            active.throughSequence = through
+            handedOff += 1
+            return frozen
+        }
+    }
+
+    func replaceActive(_ changes: ChangeSet) {
+        lock.withLock { _ in active = changes }
+    }
+
+    /// Drops the frozen set once its checkpoint has committed.
+    func dropFrozen() {
+        lock.withLock { _ in
+            frozen = nil
+            dropped += 1
+        }
+    }
+}
+
+extension Overlay {
+    /// Loads what recovery replayed, before the writer starts.
+    func load(_ changes: ChangeSet, count: Int) {
+        replaceActive(changes)
+        onlineCount.store(count, ordering: .relaxed)
+    }
+}

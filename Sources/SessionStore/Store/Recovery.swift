@@ -1,0 +1,166 @@
+import LMDB
+import Logging
+
+/// Opening a store: its identity checked or recorded, and the log after the last checkpoint replayed.
+struct Recovery {
+    let files: StoreFiles
+    let logger: Logger
+
+    init(files: StoreFiles, logger: Logger) throws(SessionStoreError) {
+        self.files = files
+        self.logger = logger
+    }
+
+    /// Checks the stored identity against `configuration`, or records it in a new store.
+    func establishIdentity(
+        configuration: SessionStore.Configuration
+    ) throws(SessionStoreError)
+        -> LogWriter.Identity
+    {
+        do {
+            return try files.logEnvironment.write { txn in
+                let meta = files.logMeta
+                guard let format = try txn.metaUInt64(StoreLayout.MetaKey.format, in: meta) else {
+                    try txn.putMeta(StoreLayout.MetaKey.format, UInt64(StoreLayout.formatVersion), in: meta)
+                    try txn.putMeta(StoreLayout.MetaKey.deviceID, UInt64(configuration.deviceID.rawValue), in: meta)
+                    try txn.putMeta(StoreLayout.MetaKey.portalGroup, configuration.portalGroup.name, in: meta)
+                    try txn.putMeta(StoreLayout.MetaKey.term, 1, in: meta)
+                    return LogWriter.Identity(
+                        deviceID: configuration.deviceID,
+                        portalGroup: configuration.portalGroup,
+                        term: 1
+                    )
+                }
+                guard format <= StoreLayout.formatVersion else {
+                    throw SessionStoreError(
+                        .unsupportedFormat(
+                            path: files.path,
+                            found: UInt32(truncatingIfNeeded: format),
+                            supported: StoreLayout.formatVersion
+                        )
+                    )
+                }
+                let identity = try Self.readIdentity(txn, meta: meta)
+                guard identity.deviceID == configuration.deviceID else {
+                    throw SessionStoreError(
+                        .deviceIDMismatch(
+                            path: files.path,
+                            stored: identity.deviceID,
+                            requested: configuration.deviceID
+                        )
+                    )
+                }
+                guard identity.portalGroup == configuration.portalGroup else {
+                    throw SessionStoreError(
+                        .portalGroupMismatch(
+                            path: files.path,
+                            stored: identity.portalGroup,
+                            requested: configuration.portalGroup
+                        )
+                    )
+                }
+                return identity
+            }
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the store's identity")
+        }
+    }
+
+    static func readIdentity(
+        _ txn: borrowing some TransactionProtocol & ~Copyable,
+        meta: Database
+    ) throws
+        -> LogWriter.Identity
+    {
+        guard let rawID = try txn.metaUInt64(StoreLayout.MetaKey.deviceID, in: meta),
+            let deviceID = try? DeviceID(Int(rawID))
+        else {
+            throw SessionStoreError(
+                .corruptMetadata(key: StoreLayout.MetaKey.deviceID, detail: "missing or out of range")
+            )
+        }
+        guard let groupName = try txn.metaString(StoreLayout.MetaKey.portalGroup, in: meta),
+            let group = try? PortalGroup(groupName)
+        else {
+            throw SessionStoreError(
+                .corruptMetadata(key: StoreLayout.MetaKey.portalGroup, detail: "missing or invalid")
+            )
+        }
+        let term = try txn.metaUInt64(StoreLayout.MetaKey.term, in: meta) ?? 1
+        return LogWriter.Identity(deviceID: deviceID, portalGroup: group, term: UInt32(truncatingIfNeeded: term))
+    }
+
+    /// Loads the in-memory layer with the events logged after the last checkpoint, and returns where the
+    /// log stands.
+    func replay(into overlay: Overlay, identity: LogWriter.Identity) throws(SessionStoreError) -> LogWriter.Recovered {
+        do {
+            return try files.usersEnvironment.read { usersTxn in
+                let checkpoint =
+                    try usersTxn.metaUInt64(StoreLayout.MetaKey.checkpointSequence, in: files.usersMeta) ?? 0
+                let baseCount = try usersTxn.statistics(files.users).entries
+                return try files.logEnvironment.read { logTxn in
+                    let meta = files.logMeta
+                    let lastLogged = try logTxn.metaUInt64(StoreLayout.MetaKey.lastSequence, in: meta) ?? 0
+                    var changes = ChangeSet()
+                    var count = baseCount
+                    var deadlines = DeadlineHeap()
+                    var expected = checkpoint + 1
+                    var replayed = 0
+                    try logTxn.withCursor(files.log) { cursor in
+                        var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(expected)) {
+                            try cursor.seek(atLeast: $0)
+                        }
+                        while let (key, value) = entry {
+                            let record = try decodeLogEntry(key: key, value: value)
+                            guard record.sequence == expected else {
+                                throw SessionStoreError(
+                                    .logGap(checkpoint: expected - 1, firstRetained: record.sequence)
+                                )
+                            }
+                            if let ip = record.event.address {
+                                let current = try changes[ip].map { $0.session } ?? files.baseSession(ip, in: usersTxn)
+                                if let (ip, entry) = ApplyRule.change(for: record.event, current: current) {
+                                    count += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)
+                                    changes.set(ip, entry)
+                                    if let session = entry.session, let deadline = session.deadline {
+                                        deadlines.push(
+                                            .init(deadline: deadline, ip: ip, generation: session.generation)
+                                        )
+                                    }
+                                }
+                            }
+                            expected += 1
+                            replayed += 1
+                            entry = try cursor.move(.next)
+                        }
+                    }
+                    if lastLogged >= expected {
+                        throw SessionStoreError(.logGap(checkpoint: expected - 1, firstRetained: lastLogged))
+                    }
+                    let lastSequence = max(lastLogged, expected - 1)
+                    changes.throughSequence = lastSequence
+                    overlay.load(changes, count: count)
+                    if replayed > 0 {
+                        logger.info(
+                            "replayed the log after the last checkpoint",
+                            metadata: ["tandem.replayed": "\(replayed)", "tandem.checkpoint.sequence": "\(checkpoint)"]
+                        )
+                    }
+                    let holds = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.holdPrefix, in: meta)
+                    let dropped = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.droppedHoldPrefix, in: meta)
+                    return LogWriter.Recovered(
+                        identity: identity,
+                        lastSequence: lastSequence,
+                        checkpointSequence: checkpoint,
+                        firstRetained: try files.firstLogSequence(in: logTxn),
+                        holds: Dictionary(holds, uniquingKeysWith: { $1 }),
+                        droppedHolds: Dictionary(dropped, uniquingKeysWith: { $1 }),
+                        deadlines: deadlines
+                    )
+                }
+            }
+        } catch {
+            throw SessionStoreError.storage(error, doing: "replaying the log")
+        }
+    }
+}

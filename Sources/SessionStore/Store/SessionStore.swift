@@ -1,0 +1,474 @@
+import LMDB
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A log-structured store of the online portal users of one device.
+///
+/// Every change is an event appended to the device's log; the users table (lookups by address, MAC and
+/// user name) reflects every committed event. Writes from any number of concurrent callers are
+/// group-committed: one LMDB transaction and one sync carry all the events pending at that moment, and each
+/// caller resumes once its own event is durable under the store's ``Durability``.
+///
+/// ```swift
+/// let store = try SessionStore.open(
+///     at: "/var/lib/portal/tandem",
+///     configuration: .init(deviceID: 1, portalGroup: "campus"))
+/// let session = try await store.login(Session(
+///     ip: IPAddress("10.1.2.3")!, mac: MACAddress("00:11:22:33:44:55")!, userName: "alice",
+///     vlan: 100, accessInterface: "GigabitEthernet1/0/1", portalGroup: "campus", owner: 1,
+///     sessionTimeout: 3600))
+/// let found = try store.session(for: session.ip)   // the session, with its generation
+/// try await store.logout(session.ip, reason: .user)
+/// await store.close()
+/// ```
+///
+/// Lookups are synchronous and never wait for the writer. Writes are `async`, and a write that has been
+/// submitted completes even if its task is cancelled. Close the store with ``close()`` to checkpoint it,
+/// so that the next open has nothing to replay.
+public final class SessionStore: Sendable {
+    /// The directory that holds the store.
+    public let path: String
+    /// The configuration the store was opened with.
+    public let configuration: Configuration
+    private let files: StoreFiles
+    private let overlay: Overlay
+    private let writer: LogWriter
+
+    private init(path: String, configuration: Configuration, files: StoreFiles, overlay: Overlay, writer: LogWriter) {
+        self.path = path
+        self.configuration = configuration
+        self.files = files
+        self.overlay = overlay
+        self.writer = writer
+    }
+
+    deinit {
+        writer.closeWithoutWaiting()
+    }
+
+    // MARK: - Opening
+
+    /// Opens the store in directory `path`, creating it when it does not exist.
+    ///
+    /// After a crash, opening restores exactly the committed state: the users table as of its last
+    /// checkpoint plus the events logged after it, replayed in memory.
+    ///
+    /// - Parameters:
+    ///   - path: the store's directory; its parent must exist.
+    ///   - configuration: the device ID, the portal group and the tuning of the store.
+    ///   - logger: where the store logs (at `.info` and below, errors at `.error`).
+    /// - Returns: the open store, ready for reads and writes.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/deviceIDMismatch`` or
+    ///   ``SessionStoreError/Kind/portalGroupMismatch`` when the store belongs to another device or group,
+    ///   ``SessionStoreError/Kind/notAStore`` when `path` is something else, and
+    ///   ``SessionStoreError/Kind/storage`` when the files cannot be opened.
+    public static func open(
+        at path: String,
+        configuration: Configuration,
+        logger: Logger = Logger(label: "tandem.store")
+    ) throws(SessionStoreError) -> SessionStore {
+        try prepareDirectory(path)
+        let files: StoreFiles
+        do {
+            files = try StoreFiles(
+                path: path,
+                durability: configuration.durability,
+                initialMapSize: configuration.initialMapSize,
+                readOnly: false
+            )
+        } catch {
+            throw SessionStoreError.storage(error, doing: "opening the store at \(path)")
+        }
+        let recovery = try Recovery(files: files, logger: logger)
+        let identity = try recovery.establishIdentity(configuration: configuration)
+        let overlay = Overlay()
+        let recovered = try recovery.replay(into: overlay, identity: identity)
+        let writer = LogWriter(
+            files: files,
+            overlay: overlay,
+            configuration: configuration,
+            logger: logger,
+            recovered: recovered
+        )
+        writer.start()
+        logger.info(
+            "session store open",
+            metadata: [
+                "tandem.path": "\(path)", "tandem.device_id": "\(identity.deviceID)",
+                "tandem.users": "\(overlay.onlineCount.load(ordering: .relaxed))",
+                "tandem.log.last_sequence": "\(recovered.lastSequence)",
+                "tandem.checkpoint.sequence": "\(recovered.checkpointSequence)",
+            ]
+        )
+        return SessionStore(path: path, configuration: configuration, files: files, overlay: overlay, writer: writer)
+    }
+
+    private static func prepareDirectory(_ path: String) throws(SessionStoreError) {
+        var info = stat()
+        if stat(path, &info) != 0 {
+            guard mkdir(path, 0o755) == 0 else {
+                throw SessionStoreError(
+                    .notAStore(path: path, detail: "cannot create the directory: \(String(cString: strerror(errno)))")
+                )
+            }
+            return
+        }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw SessionStoreError(.notAStore(path: path, detail: "it is a file, not a directory"))
+        }
+        let hasLog = access(path + "/" + StoreLayout.logFile, F_OK) == 0
+        let hasUsers = access(path + "/" + StoreLayout.usersFile, F_OK) == 0
+        if hasLog != hasUsers {
+            let missing = hasLog ? StoreLayout.usersFile : StoreLayout.logFile
+            throw SessionStoreError(
+                .notAStore(path: path, detail: "\(missing) is missing; restore the whole directory from a backup")
+            )
+        }
+    }
+
+    /// Closes the store: pending writes finish, everything in memory is checkpointed into the users table,
+    /// and the store's threads stop. Later calls fail with ``SessionStoreError/Kind/closed``.
+    public func close() async {
+        await writer.close()
+    }
+
+    // MARK: - Identity
+
+    /// This device's ID (R4).
+    public var deviceID: DeviceID { writer.identity.withLock { $0.deviceID } }
+    /// The portal group this store backs up (R5).
+    public var portalGroup: PortalGroup { writer.identity.withLock { $0.portalGroup } }
+    /// The current term; promotion raises it.
+    public var term: UInt32 { writer.identity.withLock { $0.term } }
+
+    // MARK: - Writes
+
+    /// Logs a user in.
+    ///
+    /// - Parameter session: the new session; its ``Session/owner`` must be this device, and its
+    ///   ``Session/generation`` is assigned by the store.
+    /// - Returns: the session as stored, with its generation.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/invalidSession`` (with the field),
+    ///   ``SessionStoreError/Kind/foreignPortalGroup``, ``SessionStoreError/Kind/alreadyOnline``,
+    ///   ``SessionStoreError/Kind/storage`` (nothing was stored) or ``SessionStoreError/Kind/closed``.
+    @discardableResult
+    public func login(_ session: Session) async throws(SessionStoreError) -> Session {
+        do {
+            try session.validate(statefulFailover: configuration.statefulFailover)
+        } catch {
+            throw SessionStoreError(.invalidSession(error))
+        }
+        guard session.portalGroup == configuration.portalGroup else {
+            throw SessionStoreError(.foreignPortalGroup(session: session.portalGroup, store: configuration.portalGroup))
+        }
+        return try await writer.submit { .login(session, $0) }.get()
+    }
+
+    /// Logs the user at `ip` off (R7), whichever way the logoff came.
+    ///
+    /// - Parameters:
+    ///   - ip: the address of the online user.
+    ///   - reason: who or what logged the user off; it is kept in the log.
+    /// - Returns: the logout as logged.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/notOnline``,
+    ///   ``SessionStoreError/Kind/storage`` or ``SessionStoreError/Kind/closed``.
+    @discardableResult
+    public func logout(_ ip: IPAddress, reason: LogoutReason) async throws(SessionStoreError) -> Logout {
+        try await writer.submit { .logout(ip, reason, $0) }.get()
+    }
+
+    /// Logs out every session whose session-timeout deadline is at or before `now`, with reason
+    /// ``LogoutReason/sessionTimeout``. The store also does this by itself every
+    /// ``Configuration/expiryInterval``.
+    ///
+    /// - Parameter now: the time to compare deadlines with.
+    /// - Returns: the logouts logged.
+    @discardableResult
+    public func expireSessions(asOf now: Timestamp = .now) async throws(SessionStoreError) -> [Logout] {
+        try await writer.submit { .expire(now, $0) }.get()
+    }
+
+    /// Changes this device's ID (R4). Every online user is logged off through logged events (reason
+    /// ``LogoutReason/deviceIDChange``), followed by a device-ID change event, all in one commit.
+    ///
+    /// Save the controller's configuration and restart the device afterwards (R11), opening the store with
+    /// the new ID.
+    ///
+    /// - Parameter newID: the new device ID.
+    /// - Returns: how many users were logged off.
+    @discardableResult
+    public func changeDeviceID(to newID: DeviceID) async throws(SessionStoreError) -> Int {
+        try await writer.submit { .changeDeviceID(newID, $0) }.get()
+    }
+
+    /// Writes everything committed so far into the users table on disk.
+    ///
+    /// - Returns: the log position the users table is checkpointed through.
+    @discardableResult
+    public func checkpoint() async throws(SessionStoreError) -> UInt64 {
+        try await writer.submit { .checkpoint($0) }.get()
+    }
+
+    // MARK: - Lookups
+
+    /// The number of online users.
+    public var count: Int { overlay.onlineCount.load(ordering: .relaxed) }
+
+    /// The online session at `ip`, or `nil`.
+    public func session(for ip: IPAddress) throws(SessionStoreError) -> Session? {
+        // A miss in memory means the address last changed in a checkpoint that committed before this
+        // moment, which the read transaction opened next sees.
+        if let entry = overlay.entry(for: ip) { return entry.session }
+        do {
+            return try files.usersEnvironment.read { txn in try files.baseSession(ip, in: txn) }
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the users table")
+        }
+    }
+
+    /// The online sessions with MAC address `mac`, in address order.
+    public func sessions(withMAC mac: MACAddress) throws(SessionStoreError) -> [Session] {
+        try indexedLookup(
+            indexKey: withUnsafeBytes(of: StoreLayout.macKey(mac)) { Array($0) },
+            index: files.byMAC,
+            candidates: { $0.macCandidates[mac] ?? [] },
+            matches: { $0.mac == mac }
+        )
+    }
+
+    /// The online sessions of user `userName`, in address order.
+    public func sessions(withUserName userName: String) throws(SessionStoreError) -> [Session] {
+        try indexedLookup(
+            indexKey: Array(userName.utf8),
+            index: files.byUserName,
+            candidates: { $0.userNameCandidates[userName] ?? [] },
+            matches: { $0.userName == userName }
+        )
+    }
+
+    private func indexedLookup(
+        indexKey: [UInt8],
+        index: Database,
+        candidates: (borrowing ChangeSet) -> [IPAddress],
+        matches: (Session) -> Bool
+    ) throws(SessionStoreError) -> [Session] {
+        do {
+            while true {
+                let droppedBefore = overlay.withLock { _, _, _, dropped in dropped }
+                let found: [Session]? = try files.usersEnvironment.read { txn in
+                    let fromDisk = try indexKey.withUnsafeBytes {
+                        try files.indexedAddresses($0, in: index, txn: txn)
+                    }
+                    // Candidates and their in-memory entries at one instant; retried if a checkpoint was
+                    // dropped since the read transaction began, so memory and disk fit together.
+                    let memory: (Set<IPAddress>, [IPAddress: TableEntry])? = overlay.withLock {
+                        active,
+                        frozen,
+                        _,
+                        dropped in
+                        guard dropped == droppedBefore else { return nil }
+                        var all = Set(fromDisk)
+                        all.formUnion(candidates(active))
+                        if let frozen { all.formUnion(candidates(frozen)) }
+                        var entries: [IPAddress: TableEntry] = [:]
+                        for ip in all { if let entry = active[ip] ?? frozen?[ip] { entries[ip] = entry } }
+                        return (all, entries)
+                    }
+                    guard let (all, entries) = memory else { return nil }
+                    var sessions: [Session] = []
+                    for ip in all.sorted() {
+                        let session = try entries[ip].map { $0.session } ?? files.baseSession(ip, in: txn)
+                        if let session, matches(session) { sessions.append(session) }
+                    }
+                    return sessions
+                }
+                if let found { return found }
+            }
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the users table")
+        }
+    }
+
+    /// Calls `body` with every online session, in address order, as of one instant.
+    ///
+    /// The walk reads a snapshot: writes go on meanwhile, unseen by it.
+    ///
+    /// - Parameter body: called once per session; a throw stops the walk and is rethrown.
+    public func forEachSession(_ body: (Session) throws -> Void) throws {
+        while true {
+            let (active, frozen, handedOff) = overlay.withLock { active, frozen, handedOff, _ in
+                (copy active, copy frozen, handedOff)
+            }
+            let done: Bool = try files.usersEnvironment.read { txn in
+                // The snapshot holds at most the checkpoint of `frozen`; retry if a newer one started before it.
+                guard overlay.withLock({ _, _, handed, _ in handed }) == handedOff else { return false }
+                var memory: [(IPAddress, TableEntry)] = []
+                memory.reserveCapacity(active.count + (frozen?.count ?? 0))
+                for (ip, entry) in active.entries { memory.append((ip, entry)) }
+                if let frozen {
+                    for (ip, entry) in frozen.entries where active[ip] == nil { memory.append((ip, entry)) }
+                }
+                memory.sort { $0.0 < $1.0 }
+                var next = 0
+                try txn.withCursor(files.users) { cursor in
+                    var entry = try cursor.move(.first)
+                    while let (key, value) = entry {
+                        let ip = IPAddress(bytes: key)
+                        while next < memory.count, memory[next].0 < ip {
+                            if let session = memory[next].1.session { try body(session) }
+                            next += 1
+                        }
+                        if next < memory.count, memory[next].0 == ip {
+                            if let session = memory[next].1.session { try body(session) }
+                            next += 1
+                        } else {
+                            try body(try decodeStoredSession(value, ip: ip))
+                        }
+                        entry = try cursor.move(.next)
+                    }
+                }
+                while next < memory.count {
+                    if let session = memory[next].1.session { try body(session) }
+                    next += 1
+                }
+                return true
+            }
+            if done { return }
+        }
+    }
+
+    /// Every online session, in address order (a convenience over ``forEachSession(_:)``).
+    public func allSessions() throws -> [Session] {
+        var sessions: [Session] = []
+        sessions.reserveCapacity(count)
+        try forEachSession { sessions.append($0) }
+        return sessions
+    }
+
+    // MARK: - The log
+
+    /// Calls `body` with each retained log record from sequence `first` through `last`, in order.
+    ///
+    /// - Parameters:
+    ///   - first: the first sequence wanted.
+    ///   - last: the last sequence wanted.
+    ///   - body: called once per record; return `false` to stop.
+    public func forEachLogRecord(
+        from first: UInt64 = 0,
+        through last: UInt64 = .max,
+        _ body: (LogRecord) throws -> Bool
+    ) throws {
+        try files.logEnvironment.read { txn in
+            try txn.withCursor(files.log) { cursor in
+                var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(first)) { try cursor.seek(atLeast: $0) }
+                while let (key, value) = entry {
+                    let record = try decodeLogEntry(key: key, value: value)
+                    guard record.sequence <= last, try body(record) else { return }
+                    entry = try cursor.move(.next)
+                }
+            }
+        }
+    }
+
+    /// Keeps log records from sequence `first` on until ``releaseLog(_:)``, for a reader such as a peer
+    /// that has not yet acknowledged them. Holds survive restarts. Past
+    /// ``Configuration/logQuotaBytes`` a hold is dropped loudly and listed in ``LogStatus/droppedHolds``.
+    ///
+    /// - Parameters:
+    ///   - name: the holder's name; a second hold of the same name moves it.
+    ///   - first: the first sequence to keep.
+    /// - Throws: ``SessionStoreError/Kind/logTruncated`` when the log no longer holds `first`.
+    public func holdLog(_ name: String, from first: UInt64) async throws(SessionStoreError) {
+        try await writer.submit { .hold(name, first, $0) }.get()
+    }
+
+    /// Releases a hold taken with ``holdLog(_:from:)``.
+    public func releaseLog(_ name: String) async throws(SessionStoreError) {
+        try await writer.submit { .release(name, $0) }.get()
+    }
+
+    /// Where the log stands.
+    public var logStatus: LogStatus {
+        let state = writer.status.withLock { $0 }
+        let bytes =
+            (try? files.logEnvironment.read { txn in
+                let stats = try txn.statistics(files.log)
+                return (stats.branchPages + stats.leafPages + stats.overflowPages) * stats.pageSize
+            }) ?? 0
+        return LogStatus(
+            lastSequence: state.lastSequence,
+            checkpointSequence: state.checkpointSequence,
+            firstRetainedSequence: state.firstRetained,
+            holds: state.holds,
+            droppedHolds: state.droppedHolds,
+            logBytes: bytes,
+            quotaBytes: configuration.logQuotaBytes
+        )
+    }
+
+    /// The bytes the store's files take on disk.
+    public var diskUsage: DiskUsage {
+        func size(_ file: String) -> Int {
+            var info = stat()
+            return stat(path + "/" + file, &info) == 0 ? Int(info.st_blocks) * 512 : 0
+        }
+        return DiskUsage(logBytes: size(StoreLayout.logFile), usersBytes: size(StoreLayout.usersFile))
+    }
+
+    /// Writes a compacted, consistent copy of the store into directory `destination`, which must not
+    /// exist. The copy opens as a store of its own (a backup, or a copy for `tandem log` to inspect).
+    ///
+    /// - Parameter destination: the directory to create.
+    public func copy(to destination: String) async throws(SessionStoreError) {
+        guard mkdir(destination, 0o755) == 0 else {
+            throw SessionStoreError(
+                .invalidArgument("cannot create \(destination): \(String(cString: strerror(errno)))")
+            )
+        }
+        // Hold the log behind the checkpoint copied, so the log copied next still continues it.
+        let holdName = "copy-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let checkpointed = writer.status.withLock { $0.checkpointSequence }
+        try await holdLog(holdName, from: checkpointed + 1)
+        do {
+            try files.usersEnvironment.copy(to: destination + "/" + StoreLayout.usersFile, compact: true)
+            try files.logEnvironment.copy(to: destination + "/" + StoreLayout.logFile, compact: true)
+        } catch {
+            try? await releaseLog(holdName)
+            throw SessionStoreError.storage(error, doing: "copying the store to \(destination)")
+        }
+        try await releaseLog(holdName)
+    }
+}
+
+/// Where a store's log stands.
+public struct LogStatus: Sendable, Hashable {
+    /// The sequence of the last event logged (0 when none was).
+    public var lastSequence: UInt64
+    /// The sequence the users table on disk is checkpointed through.
+    public var checkpointSequence: UInt64
+    /// The first sequence still in the log, or `nil` when the log holds nothing.
+    public var firstRetainedSequence: UInt64?
+    /// The holds keeping the log, by holder: the first sequence each needs.
+    public var holds: [String: UInt64]
+    /// Holds dropped because the log passed its quota: their holders must resynchronize in full.
+    public var droppedHolds: [String: UInt64]
+    /// The bytes the retained log takes.
+    public var logBytes: Int
+    /// The most log kept for holders.
+    public var quotaBytes: Int
+}
+
+/// The bytes a store's files take on disk.
+public struct DiskUsage: Sendable, Hashable {
+    /// The log file.
+    public var logBytes: Int
+    /// The users table file.
+    public var usersBytes: Int
+    /// Both files.
+    public var totalBytes: Int { logBytes + usersBytes }
+}

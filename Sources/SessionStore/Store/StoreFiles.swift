@@ -1,0 +1,113 @@
+import LMDB
+
+/// The two LMDB environments of a store and their databases.
+struct StoreFiles: Sendable {
+    let path: String
+    let logEnvironment: Environment
+    let usersEnvironment: Environment
+    let log: Database
+    let logMeta: Database
+    let users: Database
+    let byMAC: Database
+    let byUserName: Database
+    let byDeadline: Database
+    let usersMeta: Database
+
+    /// Opens (and with `create`, creates) the environments of the store in directory `path`.
+    init(path: String, durability: SessionStore.Durability, initialMapSize: Int, readOnly: Bool) throws {
+        self.path = path
+        var logConfiguration = Environment.Configuration()
+        logConfiguration.maxDatabases = 4
+        logConfiguration.durability = durability.environment
+        logConfiguration.initialMapSize = initialMapSize
+        logConfiguration.readOnly = readOnly
+        var usersConfiguration = Environment.Configuration()
+        usersConfiguration.maxDatabases = 8
+        // Checkpoints are always synced: the log behind them is deleted once they commit.
+        usersConfiguration.durability = .syncEveryCommit
+        usersConfiguration.initialMapSize = initialMapSize
+        usersConfiguration.readOnly = readOnly
+        logEnvironment = try Environment(path: path + "/" + StoreLayout.logFile, configuration: logConfiguration)
+        usersEnvironment = try Environment(
+            path: path + "/" + StoreLayout.usersFile,
+            configuration: usersConfiguration
+        )
+        let create: DatabaseFlags = readOnly ? [] : [.create]
+        log = try logEnvironment.openDatabase("log", flags: create)
+        logMeta = try logEnvironment.openDatabase("meta", flags: create)
+        users = try usersEnvironment.openDatabase("users", flags: create)
+        byMAC = try usersEnvironment.openDatabase("by-mac", flags: create.union(.duplicateSort))
+        byUserName = try usersEnvironment.openDatabase("by-user", flags: create.union(.duplicateSort))
+        byDeadline = try usersEnvironment.openDatabase("by-deadline", flags: create)
+        usersMeta = try usersEnvironment.openDatabase("meta", flags: create)
+    }
+
+    /// The session stored for `ip` in the users table on disk.
+    func baseSession(_ ip: IPAddress, in txn: borrowing some TransactionProtocol & ~Copyable) throws -> Session? {
+        try ip.withUnsafeBytes { key in
+            try txn.withValue(forKey: key, in: users) { value -> Session? in
+                guard let value else { return nil }
+                return try decodeStoredSession(value, ip: ip)
+            }
+        }
+    }
+
+    /// The addresses listed for `key` in a duplicate-sorted index.
+    func indexedAddresses(
+        _ key: UnsafeRawBufferPointer,
+        in index: Database,
+        txn: borrowing some TransactionProtocol & ~Copyable
+    ) throws -> [IPAddress] {
+        try txn.withCursor(index) { cursor in
+            var found: [IPAddress] = []
+            var entry = try cursor.seek(exactly: key)
+            while let (_, value) = entry {
+                if value.count == 16 { found.append(IPAddress(bytes: value)) }
+                entry = try cursor.move(.nextDuplicate)
+            }
+            return found
+        }
+    }
+
+    /// The sequence of the last record in the log, or `nil` when the log is empty.
+    func lastLogSequence(in txn: borrowing some TransactionProtocol & ~Copyable) throws -> UInt64? {
+        try txn.withCursor(log) { cursor in
+            try cursor.move(.last).flatMap { StoreLayout.decodeSequenceKey($0.key) }
+        }
+    }
+
+    /// The sequence of the first record in the log, or `nil` when the log is empty.
+    func firstLogSequence(in txn: borrowing some TransactionProtocol & ~Copyable) throws -> UInt64? {
+        try txn.withCursor(log) { cursor in
+            try cursor.move(.first).flatMap { StoreLayout.decodeSequenceKey($0.key) }
+        }
+    }
+}
+
+/// Decodes a users-table value, naming its place when it is corrupt.
+func decodeStoredSession(_ value: UnsafeRawBufferPointer, ip: IPAddress) throws(SessionStoreError) -> Session {
+    do throws(CorruptRecordError) {
+        return try RecordCodec.decodeSessionValue(value, ip: ip)
+    } catch {
+        throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
+    }
+}
+
+/// Decodes one log entry, naming its place when it is corrupt.
+func decodeLogEntry(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(SessionStoreError) -> LogRecord {
+    guard let sequence = StoreLayout.decodeSequenceKey(key) else {
+        throw SessionStoreError(.corruptMetadata(key: "log", detail: "a log key of \(key.count) bytes, expected 8"))
+    }
+    let record: LogRecord
+    do throws(CorruptRecordError) {
+        record = try RecordCodec.decodeRecord(value)
+    } catch {
+        throw SessionStoreError(.corruptRecord(error, location: "log sequence \(sequence)"))
+    }
+    guard record.sequence == sequence else {
+        throw SessionStoreError(
+            .corruptMetadata(key: "log", detail: "the record at key \(sequence) says sequence \(record.sequence)")
+        )
+    }
+    return record
+}

@@ -1,0 +1,113 @@
+import LMDB
+
+/// The on-disk layout: two LMDB environments in one directory, so that checkpoints into the users table
+/// never hold the log's write lock.
+///
+/// `log.mdb`: `log` (big-endian sequence → encoded ``LogRecord``) and `meta`.
+/// `users.mdb`: `users` (16-byte address → session value), the indexes `by-mac` (MAC → addresses,
+/// duplicates sorted), `by-user` (user name → addresses), `by-deadline` (deadline ‖ address → empty),
+/// and `meta` (checkpoint position, term, and the per-origin positions applied).
+enum StoreLayout {
+    /// The on-disk format this build writes and reads.
+    static let formatVersion: UInt32 = 1
+    static let logFile = "log.mdb"
+    static let usersFile = "users.mdb"
+
+    enum MetaKey {
+        static let format = "format"
+        static let deviceID = "device-id"
+        static let portalGroup = "portal-group"
+        static let term = "term"
+        static let lastSequence = "last-sequence"
+        static let checkpointSequence = "checkpoint-sequence"
+        static let holdPrefix = "hold:"
+        static let droppedHoldPrefix = "dropped-hold:"
+        static let appliedPrefix = "applied:"
+    }
+
+    static func sequenceKey(_ sequence: UInt64) -> UInt64 { sequence.bigEndian }
+
+    static func decodeSequenceKey(_ key: UnsafeRawBufferPointer) -> UInt64? {
+        guard key.count == 8 else { return nil }
+        return UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+    }
+
+    /// A deadline index key: the deadline as big-endian offset binary (so negative times sort first),
+    /// then the address.
+    static func deadlineKey(_ deadline: Timestamp, _ ip: IPAddress) -> (UInt64, UInt64, UInt64) {
+        let biased = UInt64(bitPattern: deadline.microsecondsSinceEpoch) ^ (1 << 63)
+        return (biased.bigEndian, ip.high.bigEndian, ip.low.bigEndian)
+    }
+
+    static func decodeDeadlineKey(_ key: UnsafeRawBufferPointer) -> (Timestamp, IPAddress)? {
+        guard key.count == 24 else { return nil }
+        let biased = UInt64(bigEndian: key.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let high = UInt64(bigEndian: key.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        let low = UInt64(bigEndian: key.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        return (
+            Timestamp(microsecondsSinceEpoch: Int64(bitPattern: biased ^ (1 << 63))), IPAddress(high: high, low: low)
+        )
+    }
+
+    static func macKey(_ mac: MACAddress) -> UInt64 {
+        // the 6 low bytes, big-endian, padded to 8 so it sorts by address
+        mac.rawValue.bigEndian
+    }
+}
+
+/// Typed access to small metadata values.
+extension TransactionProtocol where Self: ~Copyable {
+    func metaUInt64(_ key: String, in db: Database) throws -> UInt64? {
+        var key = key
+        return try key.withUTF8 { keyBytes in
+            try withValue(forKey: UnsafeRawBufferPointer(keyBytes), in: db) { value -> UInt64? in
+                guard let value else { return nil }
+                guard value.count == 8 else {
+                    throw SessionStoreError(
+                        .corruptMetadata(
+                            key: String(decoding: keyBytes, as: UTF8.self),
+                            detail: "expected 8 bytes, found \(value.count)"
+                        )
+                    )
+                }
+                return UInt64(bigEndian: value.loadUnaligned(as: UInt64.self))
+            }
+        }
+    }
+
+    func metaString(_ key: String, in db: Database) throws -> String? {
+        try value(forKey: Array(key.utf8), in: db).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Every `prefix…` key with its 8-byte value.
+    func metaUInt64s(prefix: String, in db: Database) throws -> [(String, UInt64)] {
+        let prefixBytes = Array(prefix.utf8)
+        return try withCursor(db) { cursor in
+            var found: [(String, UInt64)] = []
+            var entry = try prefixBytes.withUnsafeBytes { try cursor.seek(atLeast: $0) }
+            while let (key, value) = entry, key.starts(with: prefixBytes) {
+                let name = String(decoding: key.dropFirst(prefixBytes.count), as: UTF8.self)
+                guard value.count == 8 else {
+                    throw SessionStoreError(.corruptMetadata(key: prefix + name, detail: "expected 8 bytes"))
+                }
+                found.append((name, UInt64(bigEndian: value.loadUnaligned(as: UInt64.self))))
+                entry = try cursor.move(.next)
+            }
+            return found
+        }
+    }
+}
+
+extension WriteTransaction {
+    func putMeta(_ key: String, _ value: UInt64, in db: Database) throws {
+        _ = try put(Array(key.utf8), withUnsafeBytes(of: value.bigEndian) { Array($0) }, in: db)
+    }
+
+    func putMeta(_ key: String, _ value: String, in db: Database) throws {
+        _ = try put(Array(key.utf8), Array(value.utf8), in: db)
+    }
+
+    func deleteMeta(_ key: String, in db: Database) throws {
+        _ = try Array(key.utf8).withUnsafeBytes { try delete(key: $0, in: db) }
+    }
+}

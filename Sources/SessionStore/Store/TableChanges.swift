@@ -1,0 +1,111 @@
+/// The state of one address that differs from the users table on disk.
+enum TableEntry: Sendable, Hashable {
+    /// The address is held by this session.
+    case online(Session)
+    /// The address is free; the session of this generation ended there.
+    case offline(Generation)
+
+    var session: Session? {
+        if case .online(let session) = self { return session }
+        return nil
+    }
+}
+
+/// Changes to the users table kept in memory until a checkpoint writes them to disk.
+///
+/// Besides the entries, it keeps candidate lists for lookups by MAC address and user name: every address
+/// that held that MAC or name at some point since the set began. Candidates are checked against the
+/// entries when read, so stale ones cost a lookup, never a wrong answer.
+struct ChangeSet: Sendable {
+    private(set) var entries: [IPAddress: TableEntry] = [:]
+    private(set) var macCandidates: [MACAddress: [IPAddress]] = [:]
+    private(set) var userNameCandidates: [String: [IPAddress]] = [:]
+    /// The log position these changes bring the table to.
+    var throughSequence: UInt64 = 0
+
+    var count: Int { entries.count }
+    var isEmpty: Bool { entries.isEmpty }
+
+    subscript(ip: IPAddress) -> TableEntry? { entries[ip] }
+
+    mutating func set(_ ip: IPAddress, _ entry: TableEntry) {
+        entries[ip] = entry
+        if case .online(let session) = entry {
+            macCandidates[session.mac, default: []].append(ip)
+            userNameCandidates[session.userName, default: []].append(ip)
+        }
+    }
+
+    mutating func reserveCapacity(_ count: Int) {
+        entries.reserveCapacity(count)
+    }
+}
+
+/// How a logged event changes the users table.
+///
+/// Per-user generations make a duplicated, reordered or replayed event harmless: a login applies only over
+/// an older generation (or a free address), a logout only to the exact generation it ends.
+enum ApplyRule {
+    /// The change `event` makes, given the session that holds its address now; `nil` when it changes nothing.
+    static func change(for event: Event, current: Session?) -> (IPAddress, TableEntry)? {
+        switch event {
+        case .login(let session):
+            if let current, current.generation >= session.generation { return nil }
+            return (session.ip, .online(session))
+        case .logout(let logout):
+            guard let current, current.generation == logout.generation else { return nil }
+            return (logout.ip, .offline(logout.generation))
+        case .deviceIDChanged:
+            return nil
+        }
+    }
+}
+
+/// A min-heap of session deadlines, for session-timeout expiry of sessions not yet checkpointed.
+struct DeadlineHeap: Sendable {
+    struct Item: Sendable {
+        var deadline: Timestamp
+        var ip: IPAddress
+        var generation: Generation
+    }
+
+    private var items: [Item] = []
+
+    var count: Int { items.count }
+    var first: Item? { items.first }
+
+    mutating func push(_ item: Item) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].deadline < items[parent].deadline else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    /// Removes the items that match `predicate` (after a checkpoint, whose deadlines are indexed on disk).
+    mutating func removeAll(where predicate: (Item) -> Bool) {
+        items.removeAll(where: predicate)
+        items.sort { $0.deadline < $1.deadline }  // a sorted array is a valid min-heap
+    }
+
+    mutating func pop() -> Item? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left].deadline < items[smallest].deadline { smallest = left }
+            if right < items.count, items[right].deadline < items[smallest].deadline { smallest = right }
+            if smallest == parent { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import SessionStore
+
+/// A temporary directory for one test, removed when the test is done.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() {
+        var template = Array("\(NSTemporaryDirectory())/tandem-test-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+
+    /// A path inside the directory that does not exist yet.
+    func child(_ name: String) -> String { path + "/" + name }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+extension SessionStore.Configuration {
+    /// The configuration tests use: device 1 of portal group "campus", no timers unless asked for.
+    static func test(deviceID: DeviceID = 1, portalGroup: PortalGroup = "campus") -> Self {
+        var configuration = SessionStore.Configuration(deviceID: deviceID, portalGroup: portalGroup)
+        configuration.durability = .noSync
+        configuration.expiryInterval = nil
+        configuration.initialMapSize = 16 << 20
+        return configuration
+    }
+}
+
+/// A valid session of device 1, portal group "campus", numbered so that fields differ per user.
+func testSession(
+    _ number: Int,
+    owner: DeviceID = 1,
+    portalGroup: PortalGroup = "campus",
+    loginTime: Timestamp = .now,
+    sessionTimeout: UInt32 = 0
+) -> Session {
+    Session(
+        ip: number % 5 == 4
+            ? IPAddress(high: 0x2001_0db8_0000_0000, low: UInt64(number))
+            : IPAddress(ipv4: 0x0A00_0000 | UInt32(number)),
+        mac: MACAddress(rawValue: 0x0200_0000_0000 | UInt64(number)),
+        userName: "user\(number)",
+        vlan: UInt16(1 + number % 4000),
+        accessInterface: "GigabitEthernet1/0/\(1 + number % 48)",
+        portalGroup: portalGroup,
+        authenticationMode: number % 2 == 0 ? .direct : .crossSubnet,
+        owner: owner,
+        loginTime: loginTime,
+        sessionTimeout: sessionTimeout,
+        idleTimeout: 600,
+        radius: RADIUSAttributes(
+            nasIP: IPAddress(ipv4: 0xC0A8_0101),
+            acctSessionID: "acct-\(number)",
+            classAttribute: Array("class-\(number)".utf8)
+        )
+    )
+}
+
+/// Compares sessions ignoring the generation the store assigned.
+func sameUser(_ a: Session, _ b: Session) -> Bool {
+    var a = a
+    var b = b
+    a.generation = .zero
+    b.generation = .zero
+    return a == b
+}
+
+/// Polls `condition` until it holds or `limit` passes; for state reached by the store's own threads.
+func eventually(within limit: Duration = .seconds(20), _ condition: () throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return try condition()
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct Tandem: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tandem",
+        abstract: "Tandem: the replicated session store of a captive-portal failover pair.",
+        discussion: """
+            Tandem keeps the online portal users of a device in an LMDB-backed, log-structured store.
+            Exit status: 0 on success, 1 when the command failed (the error says why), 64 on a usage error.
+            """,
+        subcommands: [Demo.self, Storm.self]
+    )
+}
