@@ -141,10 +141,8 @@ final class Checkpointer: Sendable {
                             try txn.put(key: UnsafeRawBufferPointer($0), value: key, in: files.byUserName)
                         }
                         if let deadline = session.deadline {
-                            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline, ip)) { deadlineKey in
-                                try withUnsafeBytes(of: ()) {
-                                    try txn.put(key: deadlineKey, value: $0, in: files.byDeadline)
-                                }
+                            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
+                                try txn.put(key: $0, value: key, in: files.byDeadline)
                             }
                         }
                     case .offline:
@@ -165,8 +163,8 @@ final class Checkpointer: Sendable {
     ) throws {
         _ = try withUnsafeBytes(of: StoreLayout.macKey(mac)) { try txn.delete(key: $0, value: key, in: files.byMAC) }
         if let deadline {
-            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline, ip)) {
-                try txn.delete(key: $0, in: files.byDeadline)
+            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
+                try txn.delete(key: $0, value: key, in: files.byDeadline)
             }
         }
     }

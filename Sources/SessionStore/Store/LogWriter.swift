@@ -659,10 +659,10 @@ final class LogWriter: @unchecked Sendable {
         do {
             try txn.withCursor(files.byDeadline) { cursor in
                 var entry = try cursor.move(.first)
-                while let (key, _) = entry, due.count < max(limit - expired.count, 0),
-                    let (deadline, ip) = StoreLayout.decodeDeadlineKey(key), deadline <= now
+                while let (key, value) = entry, due.count < max(limit - expired.count, 0), value.count == 16,
+                    let deadline = StoreLayout.decodeDeadlineKey(key), deadline <= now
                 {
-                    due.append(ip)
+                    due.append(IPAddress(bytes: value))
                     entry = try cursor.move(.next)
                 }
             }

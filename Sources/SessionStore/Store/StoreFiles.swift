@@ -38,7 +38,7 @@ struct StoreFiles: Sendable {
         users = try usersEnvironment.openDatabase("users", flags: create)
         byMAC = try usersEnvironment.openDatabase("by-mac", flags: create.union(.duplicateSort))
         byUserName = try usersEnvironment.openDatabase("by-user", flags: create.union(.duplicateSort))
-        byDeadline = try usersEnvironment.openDatabase("by-deadline", flags: create)
+        byDeadline = try usersEnvironment.openDatabase("by-deadline", flags: create.union(.duplicateSort))
         usersMeta = try usersEnvironment.openDatabase("meta", flags: create)
     }
 

@@ -5,7 +5,7 @@ import LMDB
 ///
 /// `log.mdb`: `log` (big-endian sequence → encoded ``LogRecord``) and `meta`.
 /// `users.mdb`: `users` (16-byte address → session value), the indexes `by-mac` (MAC → addresses,
-/// duplicates sorted), `by-user` (user name → addresses), `by-deadline` (deadline ‖ address → empty),
+/// duplicates sorted), `by-user` (user name → addresses), `by-deadline` (deadline → addresses, duplicates sorted),
 /// and `meta` (checkpoint position, term, and the per-origin positions applied).
 enum StoreLayout {
     /// The on-disk format this build writes and reads.
@@ -32,21 +32,16 @@ enum StoreLayout {
         return UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
     }
 
-    /// A deadline index key: the deadline as big-endian offset binary (so negative times sort first),
-    /// then the address.
-    static func deadlineKey(_ deadline: Timestamp, _ ip: IPAddress) -> (UInt64, UInt64, UInt64) {
-        let biased = UInt64(bitPattern: deadline.microsecondsSinceEpoch) ^ (1 << 63)
-        return (biased.bigEndian, ip.high.bigEndian, ip.low.bigEndian)
+    /// A deadline index key: the deadline as big-endian offset binary, so that earlier times (negative
+    /// ones too) sort first. The index's values are the addresses due at that time.
+    static func deadlineKey(_ deadline: Timestamp) -> UInt64 {
+        (UInt64(bitPattern: deadline.microsecondsSinceEpoch) ^ (1 << 63)).bigEndian
     }
 
-    static func decodeDeadlineKey(_ key: UnsafeRawBufferPointer) -> (Timestamp, IPAddress)? {
-        guard key.count == 24 else { return nil }
-        let biased = UInt64(bigEndian: key.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let high = UInt64(bigEndian: key.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        let low = UInt64(bigEndian: key.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        return (
-            Timestamp(microsecondsSinceEpoch: Int64(bitPattern: biased ^ (1 << 63))), IPAddress(high: high, low: low)
-        )
+    static func decodeDeadlineKey(_ key: UnsafeRawBufferPointer) -> Timestamp? {
+        guard key.count == 8 else { return nil }
+        let biased = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+        return Timestamp(microsecondsSinceEpoch: Int64(bitPattern: biased ^ (1 << 63)))
     }
 
     static func macKey(_ mac: MACAddress) -> UInt64 {

@@ -1,0 +1,75 @@
+import Foundation
+import Histogram
+
+/// One scenario's figures, printed as a table for people or as one JSON object per line.
+struct Report {
+    var fields: [(String, Value)] = []
+
+    enum Value {
+        case int(Int)
+        case double(Double)
+        case string(String)
+
+        var json: String {
+            switch self {
+            case .int(let value): "\(value)"
+            case .double(let value): value.isFinite ? String(format: "%.3f", value) : "null"
+            case .string(let value): "\"\(value.replacingOccurrences(of: "\"", with: "\\\""))\""
+            }
+        }
+
+        var text: String {
+            switch self {
+            case .int(let value): value.formatted()
+            case .double(let value): value >= 1000 ? String(format: "%.0f", value) : String(format: "%.3f", value)
+            case .string(let value): value
+            }
+        }
+    }
+
+    mutating func add(_ name: String, _ value: Int) { fields.append((name, .int(value))) }
+    mutating func add(_ name: String, _ value: Double) { fields.append((name, .double(value))) }
+    mutating func add(_ name: String, _ value: String) { fields.append((name, .string(value))) }
+
+    func print(json: Bool) {
+        if json {
+            Swift.print("{" + fields.map { "\"\($0.0)\":\($0.1.json)" }.joined(separator: ",") + "}")
+        } else {
+            let width = fields.map(\.0.count).max() ?? 0
+            for (name, value) in fields {
+                Swift.print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value.text)
+            }
+        }
+    }
+}
+
+/// Latencies of acknowledged writes, in nanoseconds.
+struct Latencies: Sendable {
+    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+
+    mutating func record(_ nanoseconds: UInt64) { _ = histogram.record(max(nanoseconds, 1)) }
+    mutating func add(_ other: Latencies) { histogram.add(other.histogram) }
+
+    func milliseconds(atPercentile percentile: Double) -> Double {
+        Double(histogram.valueAtPercentile(percentile)) / 1_000_000
+    }
+}
+
+/// Progress lines on standard error, so standard output stays clean for `--json`.
+func progress(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// The peak resident set size of this process, in MiB.
+func peakRSSMiB() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return .nan }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
+        return kilobytes / 1024
+    }
+    return .nan
+}
+
+func nanosecondsNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+func seconds(since start: UInt64) -> Double { Double(nanosecondsNow() - start) / 1e9 }

@@ -1,0 +1,208 @@
+import ArgumentParser
+import Foundation
+import SessionStore
+import Synchronization
+
+/// The `store` scenario: a login storm, churn at a steady online count, then everyone logs out.
+struct StoreScenario: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Log N users in from many concurrent callers, churn, then log everyone out.",
+        discussion: """
+            Phases, each from --concurrency callers, each caller awaiting one write at a time:
+              login   N users log in;
+              reopen  the store is closed (checkpointed), its compacted size measured, and reopened;
+              churn   --churn-events events: a random online user logs out and a new one logs in;
+              logout  every online user logs out.
+            Commit latency is the time from a call to its acknowledgement (the event durable under
+            --durability), over the churn phase.
+
+            Example:
+              swift run -c release --package-path bench tandem-bench store --users 1000000 --json
+            """
+    )
+
+    @Option(help: "Users online after the login phase.")
+    var users = 1_000_000
+
+    @Option(help: "Concurrent callers.")
+    var concurrency = 512
+
+    @Option(help: "Events in the churn phase (default: as many as users).")
+    var churnEvents: Int?
+
+    @Option(help: "sync (every commit flushed to disk), no-meta-sync, or no-sync.")
+    var durability = "sync"
+
+    @Option(help: "The directory to build the store in (default: a new temporary directory).")
+    var path: String?
+
+    @Flag(help: "Keep the store afterwards.")
+    var keep = false
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let directory = path ?? NSTemporaryDirectory() + "tandem-bench-\(getpid())"
+        defer { if !keep { try? FileManager.default.removeItem(atPath: directory) } }
+        try? FileManager.default.removeItem(atPath: directory)
+        var configuration = SessionStore.Configuration(deviceID: 1, portalGroup: "bench")
+        switch durability {
+        case "sync": configuration.durability = .syncEveryCommit
+        case "no-meta-sync": configuration.durability = .noMetaSync
+        case "no-sync": configuration.durability = .noSync
+        default: throw ValidationError("--durability must be sync, no-meta-sync or no-sync")
+        }
+        let callers = concurrency
+        let churnTotal = churnEvents ?? users
+        var report = Report()
+        report.add("scenario", "store")
+        report.add("users", users)
+        report.add("concurrency", callers)
+        report.add("durability", durability)
+
+        var store = try SessionStore.open(at: directory, configuration: configuration)
+
+        // Login: callers take user numbers from a shared counter.
+        progress("login: \(users) users from \(callers) callers")
+        let next = Atomic<Int>(0)
+        let total = users
+        let first = store
+        var started = nanosecondsNow()
+        var latencies = try await runCallers(callers) { caller, latencies in
+            while true {
+                let number = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard number < total else { return }
+                let session = BenchSession.make(number)
+                let t0 = nanosecondsNow()
+                try await first.login(session)
+                latencies.record(nanosecondsNow() - t0)
+            }
+        }
+        let loginSeconds = seconds(since: started)
+        report.add("login_events_per_s", Double(users) / loginSeconds)
+        report.add("login_commit_p99_ms", latencies.milliseconds(atPercentile: 99))
+
+        // Size after compaction, then reopen.
+        progress("checkpoint, compacted copy, close, reopen")
+        try await store.checkpoint()
+        let copy = directory + "-compacted"
+        try? FileManager.default.removeItem(atPath: copy)
+        try await store.copy(to: copy)
+        let compacted = directorySize(copy)
+        try? FileManager.default.removeItem(atPath: copy)
+        report.add("disk_bytes_per_user", Double(compacted) / Double(max(users, 1)))
+        report.add("disk_bytes_live", store.diskUsage.totalBytes)
+        await store.close()
+        started = nanosecondsNow()
+        store = try SessionStore.open(at: directory, configuration: configuration)
+        _ = try store.session(for: BenchSession.address(total / 2))
+        report.add("reopen_ms", seconds(since: started) * 1000)
+        guard store.count == users else {
+            throw ValidationError("after reopening, \(store.count) users are online, expected \(users)")
+        }
+
+        // Churn: caller c owns the users whose number is c modulo the callers, and swaps one of them for
+        // a new user at every step: one logout and one login.
+        progress("churn: \(churnTotal) events at \(users) online")
+        let reopened = store
+        let steps = churnTotal / 2
+        started = nanosecondsNow()
+        latencies = try await runCallers(callers) { caller, latencies in
+            var random = SystemRandomNumberGenerator()
+            var mine = Array(stride(from: caller, to: total, by: callers))
+            var fresh = total + caller
+            for _ in 0..<(steps / callers + (caller < steps % callers ? 1 : 0)) where !mine.isEmpty {
+                let slot = Int.random(in: 0..<mine.count, using: &random)
+                var t0 = nanosecondsNow()
+                try await reopened.logout(BenchSession.address(mine[slot]), reason: .user)
+                latencies.record(nanosecondsNow() - t0)
+                t0 = nanosecondsNow()
+                try await reopened.login(BenchSession.make(fresh))
+                latencies.record(nanosecondsNow() - t0)
+                mine[slot] = fresh
+                fresh += callers
+            }
+            churned.withLock { $0[caller] = mine }
+        }
+        let churnSeconds = seconds(since: started)
+        report.add("churn_events_per_s", Double(steps * 2) / churnSeconds)
+        report.add("commit_p50_ms", latencies.milliseconds(atPercentile: 50))
+        report.add("commit_p99_ms", latencies.milliseconds(atPercentile: 99))
+        report.add("commit_p999_ms", latencies.milliseconds(atPercentile: 99.9))
+        report.add("commit_max_ms", Double(latencies.histogram.max) / 1e6)
+        report.add("rss_mib", peakRSSMiB())
+
+        // Logout: everyone.
+        progress("logout: \(store.count) users")
+        let online = store.count
+        started = nanosecondsNow()
+        latencies = try await runCallers(callers) { caller, latencies in
+            for number in churned.withLock({ $0[caller] ?? [] }) {
+                let t0 = nanosecondsNow()
+                try await reopened.logout(BenchSession.address(number), reason: .user)
+                latencies.record(nanosecondsNow() - t0)
+            }
+        }
+        report.add("logout_events_per_s", Double(online) / seconds(since: started))
+        report.add("users_left", store.count)
+        await store.close()
+        report.print(json: json)
+    }
+}
+
+private let churned = Mutex<[Int: [Int]]>([:])
+
+/// Runs `body` on `count` concurrent callers and merges their latencies.
+func runCallers(
+    _ count: Int,
+    _ body: @escaping @Sendable (Int, inout Latencies) async throws -> Void
+) async throws -> Latencies {
+    try await withThrowingTaskGroup(of: Latencies.self) { group in
+        for caller in 0..<count {
+            group.addTask {
+                var latencies = Latencies()
+                try await body(caller, &latencies)
+                return latencies
+            }
+        }
+        var all = Latencies()
+        for try await latencies in group { all.add(latencies) }
+        return all
+    }
+}
+
+func directorySize(_ path: String) -> Int {
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+    return files.reduce(0) { total, file in
+        var info = stat()
+        return total + (stat(path + "/" + file, &info) == 0 ? Int(info.st_blocks) * 512 : 0)
+    }
+}
+
+/// The users of the benchmark: realistic field sizes, distinct addresses, MACs and names.
+enum BenchSession {
+    static func address(_ number: Int) -> IPAddress {
+        IPAddress(ipv4: 0x0A00_0000 &+ UInt32(truncatingIfNeeded: number))
+    }
+
+    static func make(_ number: Int) -> Session {
+        Session(
+            ip: address(number),
+            mac: MACAddress(rawValue: 0x0200_0000_0000 | UInt64(number)),
+            userName: "user\(number)@campus",
+            vlan: UInt16(100 + number % 64),
+            accessInterface: "GigabitEthernet1/0/\(1 + number % 48)",
+            portalGroup: "bench",
+            owner: 1,
+            sessionTimeout: 86_400,
+            idleTimeout: 900,
+            radius: RADIUSAttributes(
+                nasIP: IPAddress(ipv4: 0xC0A8_0001),
+                acctSessionID: "0000000000\(100_000 + number % 900_000)",
+                classAttribute: Array("campus-class-\(number % 1000)".utf8)
+            )
+        )
+    }
+}
