@@ -14,6 +14,7 @@ final class Checkpointer: Sendable {
     /// Guarded by `queue`.
     private nonisolated(unsafe) var job: ChangeSet?
     private nonisolated(unsafe) var stopping = false
+    private nonisolated(unsafe) var garbage: [ChangeSet] = []
     private nonisolated(unsafe) var thread: StoreThread?
     private let duration = Metrics.Timer(label: "tandem_checkpoint_duration")
     private let written = Counter(label: "tandem_checkpoint_users_total")
@@ -44,6 +45,15 @@ final class Checkpointer: Sendable {
         }
     }
 
+    /// Takes a change set that is no longer needed, to free it on this thread rather than the writer's.
+    func discard(_ changes: ChangeSet?) {
+        guard let changes else { return }
+        queue.withLock {
+            garbage.append(changes)
+            queue.signal()
+        }
+    }
+
     /// Stops the thread once the current job is done.
     func stop() {
         queue.withLock {
@@ -56,12 +66,16 @@ final class Checkpointer: Sendable {
     private func run() {
         while true {
             queue.lock()
-            while job == nil && !stopping { queue.wait() }
-            guard let changes = job else {
-                queue.unlock()
-                return
-            }
+            while job == nil && garbage.isEmpty && !stopping { queue.wait() }
+            var unused: [ChangeSet] = []
+            swap(&unused, &garbage)
+            let next = job
             queue.unlock()
+            unused.removeAll()  // frees the dropped change sets here, off the writer's thread
+            guard let changes = next else {
+                if queue.withLock({ stopping }) { return }
+                continue
+            }
             var attempt = 0
             while true {
                 let started = monotonicNanoseconds()

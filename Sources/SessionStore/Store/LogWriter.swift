@@ -60,7 +60,8 @@ final class LogWriter: @unchecked Sendable {
     private var nextExpiry: UInt64
 
     // Batch scratch space, reused.
-    private var staged: [IPAddress: TableEntry] = [:]
+    /// The addresses this batch changed, with the index of their latest change in `changes`.
+    private var staged: [IPAddress: Int] = [:]
     private var changes: [(IPAddress, TableEntry)] = []
     private var countDelta = 0
     private var buffer: [UInt8] = []
@@ -70,6 +71,8 @@ final class LogWriter: @unchecked Sendable {
     private var origin: DeviceID
     private var term: UInt32
     private var metaChanges: [MetaChange] = []
+    /// The outcome buffers of the last batch, kept so that each batch does not allocate its own.
+    private var spareOutcomes = Outcomes()
 
     private enum MetaChange {
         case deviceID(DeviceID)
@@ -309,11 +312,20 @@ final class LogWriter: @unchecked Sendable {
 
         mutating func failSucceeded(_ error: SessionStoreError) {
             failure = error
-            logins = logins.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
-            logouts = logouts.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+            for index in logins.indices { logins[index].1 = logins[index].1.flatMap { _ in .failure(error) } }
+            for index in logouts.indices { logouts[index].1 = logouts[index].1.flatMap { _ in .failure(error) } }
             expiries = expiries.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
             deviceChanges = deviceChanges.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
             voids = voids.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+        }
+
+        mutating func removeAll() {
+            logins.removeAll(keepingCapacity: true)
+            logouts.removeAll(keepingCapacity: true)
+            expiries.removeAll()
+            deviceChanges.removeAll()
+            voids.removeAll()
+            failure = nil
         }
 
         func resume() {
@@ -340,7 +352,11 @@ final class LogWriter: @unchecked Sendable {
     private func process(_ batch: [Request]) {
         beginBatch()
         var outcomes = Outcomes()
-        outcomes.logins.reserveCapacity(batch.count)
+        swap(&outcomes, &spareOutcomes)
+        defer {
+            outcomes.removeAll()
+            swap(&outcomes, &spareOutcomes)
+        }
         var checkpointResults: [Result<UInt64, SessionStoreError>] = []
         do {
             try files.usersEnvironment.read { txn in
@@ -536,7 +552,7 @@ final class LogWriter: @unchecked Sendable {
         checkpointRunning = false
         switch result {
         case .success(let position):
-            overlay.dropFrozen()
+            checkpointer.discard(overlay.dropFrozen())
             checkpointSequence = position
             status.withLock { $0.checkpointSequence = position }
             deadlines.removeAll { $0.generation.sequence <= position }
@@ -581,7 +597,7 @@ final class LogWriter: @unchecked Sendable {
     // MARK: - Staging (validation against the current state; nothing is applied until commit)
 
     private func resolve(_ ip: IPAddress, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session? {
-        if let entry = staged[ip] { return entry.session }
+        if let index = staged[ip] { return changes[index].1.session }
         if let entry = overlay.writerEntry(for: ip) { return entry.session }
         do {
             return try files.baseSession(ip, in: txn)
@@ -600,7 +616,7 @@ final class LogWriter: @unchecked Sendable {
     }
 
     private func stage(_ ip: IPAddress, _ entry: TableEntry, delta: Int) {
-        staged[ip] = entry
+        staged[ip] = changes.count
         changes.append((ip, entry))
         countDelta += delta
     }
@@ -722,7 +738,7 @@ final class LogWriter: @unchecked Sendable {
                 if let session = entry.session { online.append(session) }
             }
         }
-        for (_, entry) in staged { if let session = entry.session { online.append(session) } }
+        for (_, index) in staged { if let session = changes[index].1.session { online.append(session) } }
         let now = Timestamp.now
         for session in online { _ = stageLogout(session, reason: .deviceIDChange, time: now) }
         sequence += 1

@@ -7,7 +7,7 @@ import Synchronization
 /// always with `lock` held. The writer reads them without the lock (nothing else writes them); every other
 /// thread reads them with `lock` held.
 final class Overlay: @unchecked Sendable {
-    private let lock = Mutex(())
+    private let lock = ConditionLock()
     private(set) var active = ChangeSet()
     private(set) var frozen: ChangeSet?
     /// Change sets handed to the checkpointer so far.
@@ -19,12 +19,12 @@ final class Overlay: @unchecked Sendable {
 
     /// The entry for `ip` in memory, newest layer first. Called by readers.
     func entry(for ip: IPAddress) -> TableEntry? {
-        lock.withLock { _ in active[ip] ?? frozen?[ip] }
+        lock.withLock { active[ip] ?? frozen?[ip] }
     }
 
     /// Runs `body` with the lock held, for readers that need several values at one instant.
     func withLock<R>(_ body: (borrowing ChangeSet, borrowing ChangeSet?, UInt64, UInt64) throws -> R) rethrows -> R {
-        try lock.withLock { _ in try body(active, frozen, handedOff, dropped) }
+        try lock.withLock { try body(active, frozen, handedOff, dropped) }
     }
 
     /// The entry for `ip` as the writer sees it, without the lock.
@@ -34,40 +34,45 @@ final class Overlay: @unchecked Sendable {
 
     // MARK: writer thread only
 
-    func apply(_ changes: some Sequence<(IPAddress, TableEntry)>, countDelta: Int, throughSequence: UInt64) {
-        lock.withLock { _ in
-            for (ip, entry) in changes { active.set(ip, entry) }
-            active.throughSequence = throughSequence
-        }
+    func apply(_ changes: borrowing [(IPAddress, TableEntry)], countDelta: Int, throughSequence: UInt64) {
+        lock.lock()
+        for index in changes.indices { active.set(changes[index].0, changes[index].1) }
+        active.throughSequence = throughSequence
+        lock.unlock()
         if countDelta != 0 { onlineCount.add(countDelta, ordering: .relaxed) }
     }
 
     func setThroughSequence(_ sequence: UInt64) {
-        lock.withLock { _ in active.throughSequence = sequence }
+        lock.withLock { active.throughSequence = sequence }
     }
 
     /// Moves the active set to frozen for the checkpointer; returns it, or `nil` when one is already frozen.
     func freeze() -> ChangeSet? {
-        lock.withLock { _ -> ChangeSet? in
+        // Sized like the last one, so the new set does not rehash as it fills.
+        var fresh = ChangeSet(capacity: active.count)
+        fresh.throughSequence = active.throughSequence
+        return lock.withLock { () -> ChangeSet? in
             guard frozen == nil else { return nil }
-            let through = active.throughSequence
             frozen = active
-            active = ChangeSet()
-            active.throughSequence = through
+            active = fresh
             handedOff += 1
             return frozen
         }
     }
 
     func replaceActive(_ changes: ChangeSet) {
-        lock.withLock { _ in active = changes }
+        lock.withLock { active = changes }
     }
 
-    /// Drops the frozen set once its checkpoint has committed.
-    func dropFrozen() {
-        lock.withLock { _ in
-            frozen = nil
-            dropped += 1
+    /// Drops the frozen set once its checkpoint has committed, and returns it so that the caller can
+    /// free it on another thread.
+    func dropFrozen() -> ChangeSet? {
+        lock.withLock {
+            defer {
+                frozen = nil
+                dropped += 1
+            }
+            return frozen
         }
     }
 }

@@ -236,7 +236,7 @@ public final class SessionStore: Sendable {
         try indexedLookup(
             indexKey: withUnsafeBytes(of: StoreLayout.macKey(mac)) { Array($0) },
             index: files.byMAC,
-            candidates: { $0.macCandidates[mac] ?? [] },
+            candidates: { $0.candidates(mac: mac) },
             matches: { $0.mac == mac }
         )
     }
@@ -246,7 +246,7 @@ public final class SessionStore: Sendable {
         try indexedLookup(
             indexKey: Array(userName.utf8),
             index: files.byUserName,
-            candidates: { $0.userNameCandidates[userName] ?? [] },
+            candidates: { $0.candidates(userName: userName) },
             matches: { $0.userName == userName }
         )
     }

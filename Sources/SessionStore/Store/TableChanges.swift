@@ -18,10 +18,18 @@ enum TableEntry: Sendable, Hashable {
 /// entries when read, so stale ones cost a lookup, never a wrong answer.
 struct ChangeSet: Sendable {
     private(set) var entries: [IPAddress: TableEntry] = [:]
-    private(set) var macCandidates: [MACAddress: [IPAddress]] = [:]
-    private(set) var userNameCandidates: [String: [IPAddress]] = [:]
+    private var byMAC = CandidateIndex()
+    private var byUserName = CandidateIndex()
     /// The log position these changes bring the table to.
     var throughSequence: UInt64 = 0
+
+    init(capacity: Int = 0) {
+        if capacity > 0 {
+            entries.reserveCapacity(capacity)
+            byMAC.reserveCapacity(capacity)
+            byUserName.reserveCapacity(capacity)
+        }
+    }
 
     var count: Int { entries.count }
     var isEmpty: Bool { entries.isEmpty }
@@ -29,15 +37,44 @@ struct ChangeSet: Sendable {
     subscript(ip: IPAddress) -> TableEntry? { entries[ip] }
 
     mutating func set(_ ip: IPAddress, _ entry: TableEntry) {
-        entries[ip] = entry
         if case .online(let session) = entry {
-            macCandidates[session.mac, default: []].append(ip)
-            userNameCandidates[session.userName, default: []].append(ip)
+            byMAC.insert(session.mac.rawValue, ip)
+            byUserName.insert(Self.key(userName: session.userName), ip)
+        }
+        entries[ip] = entry
+    }
+
+    /// Addresses that may hold `mac`.
+    func candidates(mac: MACAddress) -> [IPAddress] { byMAC[mac.rawValue] }
+
+    /// Addresses that may hold `userName`.
+    func candidates(userName: String) -> [IPAddress] { byUserName[Self.key(userName: userName)] }
+
+    private static func key(userName: String) -> UInt64 {
+        // FNV-1a: stable, fast for short names; collisions only add candidates.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in userName.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        return hash
+    }
+}
+
+/// A multimap from a 64-bit key to addresses, without an allocation per insert in the usual case of one
+/// address per key.
+struct CandidateIndex: Sendable {
+    private var latest: [UInt64: IPAddress] = [:]
+    private var earlier: [UInt64: [IPAddress]] = [:]
+
+    mutating func reserveCapacity(_ capacity: Int) { latest.reserveCapacity(capacity) }
+
+    mutating func insert(_ key: UInt64, _ ip: IPAddress) {
+        if let previous = latest.updateValue(ip, forKey: key), previous != ip {
+            earlier[key, default: []].append(previous)
         }
     }
 
-    mutating func reserveCapacity(_ count: Int) {
-        entries.reserveCapacity(count)
+    subscript(key: UInt64) -> [IPAddress] {
+        guard let last = latest[key] else { return [] }
+        return (earlier[key] ?? []) + [last]
     }
 }
 
