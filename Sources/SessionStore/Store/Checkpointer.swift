@@ -14,6 +14,9 @@ final class Checkpointer: Sendable {
     /// Guarded by `queue`.
     private nonisolated(unsafe) var job: ChangeSet?
     private nonisolated(unsafe) var stopping = false
+    /// Set when the store closes: a failing checkpoint then gives up instead of retrying (the log keeps
+    /// its changes, and the next open replays them).
+    private nonisolated(unsafe) var closing = false
     private nonisolated(unsafe) var garbage: [ChangeSet] = []
     private nonisolated(unsafe) var thread: StoreThread?
     private let duration = Metrics.Timer(label: "tandem_checkpoint_duration")
@@ -50,6 +53,14 @@ final class Checkpointer: Sendable {
         guard let changes else { return }
         queue.withLock {
             garbage.append(changes)
+            queue.signal()
+        }
+    }
+
+    /// Makes a failing checkpoint give up rather than retry, so that closing never waits for disk space.
+    func giveUpOnFailure() {
+        queue.withLock {
+            closing = true
             queue.signal()
         }
     }
@@ -101,7 +112,7 @@ final class Checkpointer: Sendable {
                         "checkpoint failed; the changes stay in memory and the log keeps them",
                         metadata: ["tandem.error": "\(failure)", "tandem.checkpoint.attempt": "\(attempt)"]
                     )
-                    let giveUp = queue.withLock { stopping }
+                    let giveUp = queue.withLock { stopping || closing }
                     if giveUp {
                         queue.withLock { job = nil }
                         completion(.failure(failure))
@@ -114,8 +125,26 @@ final class Checkpointer: Sendable {
     }
 
     /// Writes `changes` into the users table and records the position they bring it to.
+    ///
+    /// A large set is written in several transactions of at most ``chunkSize`` users, which bounds the
+    /// dirty pages of each (LMDB refuses more than 131,071 in one, and keeps their memory afterwards).
+    /// Only the last records the checkpoint position: after a crash in between, recovery replays the log
+    /// from the previous position over a table that already holds some of the changes, which the
+    /// generation rules make harmless. Readers see the frozen set over the table until the end.
     func write(_ changes: ChangeSet) throws {
         let addresses = changes.entries.keys.sorted()
+        var start = 0
+        repeat {
+            let end = min(start + Self.chunkSize, addresses.count)
+            try write(changes, addresses[start..<end], last: end == addresses.count)
+            start = end
+        } while start < addresses.count
+    }
+
+    /// The most users one checkpoint transaction writes.
+    static let chunkSize = 16_384
+
+    private func write(_ changes: ChangeSet, _ addresses: ArraySlice<IPAddress>, last: Bool) throws {
         var value: [UInt8] = []
         value.reserveCapacity(512)
         var oldUserName: [UInt8] = []
@@ -164,7 +193,9 @@ final class Checkpointer: Sendable {
                     }
                 }
             }
-            try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, changes.throughSequence, in: files.usersMeta)
+            if last {
+                try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, changes.throughSequence, in: files.usersMeta)
+            }
         }
     }
 

@@ -21,6 +21,7 @@ extension SessionStore {
             }
         }
 
+        /// The setting's short name: `sync`, `no-meta-sync` or `no-sync`.
         public var description: String {
             switch self {
             case .syncEveryCommit: "sync"

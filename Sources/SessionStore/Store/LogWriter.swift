@@ -38,6 +38,8 @@ final class LogWriter: @unchecked Sendable {
 
     // Shared with readers.
     let identity: Mutex<Identity>
+    /// The logouts the store makes by itself (session-timeout expiry), for the controller.
+    let automaticLogouts: AsyncStream<[Logout]>.Continuation
     let status: Mutex<LogStatusState>
 
     // The queue, guarded by `queue`.
@@ -56,6 +58,7 @@ final class LogWriter: @unchecked Sendable {
     private var deadlines = DeadlineHeap()
     private var checkpointWaiters: [(UInt64, Reply<UInt64>)] = []
     private var checkpointRunning = false
+    private var checkpointFailedWhileClosing = false
     private var lastFreeze = monotonicNanoseconds()
     private var nextExpiry: UInt64
 
@@ -109,13 +112,15 @@ final class LogWriter: @unchecked Sendable {
         overlay: Overlay,
         configuration: SessionStore.Configuration,
         logger: Logger,
-        recovered: Recovered
+        recovered: Recovered,
+        automaticLogouts: AsyncStream<[Logout]>.Continuation
     ) {
         self.files = files
         self.overlay = overlay
         self.configuration = configuration
         self.logger = logger
         self.identity = Mutex(recovered.identity)
+        self.automaticLogouts = automaticLogouts
         self.lastSequence = recovered.lastSequence
         self.checkpointSequence = recovered.checkpointSequence
         self.firstRetained = recovered.firstRetained
@@ -215,6 +220,7 @@ final class LogWriter: @unchecked Sendable {
             batch.removeAll(keepingCapacity: true)
             runTimers()
             if isClosing {
+                if !draining { checkpointer.giveUpOnFailure() }
                 draining = true
                 if drainStep() { break }
             }
@@ -228,6 +234,7 @@ final class LogWriter: @unchecked Sendable {
         closeWaiters.removeAll()
         queue.unlock()
         for request in rejected { fail(request, SessionStoreError(.closed)) }
+        automaticLogouts.finish()
         for waiter in waiters { waiter.resume() }
     }
 
@@ -264,12 +271,15 @@ final class LogWriter: @unchecked Sendable {
             logger.error("session-timeout expiry failed", metadata: ["tandem.error": "\(failure)"])
         } else {
             logger.debug("sessions expired", metadata: ["tandem.expired": "\(expired.count)"])
+            automaticLogouts.yield(expired)
         }
     }
 
-    /// One step of closing; `true` when everything is checkpointed.
+    /// One step of closing; `true` when everything is checkpointed, or when a checkpoint failed (the log
+    /// keeps what it would have written, and the next open replays it).
     private func drainStep() -> Bool {
         if checkpointRunning { return false }
+        if checkpointFailedWhileClosing { return true }
         if !overlay.active.isEmpty || overlay.active.throughSequence > checkpointSequence {
             freeze()
             return false
@@ -561,6 +571,11 @@ final class LogWriter: @unchecked Sendable {
         case .failure(let error):
             for (_, reply) in checkpointWaiters { reply.resume(returning: .failure(error)) }
             checkpointWaiters.removeAll()
+            checkpointFailedWhileClosing = true
+            logger.error(
+                "closing without a final checkpoint; the log keeps every change and the next open replays it",
+                metadata: ["tandem.error": "\(error)"]
+            )
         }
     }
 

@@ -39,7 +39,21 @@ public final class SessionStore: Sendable {
     private let overlay: Overlay
     private let writer: LogWriter
 
-    private init(path: String, configuration: Configuration, files: StoreFiles, overlay: Overlay, writer: LogWriter) {
+    /// The logouts the store makes by itself: sessions past their session-timeout deadline, logged out
+    /// every ``Configuration/expiryInterval``, in batches, so that the controller can remove them from its
+    /// data plane. One consumer; if it falls more than 4,096 batches behind, the oldest are dropped from
+    /// this sequence (never from the log). It finishes when the store closes.
+    public let automaticLogouts: AsyncStream<[Logout]>
+
+    private init(
+        path: String,
+        configuration: Configuration,
+        files: StoreFiles,
+        overlay: Overlay,
+        writer: LogWriter,
+        automaticLogouts: AsyncStream<[Logout]>
+    ) {
+        self.automaticLogouts = automaticLogouts
         self.path = path
         self.configuration = configuration
         self.files = files
@@ -65,8 +79,11 @@ public final class SessionStore: Sendable {
     /// - Returns: the open store, ready for reads and writes.
     /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/deviceIDMismatch`` or
     ///   ``SessionStoreError/Kind/portalGroupMismatch`` when the store belongs to another device or group,
-    ///   ``SessionStoreError/Kind/notAStore`` when `path` is something else, and
-    ///   ``SessionStoreError/Kind/storage`` when the files cannot be opened.
+    ///   ``SessionStoreError/Kind/notAStore`` when `path` is something else,
+    ///   ``SessionStoreError/Kind/unsupportedFormat`` when a newer Tandem wrote the store,
+    ///   ``SessionStoreError/Kind/logGap``, ``SessionStoreError/Kind/corruptRecord`` or
+    ///   ``SessionStoreError/Kind/corruptMetadata`` when the files are damaged, and
+    ///   ``SessionStoreError/Kind/storage`` when the files cannot be opened or read.
     public static func open(
         at path: String,
         configuration: Configuration,
@@ -88,12 +105,17 @@ public final class SessionStore: Sendable {
         let identity = try recovery.establishIdentity(configuration: configuration)
         let overlay = Overlay()
         let recovered = try recovery.replay(into: overlay, identity: identity)
+        let (automaticLogouts, continuation) = AsyncStream.makeStream(
+            of: [Logout].self,
+            bufferingPolicy: .bufferingNewest(4096)
+        )
         let writer = LogWriter(
             files: files,
             overlay: overlay,
             configuration: configuration,
             logger: logger,
-            recovered: recovered
+            recovered: recovered,
+            automaticLogouts: continuation
         )
         writer.start()
         logger.info(
@@ -105,7 +127,14 @@ public final class SessionStore: Sendable {
                 "tandem.checkpoint.sequence": "\(recovered.checkpointSequence)",
             ]
         )
-        return SessionStore(path: path, configuration: configuration, files: files, overlay: overlay, writer: writer)
+        return SessionStore(
+            path: path,
+            configuration: configuration,
+            files: files,
+            overlay: overlay,
+            writer: writer,
+            automaticLogouts: automaticLogouts
+        )
     }
 
     private static func prepareDirectory(_ path: String) throws(SessionStoreError) {
@@ -139,7 +168,8 @@ public final class SessionStore: Sendable {
 
     // MARK: - Identity
 
-    /// This device's ID (R4).
+    /// This device's ID (R4): the one the store was opened with, or the new one after
+    /// ``changeDeviceID(to:)``.
     public var deviceID: DeviceID { writer.identity.withLock { $0.deviceID } }
     /// The portal group this store backs up (R5).
     public var portalGroup: PortalGroup { writer.identity.withLock { $0.portalGroup } }
@@ -154,7 +184,8 @@ public final class SessionStore: Sendable {
     ///   ``Session/generation`` is assigned by the store.
     /// - Returns: the session as stored, with its generation.
     /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/invalidSession`` (with the field),
-    ///   ``SessionStoreError/Kind/foreignPortalGroup``, ``SessionStoreError/Kind/alreadyOnline``,
+    ///   ``SessionStoreError/Kind/foreignPortalGroup``, ``SessionStoreError/Kind/invalidArgument`` when the
+    ///   session's owner is not this device, ``SessionStoreError/Kind/alreadyOnline``,
     ///   ``SessionStoreError/Kind/storage`` (nothing was stored) or ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func login(_ session: Session) async throws(SessionStoreError) -> Session {
@@ -188,6 +219,8 @@ public final class SessionStore: Sendable {
     ///
     /// - Parameter now: the time to compare deadlines with.
     /// - Returns: the logouts logged.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` (nothing was logged out) or
+    ///   ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func expireSessions(asOf now: Timestamp = .now) async throws(SessionStoreError) -> [Logout] {
         try await writer.submit { .expire(now, $0) }.get()
@@ -201,6 +234,9 @@ public final class SessionStore: Sendable {
     ///
     /// - Parameter newID: the new device ID.
     /// - Returns: how many users were logged off.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/sameDeviceID`` when `newID` is the
+    ///   current ID, ``SessionStoreError/Kind/storage`` (nothing changed: no user was logged off) or
+    ///   ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func changeDeviceID(to newID: DeviceID) async throws(SessionStoreError) -> Int {
         try await writer.submit { .changeDeviceID(newID, $0) }.get()
@@ -208,7 +244,12 @@ public final class SessionStore: Sendable {
 
     /// Writes everything committed so far into the users table on disk.
     ///
+    /// A checkpoint that fails (a full disk, for example) is retried until it succeeds, so this call waits
+    /// meanwhile; the changes stay in memory and in the log.
+    ///
     /// - Returns: the log position the users table is checkpointed through.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/closed``, or
+    ///   ``SessionStoreError/Kind/storage`` when the checkpoint failed for good while the store closed.
     @discardableResult
     public func checkpoint() async throws(SessionStoreError) -> UInt64 {
         try await writer.submit { .checkpoint($0) }.get()
@@ -220,6 +261,13 @@ public final class SessionStore: Sendable {
     public var count: Int { overlay.onlineCount.load(ordering: .relaxed) }
 
     /// The online session at `ip`, or `nil`.
+    ///
+    /// Reads memory and a read transaction of the users table; it never waits for a commit.
+    ///
+    /// - Parameter ip: the user's address.
+    /// - Returns: the session, with its generation, or `nil` when no online user holds `ip`.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` when the users table cannot be
+    ///   read, or ``SessionStoreError/Kind/corruptRecord`` when the stored session is damaged.
     public func session(for ip: IPAddress) throws(SessionStoreError) -> Session? {
         // A miss in memory means the address last changed in a checkpoint that committed before this
         // moment, which the read transaction opened next sees.
@@ -232,6 +280,11 @@ public final class SessionStore: Sendable {
     }
 
     /// The online sessions with MAC address `mac`, in address order.
+    ///
+    /// - Parameter mac: the MAC address of the user's device.
+    /// - Returns: the sessions, empty when no online user has `mac`.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` when the users table cannot be
+    ///   read, or ``SessionStoreError/Kind/corruptRecord`` when a stored session is damaged.
     public func sessions(withMAC mac: MACAddress) throws(SessionStoreError) -> [Session] {
         try indexedLookup(
             indexKey: withUnsafeBytes(of: StoreLayout.macKey(mac)) { Array($0) },
@@ -242,6 +295,11 @@ public final class SessionStore: Sendable {
     }
 
     /// The online sessions of user `userName`, in address order.
+    ///
+    /// - Parameter userName: the user name, compared byte for byte.
+    /// - Returns: the sessions, empty when the user is not online.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` when the users table cannot be
+    ///   read, or ``SessionStoreError/Kind/corruptRecord`` when a stored session is damaged.
     public func sessions(withUserName userName: String) throws(SessionStoreError) -> [Session] {
         try indexedLookup(
             indexKey: Array(userName.utf8),
@@ -298,8 +356,20 @@ public final class SessionStore: Sendable {
     ///
     /// The walk reads a snapshot: writes go on meanwhile, unseen by it.
     ///
+    /// The walk holds a read transaction of the users table for its whole length: keep `body` short.
+    ///
     /// - Parameter body: called once per session; a throw stops the walk and is rethrown.
+    /// - Throws: what `body` throws; ``SessionStoreError`` of kind ``SessionStoreError/Kind/corruptRecord`` when
+    ///   a stored session is damaged; `LMDBError` when the users table cannot be read.
     public func forEachSession(_ body: (Session) throws -> Void) throws {
+        do {
+            try walkSessions(body)
+        } catch let error as LMDBError {
+            throw SessionStoreError.storage(error, doing: "reading the users table")
+        }
+    }
+
+    private func walkSessions(_ body: (Session) throws -> Void) throws {
         while true {
             let (active, frozen, handedOff) = overlay.withLock { active, frozen, handedOff, _ in
                 (copy active, copy frozen, handedOff)
@@ -343,6 +413,9 @@ public final class SessionStore: Sendable {
     }
 
     /// Every online session, in address order (a convenience over ``forEachSession(_:)``).
+    ///
+    /// - Returns: the sessions online at one instant.
+    /// - Throws: what ``forEachSession(_:)`` throws.
     public func allSessions() throws -> [Session] {
         var sessions: [Session] = []
         sessions.reserveCapacity(count)
@@ -352,26 +425,45 @@ public final class SessionStore: Sendable {
 
     // MARK: - The log
 
-    /// Calls `body` with each retained log record from sequence `first` through `last`, in order.
+    /// Calls `body` with each log record from sequence `first` through `last`, in order, from a snapshot of
+    /// the log.
     ///
     /// - Parameters:
-    ///   - first: the first sequence wanted.
+    ///   - first: the first sequence wanted; `nil` (the default) starts at the first record the log still
+    ///     holds (see ``LogStatus/firstRetainedSequence``).
     ///   - last: the last sequence wanted.
     ///   - body: called once per record; return `false` to stop.
+    /// - Throws: what `body` throws; ``SessionStoreError`` of kind ``SessionStoreError/Kind/logTruncated`` when
+    ///   `first` was logged but is no longer in the log (truncated behind a checkpoint), of kind
+    ///   ``SessionStoreError/Kind/corruptRecord`` when an entry is damaged, and of kind
+    ///   ``SessionStoreError/Kind/storage`` when the log cannot be read.
     public func forEachLogRecord(
-        from first: UInt64 = 0,
+        from first: UInt64? = nil,
         through last: UInt64 = .max,
         _ body: (LogRecord) throws -> Bool
     ) throws {
-        try files.logEnvironment.read { txn in
-            try txn.withCursor(files.log) { cursor in
-                var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(first)) { try cursor.seek(atLeast: $0) }
-                while let (key, value) = entry {
-                    let record = try decodeLogEntry(key: key, value: value)
-                    guard record.sequence <= last, try body(record) else { return }
-                    entry = try cursor.move(.next)
+        let logged = writer.status.withLock { $0.lastSequence }
+        do {
+            try files.logEnvironment.read { txn in
+                try txn.withCursor(files.log) { cursor in
+                    var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(first ?? 0)) {
+                        try cursor.seek(atLeast: $0)
+                    }
+                    if let first, first <= logged {
+                        let found = entry.flatMap { StoreLayout.decodeSequenceKey($0.key) }
+                        if found != first {
+                            throw SessionStoreError(.logTruncated(requested: first, firstRetained: found ?? logged + 1))
+                        }
+                    }
+                    while let (key, value) = entry {
+                        let record = try decodeLogEntry(key: key, value: value)
+                        guard record.sequence <= last, try body(record) else { return }
+                        entry = try cursor.move(.next)
+                    }
                 }
             }
+        } catch let error as LMDBError {
+            throw SessionStoreError.storage(error, doing: "reading the log")
         }
     }
 
@@ -382,12 +474,17 @@ public final class SessionStore: Sendable {
     /// - Parameters:
     ///   - name: the holder's name; a second hold of the same name moves it.
     ///   - first: the first sequence to keep.
-    /// - Throws: ``SessionStoreError/Kind/logTruncated`` when the log no longer holds `first`.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/logTruncated`` when the log no longer
+    ///   holds `first`, ``SessionStoreError/Kind/storage`` or ``SessionStoreError/Kind/closed``.
     public func holdLog(_ name: String, from first: UInt64) async throws(SessionStoreError) {
         try await writer.submit { .hold(name, first, $0) }.get()
     }
 
-    /// Releases a hold taken with ``holdLog(_:from:)``.
+    /// Releases a hold taken with ``holdLog(_:from:)``; the log behind the checkpoint is then truncated.
+    ///
+    /// - Parameter name: the holder's name.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` or
+    ///   ``SessionStoreError/Kind/closed``.
     public func releaseLog(_ name: String) async throws(SessionStoreError) {
         try await writer.submit { .release(name, $0) }.get()
     }
@@ -424,6 +521,9 @@ public final class SessionStore: Sendable {
     /// exist. The copy opens as a store of its own (a backup, or a copy for `tandem log` to inspect).
     ///
     /// - Parameter destination: the directory to create.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/invalidArgument`` when `destination`
+    ///   cannot be created (it exists, for example), ``SessionStoreError/Kind/storage`` when the copy fails, or
+    ///   ``SessionStoreError/Kind/closed``.
     public func copy(to destination: String) async throws(SessionStoreError) {
         guard mkdir(destination, 0o755) == 0 else {
             throw SessionStoreError(

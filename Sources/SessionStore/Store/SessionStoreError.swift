@@ -41,6 +41,7 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
     public struct Kind: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
+        /// The kind's short name, such as `already-online`.
         public var description: String { name }
 
         /// The store belongs to another device ID than the one it was opened with (R4).
@@ -111,6 +112,7 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// What went wrong and what to do about it, in words an operator can act on.
     public var description: String {
         switch code {
         case .deviceIDMismatch(let path, let stored, let requested):

@@ -3,10 +3,14 @@ import LMDB
 /// The on-disk layout: two LMDB environments in one directory, so that checkpoints into the users table
 /// never hold the log's write lock.
 ///
-/// `log.mdb`: `log` (big-endian sequence → encoded ``LogRecord``) and `meta`.
-/// `users.mdb`: `users` (16-byte address → session value), the indexes `by-mac` (MAC → addresses,
-/// duplicates sorted), `by-user` (user name → addresses), `by-deadline` (deadline → addresses, duplicates sorted),
-/// and `meta` (checkpoint position, term, and the per-origin positions applied).
+/// `log.mdb`: `log` (big-endian sequence → encoded ``LogRecord``) and `meta` (format version, device ID,
+/// portal group, term, last sequence, and the holds and dropped holds).
+/// `users.mdb`: `users` (16-byte address → session value), the indexes `by-mac` (MAC → addresses),
+/// `by-user` (user name → addresses) and `by-deadline` (deadline → addresses), all three with duplicates sorted,
+/// and `meta` (the checkpoint position; `applied:` keys are reserved for the per-origin positions applied).
+///
+/// Every `meta` value is 8 bytes, a big-endian `UInt64`, except the portal group's UTF-8 name. The catalog's
+/// OnDiskFormat article describes all of it.
 enum StoreLayout {
     /// The on-disk format this build writes and reads.
     static let formatVersion: UInt32 = 1

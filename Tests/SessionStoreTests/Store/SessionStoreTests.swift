@@ -268,6 +268,11 @@ struct SessionStoreTests {
         try await store.login(testSession(2, sessionTimeout: 3600))
         #expect(await eventually { store.count == 1 })
         #expect(try store.session(for: testSession(2).ip) != nil)
+        // The controller learns who the store logged off.
+        var iterator = store.automaticLogouts.makeAsyncIterator()
+        let batch = await iterator.next()
+        #expect(batch?.map(\.ip) == [testSession(1).ip])
+        #expect(batch?.first?.reason == .sessionTimeout)
         await store.close()
     }
 
@@ -293,6 +298,9 @@ struct SessionStoreTests {
 
         let gone = await #expect(throws: SessionStoreError.self) { try await store.holdLog("late", from: 10) }
         #expect(gone?.kind == .logTruncated)
+        let walk = #expect(throws: SessionStoreError.self) { try store.forEachLogRecord(from: 10) { _ in true } }
+        #expect(walk?.kind == .logTruncated)
+        #expect(walk?.description.contains("starts at 301") == true)
 
         try await store.releaseLog("peer")
         try await store.login(testSession(1000))

@@ -61,9 +61,12 @@ func progress(_ message: String) {
 }
 
 /// The peak resident set size of this process, in MiB.
-func peakRSSMiB() -> Double {
+func peakRSSMiB() -> Double { statusMiB("VmHWM:") }
+
+/// A memory figure from /proc/self/status (such as `RssAnon:` or `RssFile:`), in MiB.
+func statusMiB(_ field: String) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return .nan }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    for line in status.split(separator: "\n") where line.hasPrefix(field) {
         let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? .nan
         return kilobytes / 1024
     }

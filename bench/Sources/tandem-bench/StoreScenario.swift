@@ -133,6 +133,8 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("commit_p999_ms", latencies.milliseconds(atPercentile: 99.9))
         report.add("commit_max_ms", Double(latencies.histogram.max) / 1e6)
         report.add("rss_mib", peakRSSMiB())
+        report.add("rss_anon_mib_after_churn", statusMiB("RssAnon:"))
+        report.add("rss_file_mib_after_churn", statusMiB("RssFile:"))
 
         // Logout: everyone.
         progress("logout: \(store.count) users")
