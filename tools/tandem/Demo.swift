@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SessionStore
 
 /// The single-device demonstration: users log in, the store is closed and reopened, and they are all back.
@@ -36,8 +37,10 @@ struct Demo: AsyncParsableCommand {
         print("Tandem demo: \(users) users, \(concurrency) concurrent callers, every commit synced to disk")
         print("store: \(directory)")
 
+        var logger = Logger(label: "tandem.demo")
+        logger.logLevel = .warning
         var clock = ContinuousClock.now
-        var store = try SessionStore.open(at: directory, configuration: configuration)
+        var store = try SessionStore.open(at: directory, configuration: configuration, logger: logger)
         let already = store.count
         print(row("opened", ContinuousClock.now - clock, "\(already) users online"))
 
@@ -72,7 +75,7 @@ struct Demo: AsyncParsableCommand {
         )
 
         clock = ContinuousClock.now
-        store = try SessionStore.open(at: directory, configuration: configuration)
+        store = try SessionStore.open(at: directory, configuration: configuration, logger: logger)
         print(row("reopened", ContinuousClock.now - clock, "\(store.count) users online"))
 
         clock = ContinuousClock.now
