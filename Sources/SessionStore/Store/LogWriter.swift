@@ -550,13 +550,11 @@ final class LogWriter: @unchecked Sendable {
     /// Whether log entries behind the checkpoint wait to be deleted.
     private var truncationPending: Bool { (firstRetained ?? .max) <= truncationTarget() }
 
+    /// The highest sequence the log may delete: behind the checkpoint, and before every hold.
     private func truncationTarget() -> UInt64 {
-        var target = checkpointSequence
-        if let lowest = holds.values.min() { target = min(target, lowest &- 1) }
-        return lowest(target)
+        guard let lowestHold = holds.values.min() else { return checkpointSequence }
+        return min(checkpointSequence, lowestHold > 0 ? lowestHold - 1 : 0)
     }
-
-    private func lowest(_ value: UInt64) -> UInt64 { value == .max ? 0 : value }
 
     private func checkpointCompleted(_ result: Result<UInt64, SessionStoreError>) {
         checkpointRunning = false

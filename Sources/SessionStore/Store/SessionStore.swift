@@ -532,8 +532,18 @@ public final class SessionStore: Sendable {
         }
         // Hold the log behind the checkpoint copied, so the log copied next still continues it.
         let holdName = "copy-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let checkpointed = writer.status.withLock { $0.checkpointSequence }
-        try await holdLog(holdName, from: checkpointed + 1)
+        // A checkpoint between reading its position and placing the hold may truncate that position
+        // first: read it again then.
+        var attempts = 0
+        while true {
+            let checkpointed = writer.status.withLock { $0.checkpointSequence }
+            do {
+                try await holdLog(holdName, from: checkpointed + 1)
+                break
+            } catch  where error.kind == .logTruncated && attempts < 5 {
+                attempts += 1
+            }
+        }
         do {
             try files.usersEnvironment.copy(to: destination + "/" + StoreLayout.usersFile, compact: true)
             try files.logEnvironment.copy(to: destination + "/" + StoreLayout.logFile, compact: true)
