@@ -394,3 +394,26 @@ extension IPAddress: Codable {
         try container.encode(description)
     }
 }
+
+extension IPAddress {
+    /// Hashes the address for `Set` and `Dictionary`, the same way as ``hash(into:)`` would but without
+    /// SipHash's set-up, which dominated the store's hot path: two rounds of a 64-bit finalizer, keyed with
+    /// the table's per-process seed, so that which addresses collide depends on the seed.
+    public func _rawHashValue(seed: Int) -> Int {
+        Int(bitPattern: UInt(truncatingIfNeeded: Self.mix(Self.mix(high ^ UInt64(bitPattern: Int64(seed))) ^ low)))
+    }
+
+    /// Feeds the address to `hasher`.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(high)
+        hasher.combine(low)
+    }
+
+    @inline(__always)
+    private static func mix(_ value: UInt64) -> UInt64 {
+        var x = value
+        x = (x ^ (x >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        x = (x ^ (x >> 27)) &* 0x94d0_49bb_1331_11eb
+        return x ^ (x >> 31)
+    }
+}

@@ -15,6 +15,8 @@ typealias Reply<T> = UnsafeContinuation<Result<T, SessionStoreError>, Never>
 final class LogWriter: @unchecked Sendable {
     enum Request: Sendable {
         case login(Session, Reply<Session>)
+        case loginBatch([Session], Reply<[Result<Session, SessionStoreError>]>)
+        case logoutBatch([(IPAddress, LogoutReason)], Reply<[Result<Logout, SessionStoreError>]>)
         case logout(IPAddress, LogoutReason, Reply<Logout>)
         case expire(Timestamp, Reply<[Logout]>)
         case changeDeviceID(DeviceID, Reply<Int>)
@@ -315,6 +317,16 @@ final class LogWriter: @unchecked Sendable {
     private struct Outcomes {
         var logins: [(Reply<Session>, Result<Session, SessionStoreError>)] = []
         var logouts: [(Reply<Logout>, Result<Logout, SessionStoreError>)] = []
+        var loginBatches:
+            [(
+                Reply<[Result<Session, SessionStoreError>]>,
+                Result<[Result<Session, SessionStoreError>], SessionStoreError>
+            )] = []
+        var logoutBatches:
+            [(
+                Reply<[Result<Logout, SessionStoreError>]>,
+                Result<[Result<Logout, SessionStoreError>], SessionStoreError>
+            )] = []
         var expiries: [(Reply<[Logout]>, Result<[Logout], SessionStoreError>)] = []
         var deviceChanges: [(Reply<Int>, Result<Int, SessionStoreError>)] = []
         var voids: [(Reply<Void>, Result<Void, SessionStoreError>)] = []
@@ -324,6 +336,8 @@ final class LogWriter: @unchecked Sendable {
             failure = error
             for index in logins.indices { logins[index].1 = logins[index].1.flatMap { _ in .failure(error) } }
             for index in logouts.indices { logouts[index].1 = logouts[index].1.flatMap { _ in .failure(error) } }
+            loginBatches = loginBatches.map { ($0.0, .failure(error)) }
+            logoutBatches = logoutBatches.map { ($0.0, .failure(error)) }
             expiries = expiries.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
             deviceChanges = deviceChanges.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
             voids = voids.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
@@ -332,6 +346,8 @@ final class LogWriter: @unchecked Sendable {
         mutating func removeAll() {
             logins.removeAll(keepingCapacity: true)
             logouts.removeAll(keepingCapacity: true)
+            loginBatches.removeAll(keepingCapacity: true)
+            logoutBatches.removeAll(keepingCapacity: true)
             expiries.removeAll()
             deviceChanges.removeAll()
             voids.removeAll()
@@ -341,6 +357,8 @@ final class LogWriter: @unchecked Sendable {
         func resume() {
             for (reply, result) in logins { reply.resume(returning: result) }
             for (reply, result) in logouts { reply.resume(returning: result) }
+            for (reply, result) in loginBatches { reply.resume(returning: result) }
+            for (reply, result) in logoutBatches { reply.resume(returning: result) }
             for (reply, result) in expiries { reply.resume(returning: result) }
             for (reply, result) in deviceChanges { reply.resume(returning: result) }
             for (reply, result) in voids { reply.resume(returning: result) }
@@ -381,6 +399,28 @@ final class LogWriter: @unchecked Sendable {
                                 }
                             )
                         )
+                    case .loginBatch(let sessions, let reply):
+                        var results: [Result<Session, SessionStoreError>] = []
+                        results.reserveCapacity(sessions.count)
+                        for session in sessions {
+                            results.append(Result { () throws(SessionStoreError) in try stageLogin(session, txn: txn) })
+                        }
+                        outcomes.loginBatches.append((reply, .success(results)))
+                    case .logoutBatch(let logouts, let reply):
+                        var results: [Result<Logout, SessionStoreError>] = []
+                        results.reserveCapacity(logouts.count)
+                        let now = Timestamp.now
+                        for (ip, reason) in logouts {
+                            results.append(
+                                Result { () throws(SessionStoreError) in
+                                    guard let session = try resolve(ip, txn: txn) else {
+                                        throw SessionStoreError(.notOnline(ip))
+                                    }
+                                    return stageLogout(session, reason: reason, time: now)
+                                }
+                            )
+                        }
+                        outcomes.logoutBatches.append((reply, .success(results)))
                     case .logout(let ip, let reason, let reply):
                         outcomes.logouts.append(
                             (
@@ -769,6 +809,8 @@ final class LogWriter: @unchecked Sendable {
         switch request {
         case .login(_, let reply): reply.resume(returning: .failure(error))
         case .logout(_, _, let reply): reply.resume(returning: .failure(error))
+        case .loginBatch(_, let reply): reply.resume(returning: .failure(error))
+        case .logoutBatch(_, let reply): reply.resume(returning: .failure(error))
         case .expire(_, let reply): reply.resume(returning: .failure(error))
         case .changeDeviceID(_, let reply): reply.resume(returning: .failure(error))
         case .checkpoint(let reply): reply.resume(returning: .failure(error))

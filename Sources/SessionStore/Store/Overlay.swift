@@ -48,8 +48,8 @@ final class Overlay: @unchecked Sendable {
 
     /// Moves the active set to frozen for the checkpointer; returns it, or `nil` when one is already frozen.
     func freeze() -> ChangeSet? {
-        // Sized like the last one, so the new set does not rehash as it fills.
-        var fresh = ChangeSet(capacity: active.count)
+        // Sized with room over the last one, so the new set does not rehash as it fills.
+        var fresh = ChangeSet(capacity: max(active.count + active.count / 4, 4096))
         fresh.throughSequence = active.throughSequence
         return lock.withLock { () -> ChangeSet? in
             guard frozen == nil else { return nil }

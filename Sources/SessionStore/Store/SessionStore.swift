@@ -189,15 +189,80 @@ public final class SessionStore: Sendable {
     ///   ``SessionStoreError/Kind/storage`` (nothing was stored) or ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func login(_ session: Session) async throws(SessionStoreError) -> Session {
+        if let refusal = refusal(of: session) { throw refusal }
+        return try await writer.submit { .login(session, $0) }.get()
+    }
+
+    /// Logs many users in with one call: one request to the writer and one resumption for all of them,
+    /// which is how a controller keeps up with a burst of RADIUS Access-Accepts.
+    ///
+    /// Each session is checked and logged in as by ``login(_:)``; one refused session (invalid, or its
+    /// address already online) does not stop the others. All that are accepted go into the same group
+    /// commit.
+    ///
+    /// ```swift
+    /// for (session, result) in zip(accepted, try await store.login(contentsOf: accepted)) {
+    ///     if case .failure(let error) = result { print("\(session.ip): \(error)") }
+    /// }
+    /// ```
+    ///
+    /// - Parameter sessions: the new sessions.
+    /// - Returns: for each session, in order, the session as stored or why it was refused.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` when the commit failed
+    ///   (then none was stored) or ``SessionStoreError/Kind/closed``.
+    public func login(
+        contentsOf sessions: [Session]
+    ) async throws(SessionStoreError)
+        -> [Result<Session, SessionStoreError>]
+    {
+        var results: [Result<Session, SessionStoreError>] = []
+        results.reserveCapacity(sessions.count)
+        var accepted: [Session] = []
+        accepted.reserveCapacity(sessions.count)
+        var positions: [Int] = []
+        for (position, session) in sessions.enumerated() {
+            if let refusal = refusal(of: session) {
+                results.append(.failure(refusal))
+            } else {
+                results.append(.failure(SessionStoreError(.closed)))  // replaced below
+                accepted.append(session)
+                positions.append(position)
+            }
+        }
+        guard !accepted.isEmpty else { return results }
+        let stored = try await writer.submit { .loginBatch(accepted, $0) }.get()
+        for (position, result) in zip(positions, stored) { results[position] = result }
+        return results
+    }
+
+    /// Logs many users off with one call; see ``login(contentsOf:)``.
+    ///
+    /// - Parameter logouts: the addresses of the online users, each with its reason.
+    /// - Returns: for each address, in order, the logout as logged or why it was refused (not online).
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` when the commit failed
+    ///   (then none was logged) or ``SessionStoreError/Kind/closed``.
+    public func logout(
+        contentsOf logouts: [(IPAddress, LogoutReason)]
+    ) async throws(SessionStoreError)
+        -> [Result<Logout, SessionStoreError>]
+    {
+        guard !logouts.isEmpty else { return [] }
+        return try await writer.submit { .logoutBatch(logouts, $0) }.get()
+    }
+
+    /// Why `session` cannot be logged in, found without asking the writer; `nil` when it may be.
+    private func refusal(of session: Session) -> SessionStoreError? {
         do {
             try session.validate(statefulFailover: configuration.statefulFailover)
         } catch {
-            throw SessionStoreError(.invalidSession(error))
+            return SessionStoreError(.invalidSession(error))
         }
         guard session.portalGroup == configuration.portalGroup else {
-            throw SessionStoreError(.foreignPortalGroup(session: session.portalGroup, store: configuration.portalGroup))
+            return SessionStoreError(
+                .foreignPortalGroup(session: session.portalGroup, store: configuration.portalGroup)
+            )
         }
-        return try await writer.submit { .login(session, $0) }.get()
+        return nil
     }
 
     /// Logs the user at `ip` off (R7), whichever way the logoff came.

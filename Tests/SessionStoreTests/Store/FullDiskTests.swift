@@ -68,6 +68,11 @@ struct FullDiskTests {
         #expect(acknowledged.count > 100)
         #expect(store.count == acknowledged.count)
         for session in acknowledged { #expect(try store.session(for: session.ip) == session) }
+        let batch = await #expect(throws: SessionStoreError.self) {
+            try await store.login(contentsOf: (300_000..<300_100).map { testSession($0) })
+        }
+        #expect(batch?.kind == .storage)
+        #expect(store.count == acknowledged.count)
         await store.close()  // returns even though its final checkpoint may not fit
 
         #expect(disk.resize(kibibytes: 64 << 10))

@@ -96,6 +96,37 @@ struct SessionStoreTests {
         await store.close()
     }
 
+    @Test("a batch of logins and logouts: each refused one fails alone, the others are stored together")
+    func batches() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
+        try await store.login(testSession(0))
+        var invalid = testSession(2)
+        invalid.userName = ""
+        let sessions = [testSession(1), testSession(0), invalid, testSession(3), testSession(1), testSession(4)]
+        let results = try await store.login(contentsOf: sessions)
+        #expect(results.count == 6)
+        #expect(try results[0].get().generation.sequence == 2)
+        #expect(results[1].kindOfFailure == .alreadyOnline)  // online before the batch
+        #expect(results[2].kindOfFailure == .invalidSession)
+        #expect(try results[3].get().ip == testSession(3).ip)
+        #expect(results[4].kindOfFailure == .alreadyOnline)  // logged in earlier in the same batch
+        #expect(try results[5].get().generation.sequence == 4)
+        #expect(store.count == 4)
+        #expect(store.logStatus.lastSequence == 4)
+
+        let logouts = try await store.logout(contentsOf: [
+            (testSession(1).ip, .portalServer), (testSession(9).ip, .user), (testSession(3).ip, .idleTimeout),
+        ])
+        #expect(try logouts[0].get().reason == .portalServer)
+        #expect(logouts[1].kindOfFailure == .notOnline)
+        #expect(try logouts[2].get().userName == "user3")
+        #expect(store.count == 2)
+        #expect(try store.allSessions().map(\.ip) == [testSession(0).ip, testSession(4).ip])
+        #expect(try await store.login(contentsOf: []).isEmpty)
+        await store.close()
+    }
+
     @Test("a closed store refuses writes")
     func closedStore() async throws {
         let directory = TemporaryDirectory()
@@ -369,5 +400,13 @@ struct SessionStoreTests {
         let copy = try SessionStore.open(at: directory.child("copy"), configuration: .test())
         #expect(try copy.allSessions() == expected)
         await copy.close()
+    }
+}
+
+extension Result where Failure == SessionStoreError {
+    /// The kind of the failure, or `nil` for a success.
+    var kindOfFailure: SessionStoreError.Kind? {
+        if case .failure(let error) = self { return error.kind }
+        return nil
     }
 }

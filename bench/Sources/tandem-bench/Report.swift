@@ -47,7 +47,10 @@ struct Report {
 struct Latencies: Sendable {
     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
 
-    mutating func record(_ nanoseconds: UInt64) { _ = histogram.record(max(nanoseconds, 1)) }
+    mutating func record(_ nanoseconds: UInt64, count: Int = 1) {
+        guard count > 0 else { return }
+        _ = histogram.record(max(nanoseconds, 1), count: UInt64(count))
+    }
     mutating func add(_ other: Latencies) { histogram.add(other.histogram) }
 
     func milliseconds(atPercentile percentile: Double) -> Double {

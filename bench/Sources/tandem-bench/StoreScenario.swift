@@ -28,6 +28,9 @@ struct StoreScenario: AsyncParsableCommand {
     @Option(help: "Concurrent callers.")
     var concurrency = 512
 
+    @Option(help: "Events per call: 1 uses login(_:) and logout(_:reason:); more uses the batched calls.")
+    var batch = 1
+
     @Option(help: "Events in the churn phase (default: as many as users).")
     var churnEvents: Int?
 
@@ -61,6 +64,8 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("users", users)
         report.add("concurrency", callers)
         report.add("durability", durability)
+        report.add("batch", batch)
+        let perCall = max(batch, 1)
 
         var store = try SessionStore.open(at: directory, configuration: configuration)
 
@@ -72,12 +77,20 @@ struct StoreScenario: AsyncParsableCommand {
         var started = nanosecondsNow()
         var latencies = try await runCallers(callers) { caller, latencies in
             while true {
-                let number = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                let number = next.wrappingAdd(perCall, ordering: .relaxed).oldValue
                 guard number < total else { return }
-                let session = BenchSession.make(number)
-                let t0 = nanosecondsNow()
-                try await first.login(session)
-                latencies.record(nanosecondsNow() - t0)
+                if perCall == 1 {
+                    let session = BenchSession.make(number)
+                    let t0 = nanosecondsNow()
+                    try await first.login(session)
+                    latencies.record(nanosecondsNow() - t0)
+                } else {
+                    let sessions = (number..<min(number + perCall, total)).map(BenchSession.make)
+                    let t0 = nanosecondsNow()
+                    let results = try await first.login(contentsOf: sessions)
+                    latencies.record(nanosecondsNow() - t0, count: results.count)
+                    for result in results { _ = try result.get() }
+                }
             }
         }
         let loginSeconds = seconds(since: started)
@@ -113,16 +126,41 @@ struct StoreScenario: AsyncParsableCommand {
             var random = SystemRandomNumberGenerator()
             var mine = Array(stride(from: caller, to: total, by: callers))
             var fresh = total + caller
-            for _ in 0..<(steps / callers + (caller < steps % callers ? 1 : 0)) where !mine.isEmpty {
-                let slot = Int.random(in: 0..<mine.count, using: &random)
-                var t0 = nanosecondsNow()
-                try await reopened.logout(BenchSession.address(mine[slot]), reason: .user)
-                latencies.record(nanosecondsNow() - t0)
-                t0 = nanosecondsNow()
-                try await reopened.login(BenchSession.make(fresh))
-                latencies.record(nanosecondsNow() - t0)
-                mine[slot] = fresh
-                fresh += callers
+            var remaining = steps / callers + (caller < steps % callers ? 1 : 0)
+            while remaining > 0 && !mine.isEmpty {
+                if perCall == 1 {
+                    let slot = Int.random(in: 0..<mine.count, using: &random)
+                    var t0 = nanosecondsNow()
+                    try await reopened.logout(BenchSession.address(mine[slot]), reason: .user)
+                    latencies.record(nanosecondsNow() - t0)
+                    t0 = nanosecondsNow()
+                    try await reopened.login(BenchSession.make(fresh))
+                    latencies.record(nanosecondsNow() - t0)
+                    mine[slot] = fresh
+                    fresh += callers
+                    remaining -= 1
+                } else {
+                    let count = min(perCall, remaining, mine.count)
+                    let slots = Set((0..<count * 2).map { _ in Int.random(in: 0..<mine.count, using: &random) })
+                        .prefix(count)
+                    var t0 = nanosecondsNow()
+                    let out = try await reopened.logout(
+                        contentsOf: slots.map { (BenchSession.address(mine[$0]), LogoutReason.user) }
+                    )
+                    latencies.record(nanosecondsNow() - t0, count: out.count)
+                    var sessions: [Session] = []
+                    for slot in slots {
+                        mine[slot] = fresh
+                        sessions.append(BenchSession.make(fresh))
+                        fresh += callers
+                    }
+                    t0 = nanosecondsNow()
+                    let results = try await reopened.login(contentsOf: sessions)
+                    latencies.record(nanosecondsNow() - t0, count: results.count)
+                    for result in out { _ = try result.get() }
+                    for result in results { _ = try result.get() }
+                    remaining -= slots.count
+                }
             }
             churned.withLock { $0[caller] = mine }
         }
@@ -141,10 +179,23 @@ struct StoreScenario: AsyncParsableCommand {
         let online = store.count
         started = nanosecondsNow()
         latencies = try await runCallers(callers) { caller, latencies in
-            for number in churned.withLock({ $0[caller] ?? [] }) {
-                let t0 = nanosecondsNow()
-                try await reopened.logout(BenchSession.address(number), reason: .user)
-                latencies.record(nanosecondsNow() - t0)
+            let mine = churned.withLock({ $0[caller] ?? [] })
+            if perCall == 1 {
+                for number in mine {
+                    let t0 = nanosecondsNow()
+                    try await reopened.logout(BenchSession.address(number), reason: .user)
+                    latencies.record(nanosecondsNow() - t0)
+                }
+            } else {
+                for start in stride(from: 0, to: mine.count, by: perCall) {
+                    let logouts = mine[start..<min(start + perCall, mine.count)].map {
+                        (BenchSession.address($0), LogoutReason.user)
+                    }
+                    let t0 = nanosecondsNow()
+                    let results = try await reopened.logout(contentsOf: logouts)
+                    latencies.record(nanosecondsNow() - t0, count: results.count)
+                    for result in results { _ = try result.get() }
+                }
             }
         }
         report.add("logout_events_per_s", Double(online) / seconds(since: started))
@@ -189,7 +240,7 @@ enum BenchSession {
         IPAddress(ipv4: 0x0A00_0000 &+ UInt32(truncatingIfNeeded: number))
     }
 
-    static func make(_ number: Int) -> Session {
+    @Sendable static func make(_ number: Int) -> Session {
         Session(
             ip: address(number),
             mac: MACAddress(rawValue: 0x0200_0000_0000 | UInt64(number)),
