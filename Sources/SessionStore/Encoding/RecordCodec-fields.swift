@@ -5,14 +5,16 @@ extension RecordCodec {
 
     @inline(__always)
     static func writeRecordFields<Sink: UnitSink>(_ record: LogRecord, to sink: inout Sink) {
-        sink.writeVarint(record.sequence)
-        sink.writeVarint(UInt64(record.term))
-        sink.writeByte(record.origin.rawValue)
-        sink.writeSignedVarint(record.time.microsecondsSinceEpoch)
+        writeRecordHeader(
+            sequence: record.sequence,
+            term: record.term,
+            origin: record.origin,
+            time: record.time,
+            to: &sink
+        )
         switch record.event {
         case .login(let session):
-            sink.writeIP(session.ip)
-            writeSessionBody(session, to: &sink)
+            writeLoginFields(session, to: &sink)
         case .logout(let logout):
             sink.writeIP(logout.ip)
             sink.writeMAC(logout.mac)
@@ -24,6 +26,28 @@ extension RecordCodec {
             sink.writeByte(from.rawValue)
             sink.writeByte(to.rawValue)
         }
+    }
+
+    /// The fields every record starts with.
+    @inline(__always)
+    static func writeRecordHeader<Sink: UnitSink>(
+        sequence: UInt64,
+        term: UInt32,
+        origin: DeviceID,
+        time: Timestamp,
+        to sink: inout Sink
+    ) {
+        sink.writeVarint(sequence)
+        sink.writeVarint(UInt64(term))
+        sink.writeByte(origin.rawValue)
+        sink.writeSignedVarint(time.microsecondsSinceEpoch)
+    }
+
+    /// A login's fields after the header.
+    @inline(__always)
+    static func writeLoginFields<Sink: UnitSink>(_ session: borrowing Session, to sink: inout Sink) {
+        sink.writeIP(session.ip)
+        writeSessionBody(copy session, to: &sink)
     }
 
     static func readRecordFields(

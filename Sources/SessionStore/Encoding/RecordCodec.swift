@@ -115,6 +115,26 @@ public enum RecordCodec {
         }
     }
 
+    /// Appends a login record, exactly as ``encode(_:into:)`` would encode
+    /// `LogRecord(sequence:term:origin:time:event: .login(session))`, without building that record: the
+    /// writer's hot path.
+    static func encodeLogin(
+        _ session: borrowing Session,
+        sequence: UInt64,
+        term: UInt32,
+        origin: DeviceID,
+        time: Timestamp,
+        into buffer: inout [UInt8]
+    ) {
+        var counter = UnitSizeCounter()
+        writeRecordHeader(sequence: sequence, term: term, origin: origin, time: time, to: &counter)
+        writeLoginFields(session, to: &counter)
+        appendUnit(kind: Event.Kind.login.rawValue, fieldsSize: counter.count, into: &buffer) { writer in
+            writeRecordHeader(sequence: sequence, term: term, origin: origin, time: time, to: &writer)
+            writeLoginFields(session, to: &writer)
+        }
+    }
+
     /// Decodes one log record, which must take exactly all of `bytes`.
     ///
     /// - Parameter bytes: One encoded record.

@@ -689,7 +689,9 @@ final class LogWriter: @unchecked Sendable {
         sequence += 1
         var stored = session
         stored.generation = Generation(term: term, sequence: sequence)
-        emit(.login(stored), time: .now)
+        let start = buffer.count
+        RecordCodec.encodeLogin(stored, sequence: sequence, term: term, origin: origin, time: .now, into: &buffer)
+        records.append((sequence, start..<buffer.count))
         stage(stored.ip, .online(stored), delta: 1)
         if let deadline = stored.deadline {
             newDeadlines.append(.init(deadline: deadline, ip: stored.ip, generation: stored.generation))
