@@ -2,6 +2,10 @@ import LMDB
 import Logging
 import Metrics
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Writes frozen change sets into the users table on disk, on its own thread and in its own LMDB
 /// environment, so that it never holds the log's write lock.
 ///
@@ -75,6 +79,11 @@ final class Checkpointer: Sendable {
     }
 
     private func run() {
+        #if os(Linux)
+        // Behind the writer and the callers when the cores are contended: checkpoints can wait a moment,
+        // commits cannot. (On Linux, a nice value set for "this process" applies to the calling thread only.)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Self.niceness)
+        #endif
         while true {
             queue.lock()
             while job == nil && garbage.isEmpty && !stopping { queue.wait() }
@@ -140,6 +149,10 @@ final class Checkpointer: Sendable {
             start = end
         } while start < addresses.count
     }
+
+    /// The nice value of the checkpointer thread: under contention it yields to the writer and the callers
+    /// (back-pressure stops it from falling behind without bound).
+    static let niceness: Int32 = 10
 
     /// The most users one checkpoint transaction writes.
     static let chunkSize = 16_384

@@ -48,6 +48,10 @@ extension SessionStore {
         /// The number of changed users that starts a checkpoint before ``checkpointInterval`` elapses.
         /// Default: 200,000.
         public var checkpointThreshold: Int = 200_000
+        /// The most changed users kept in memory ahead of the checkpointer. Past it, the writer waits for
+        /// the running checkpoint before taking new writes (back-pressure), so memory stays bounded when
+        /// callers outrun the checkpointer. Default: 400,000 (twice ``checkpointThreshold``).
+        public var maxChangesInMemory: Int = 400_000
         /// The most log the store keeps for holders such as a lagging peer, in bytes. Past it, holds are
         /// dropped loudly (logged at error level, counted, shown in ``SessionStore/logStatus``) and the
         /// holder must resynchronize in full. Default: 8 GiB.

@@ -90,6 +90,7 @@ final class LogWriter: @unchecked Sendable {
     private let eventCounter = Counter(label: "tandem_events_total")
     private let batchRecorder = Recorder(label: "tandem_commit_events")
     private let holdsDropped = Counter(label: "tandem_log_holds_dropped_total")
+    private let backPressureWaits = Counter(label: "tandem_backpressure_waits_total")
 
     struct LogStatusState: Sendable {
         var lastSequence: UInt64
@@ -97,6 +98,7 @@ final class LogWriter: @unchecked Sendable {
         var firstRetained: UInt64?
         var holds: [String: UInt64]
         var droppedHolds: [String: UInt64]
+        var changesInMemory = 0
     }
 
     struct Recovered {
@@ -201,6 +203,7 @@ final class LogWriter: @unchecked Sendable {
         batch.reserveCapacity(4096)
         var draining = false
         while true {
+            waitForCheckpointIfTooFarAhead()
             queue.lock()
             while pending.isEmpty && !(closing && !draining) && !truncationPending {
                 let now = monotonicNanoseconds()
@@ -238,6 +241,33 @@ final class LogWriter: @unchecked Sendable {
         for request in rejected { fail(request, SessionStoreError(.closed)) }
         automaticLogouts.finish()
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Back-pressure: while the changes in memory exceed ``SessionStore/Configuration/maxChangesInMemory``
+    /// and a checkpoint is running, takes no new request and waits for that checkpoint, so that memory stays
+    /// bounded however far the callers outrun the checkpointer.
+    private func waitForCheckpointIfTooFarAhead() {
+        var results: [Result<UInt64, SessionStoreError>] = []
+        while checkpointRunning && overlay.active.count >= configuration.maxChangesInMemory {
+            queue.lock()
+            while !pending.contains(where: { if case .checkpointDone = $0 { true } else { false } }) && !closing {
+                queue.wait(nanoseconds: 100_000_000)
+            }
+            if closing {
+                queue.unlock()
+                return
+            }
+            pending.removeAll { request in
+                guard case .checkpointDone(let result) = request else { return false }
+                results.append(result)
+                return true
+            }
+            queue.unlock()
+            backPressureWaits.increment()
+            for result in results { checkpointCompleted(result) }
+            results.removeAll()
+            maybeFreeze(now: monotonicNanoseconds())
+        }
     }
 
     private func nextWake() -> UInt64 {
@@ -576,6 +606,7 @@ final class LogWriter: @unchecked Sendable {
         }
         status.withLock { state in
             state.lastSequence = lastSequence
+            state.changesInMemory = overlay.active.count + (overlay.frozen?.count ?? 0)
             state.firstRetained = firstRetained
             if holdsChanged {
                 state.holds = holds

@@ -569,7 +569,8 @@ public final class SessionStore: Sendable {
             holds: state.holds,
             droppedHolds: state.droppedHolds,
             logBytes: bytes,
-            quotaBytes: configuration.logQuotaBytes
+            quotaBytes: configuration.logQuotaBytes,
+            changesInMemory: state.changesInMemory
         )
     }
 
@@ -636,6 +637,8 @@ public struct LogStatus: Sendable, Hashable {
     public var logBytes: Int
     /// The most log kept for holders.
     public var quotaBytes: Int
+    /// The changed users held in memory, not yet checkpointed into the users table, as of the last commit.
+    public var changesInMemory: Int
 }
 
 /// The bytes a store's files take on disk.

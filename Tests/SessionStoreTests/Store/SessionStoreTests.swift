@@ -159,6 +159,35 @@ struct SessionStoreTests {
         await store.close()
     }
 
+    @Test("back-pressure keeps the changes in memory near their bound when callers outrun checkpoints")
+    func backPressure() async throws {
+        let directory = TemporaryDirectory()
+        var configuration = SessionStore.Configuration.test()
+        configuration.checkpointThreshold = 200
+        configuration.maxChangesInMemory = BackPressureProbe.bound
+        let store = try SessionStore.open(at: directory.path, configuration: configuration)
+        let most = try await withThrowingTaskGroup(of: Int.self) { group in
+            for caller in 0..<16 {
+                group.addTask {
+                    var most = 0
+                    for round in 0..<10 {
+                        let first = (caller * 10 + round) * 250
+                        let results = try await store.login(contentsOf: (first..<first + 250).map { testSession($0) })
+                        for result in results { _ = try result.get() }
+                        most = max(most, store.logStatus.changesInMemory)
+                    }
+                    return most
+                }
+            }
+            return try await group.reduce(0) { max($0, $1) }
+        }
+        // The active and the frozen set can each pass the bound by one batch (every caller's logins); without
+        // back-pressure this run holds 25,000 and more.
+        #expect(most <= 2 * (BackPressureProbe.bound + 16 * 250))
+        #expect(store.count == 40_000)
+        await store.close()
+    }
+
     @Test("closing and reopening restores every user")
     func reopen() async throws {
         let directory = TemporaryDirectory()
@@ -409,4 +438,8 @@ extension Result where Failure == SessionStoreError {
         if case .failure(let error) = self { return error.kind }
         return nil
     }
+}
+
+enum BackPressureProbe {
+    static let bound = 400
 }
