@@ -1,0 +1,101 @@
+import SessionStore
+
+/// The error the failover link reports: a failed negotiation, a peer's refusal, or bytes that break the
+/// protocol.
+///
+/// A struct around a private code, so that cases can be added; compare ``kind`` with the static kinds and
+/// show ``description`` to the operator.
+public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
+    enum Code: Sendable, Hashable {
+        case versionMismatch(local: UInt16, peer: UInt16)
+        case sameDeviceID(DeviceID)
+        case portalGroupMismatch(local: PortalGroup, peer: PortalGroup)
+        case authenticationFailed
+        case peerRefused(reason: String, message: String)
+        case protocolViolation(String)
+        case malformed(String)
+        case frameTooLong(length: Int, maximum: Int)
+        case emptyFrame
+        case truncatedFrame(missing: Int)
+    }
+
+    let code: Code
+
+    init(_ code: Code) { self.code = code }
+
+    /// What kind of failure this is.
+    public struct Kind: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// The kind's name, as in `version-mismatch`.
+        public var description: String { name }
+
+        /// The peer speaks a protocol version this device does not.
+        public static let versionMismatch = Kind("version-mismatch")
+        /// Both devices have the same device ID (R4): change one of them.
+        public static let sameDeviceID = Kind("same-device-id")
+        /// The devices back up different portal groups (R5).
+        public static let portalGroupMismatch = Kind("portal-group-mismatch")
+        /// The peer does not know the shared secret, or a frame failed its authentication.
+        public static let authenticationFailed = Kind("authentication-failed")
+        /// The peer refused the link; the description carries its reason.
+        public static let peerRefused = Kind("peer-refused")
+        /// A frame came that the protocol does not allow at this point.
+        public static let protocolViolation = Kind("protocol-violation")
+        /// A frame's contents could not be decoded.
+        public static let malformed = Kind("malformed")
+        /// A frame announced a length over the limit.
+        public static let frameTooLong = Kind("frame-too-long")
+        /// A frame announced a length of zero.
+        public static let emptyFrame = Kind("empty-frame")
+        /// The connection ended in the middle of a frame.
+        public static let truncatedFrame = Kind("truncated-frame")
+    }
+
+    /// What kind of failure this is.
+    public var kind: Kind {
+        switch code {
+        case .versionMismatch: .versionMismatch
+        case .sameDeviceID: .sameDeviceID
+        case .portalGroupMismatch: .portalGroupMismatch
+        case .authenticationFailed: .authenticationFailed
+        case .peerRefused: .peerRefused
+        case .protocolViolation: .protocolViolation
+        case .malformed: .malformed
+        case .frameTooLong: .frameTooLong
+        case .emptyFrame: .emptyFrame
+        case .truncatedFrame: .truncatedFrame
+        }
+    }
+
+    /// What went wrong and what to do, for the operator.
+    public var description: String {
+        switch code {
+        case .versionMismatch(let local, let peer):
+            "the peer speaks failover protocol version \(peer), this device version \(local): run the same Tandem "
+                + "release on both devices"
+        case .sameDeviceID(let id):
+            "both devices have device ID \(id): give the peer another device ID (R4); changing it logs its users off"
+        case .portalGroupMismatch(let local, let peer):
+            "this device backs up portal group '\(local)' but the peer '\(peer)': the portal service backup "
+                + "interfaces of both devices must be in the same portal group (R5)"
+        case .authenticationFailed:
+            "the peer failed authentication: check that both devices use the same shared secret"
+        case .peerRefused(let reason, let message):
+            "the peer refused the link (\(reason)): \(message)"
+        case .protocolViolation(let detail):
+            "protocol violation: \(detail)"
+        case .malformed(let detail):
+            "malformed frame: \(detail)"
+        case .frameTooLong(let length, let maximum):
+            "a frame of \(length) bytes is over the limit of \(maximum)"
+        case .emptyFrame:
+            "a frame of length 0"
+        case .truncatedFrame(let missing):
+            "the connection ended \(missing) bytes before the end of a frame"
+        }
+    }
+
+    /// The reason code sent to the peer in a refusal.
+    var refusalReason: String { kind.description }
+}
