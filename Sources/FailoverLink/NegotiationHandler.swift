@@ -1,0 +1,162 @@
+import NIOCore
+
+/// Drives a ``Negotiation`` on one connection, then authenticates every frame: inbound frames are opened
+/// (their tags checked) before they go up the pipeline, outbound frames sealed. Nothing passes before
+/// negotiation succeeds. It also sends heartbeats and closes a connection whose peer falls silent.
+///
+/// Bound to its channel's event loop.
+final class NegotiationHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias InboundOut = Frame
+    typealias OutboundIn = Frame
+    typealias OutboundOut = Frame
+
+    struct Events: Sendable {
+        var established: @Sendable (Negotiated) -> Void
+        var failed: @Sendable (LinkError) -> Void
+    }
+
+    private var negotiation: Negotiation
+    private let events: Events
+    private let negotiationTimeout: TimeAmount
+    private let heartbeatInterval: TimeAmount
+    private let silenceLimit: TimeAmount
+    private var sealer: FrameSealer?
+    private var opener: FrameOpener?
+    private var timeout: Scheduled<Void>?
+    private var heartbeat: RepeatedTask?
+    private var lastHeard = NIODeadline.now()
+    private var finished = false
+
+    init(
+        negotiation: Negotiation,
+        events: Events,
+        negotiationTimeout: TimeAmount,
+        heartbeatInterval: TimeAmount,
+        silenceLimit: TimeAmount
+    ) {
+        self.negotiation = negotiation
+        self.events = events
+        self.negotiationTimeout = negotiationTimeout
+        self.heartbeatInterval = heartbeatInterval
+        self.silenceLimit = silenceLimit
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timeout = context.eventLoop.scheduleTask(in: negotiationTimeout) {
+            let (handler, context) = loopBound.value
+            handler.fail(
+                context: context,
+                LinkError(.protocolViolation("negotiation did not finish in time"))
+            )
+        }
+        perform(negotiation.start(), context: context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        lastHeard = .now()
+        guard var opener else {
+            perform(negotiation.receive(frame), context: context)
+            return
+        }
+        do {
+            let opened = try opener.open(frame)
+            self.opener = opener
+            if opened.type == .heartbeat { return }
+            if opened.type == .refuse {
+                let refusal = try? Refusal.decode(opened.payload)
+                fail(
+                    context: context,
+                    LinkError(.peerRefused(reason: refusal?.reason ?? "unknown", message: refusal?.message ?? ""))
+                )
+                return
+            }
+            context.fireChannelRead(wrapInboundOut(opened))
+        } catch {
+            fail(context: context, error)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard var sealer else {
+            promise?.fail(LinkError(.protocolViolation("a frame written before negotiation finished")))
+            return
+        }
+        let sealed = sealer.seal(unwrapOutboundIn(data))
+        self.sealer = sealer
+        context.write(wrapOutboundOut(sealed), promise: promise)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stopTimers()
+        if !finished {
+            finished = true
+            events.failed(LinkError(.truncatedFrame(missing: 0)).withDetail("the peer closed the connection"))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(context: context, (error as? LinkError) ?? LinkError(.malformed("\(error)")))
+    }
+
+    private func perform(_ actions: [Negotiation.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .send(let frame):
+                context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+            case .established(let negotiated):
+                timeout?.cancel()
+                sealer = FrameSealer(key: negotiated.keys.sending)
+                opener = FrameOpener(key: negotiated.keys.receiving)
+                startHeartbeats(context: context)
+                events.established(negotiated)
+            case .fail(let error):
+                fail(context: context, error)
+            }
+        }
+    }
+
+    private func startHeartbeats(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        heartbeat = context.eventLoop.scheduleRepeatedTask(initialDelay: heartbeatInterval, delay: heartbeatInterval) {
+            _ in
+            let (handler, context) = loopBound.value
+            guard NIODeadline.now() - handler.lastHeard < handler.silenceLimit else {
+                handler.fail(context: context, LinkError(.protocolViolation("the peer fell silent")))
+                return
+            }
+            guard var sealer = handler.sealer else { return }
+            let frame = sealer.seal(Frame(type: .heartbeat, payload: ByteBuffer()))
+            handler.sealer = sealer
+            context.writeAndFlush(handler.wrapOutboundOut(frame), promise: nil)
+        }
+    }
+
+    private func stopTimers() {
+        timeout?.cancel()
+        heartbeat?.cancel()
+    }
+
+    private func fail(context: ChannelHandlerContext, _ error: LinkError) {
+        stopTimers()
+        if !finished {
+            finished = true
+            events.failed(error)
+        }
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension NegotiationHandler: Sendable {}
+
+extension LinkError {
+    /// The same kind of failure, described by `detail` (for connection-level events).
+    func withDetail(_ detail: String) -> LinkError {
+        LinkError(.protocolViolation(detail))
+    }
+}

@@ -1,0 +1,137 @@
+import Crypto
+import NIOCore
+import NIOPosix
+import SessionStore
+import Testing
+
+@testable import FailoverLink
+
+/// Polls `condition` until it holds or `limit` passes: for states reached over real sockets.
+func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}
+
+@Suite("Failover link over TCP", .serialized)
+struct LinkServiceTests {
+    static let secret = LinkSecret(bytes: "the pair's shared secret".utf8)
+
+    static func configuration(
+        _ id: UInt8,
+        host: String,
+        peer: SocketAddress? = nil,
+        secret: LinkSecret = secret,
+        digest: [UInt8] = NegotiationTests.digest
+    ) throws -> FailoverLinkService.Configuration {
+        var configuration = FailoverLinkService.Configuration(
+            identity: LinkIdentity(
+                deviceID: DeviceID(rawValue: id)!,
+                portalGroup: "campus",
+                configurationDigest: digest
+            ),
+            secret: secret,
+            listen: try SocketAddress(ipAddress: host, port: 0),
+            peer: peer
+        )
+        configuration.negotiationTimeout = .seconds(2)
+        return configuration
+    }
+
+    /// Device 2 listens on 127.0.0.2; device 1, on 127.0.0.1, connects to it.
+    static func pair(
+        secretOf1: LinkSecret = secret,
+        idOf2: UInt8 = 2,
+        digestOf2: [UInt8] = NegotiationTests.digest
+    ) async throws -> (FailoverLinkService, FailoverLinkService) {
+        let two = FailoverLinkService(configuration: try configuration(idOf2, host: "127.0.0.2", digest: digestOf2))
+        try await two.start()
+        let address = try #require(two.listeningAddress)
+        let one = FailoverLinkService(
+            configuration: try configuration(1, host: "127.0.0.1", peer: address, secret: secretOf1)
+        )
+        try await one.start()
+        return (one, two)
+    }
+
+    @Test("two devices on loopback negotiate and reach synchronization")
+    func synchronization() async throws {
+        let (one, two) = try await Self.pair()
+        #expect(await eventually { one.state == .synchronization && two.state == .synchronization })
+        #expect(one.peer?.deviceID == 2)
+        #expect(two.peer?.deviceID == 1)
+        await one.shutdown()
+        // The peer notices the link went away.
+        #expect(await eventually { two.state == .independence(.noPeer) })
+        await two.shutdown()
+    }
+
+    @Test("different configurations keep the pair in independence, and both say why")
+    func configurationMismatch() async throws {
+        let (one, two) = try await Self.pair(digestOf2: Array(SHA256.hash(data: [1, 2, 3])))
+        #expect(await eventually { "\(one.state)".contains("R8") && "\(two.state)".contains("R8") })
+        await one.shutdown()
+        await two.shutdown()
+    }
+
+    @Test("a wrong secret: both devices stay in independence with an authentication failure")
+    func wrongSecret() async throws {
+        let (one, two) = try await Self.pair(secretOf1: LinkSecret(bytes: "a guess".utf8))
+        #expect(
+            await eventually {
+                "\(one.state)".contains("same shared secret") && "\(two.state)".contains("same shared secret")
+            }
+        )
+        await one.shutdown()
+        await two.shutdown()
+    }
+
+    @Test("equal device IDs are refused on both sides, naming the conflict")
+    func sameDeviceID() async throws {
+        let (one, two) = try await Self.pair(idOf2: 1)
+        #expect(
+            await eventually {
+                "\(one.state)".contains("both devices have device ID 1")
+                    && "\(two.state)".contains("both devices have device ID 1")
+            }
+        )
+        await one.shutdown()
+        await two.shutdown()
+    }
+
+    @Test("garbage, an over-long frame and a truncated frame are dropped, and the listener still serves")
+    func hostileClients() async throws {
+        let two = FailoverLinkService(configuration: try Self.configuration(2, host: "127.0.0.2"))
+        try await two.start()
+        let address = try #require(two.listeningAddress)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var overLong = ByteBuffer()
+        overLong.writeInteger(UInt32.max)
+        overLong.writeBytes([1, 2, 3])
+        var truncated = ByteBuffer()
+        Frame(type: .hello, payload: ByteBuffer(bytes: Array(repeating: 7, count: 40))).write(to: &truncated)
+        truncated.moveWriterIndex(to: truncated.writerIndex - 10)
+        let inputs: [ByteBuffer] = [
+            ByteBuffer(bytes: (0..<256).map { _ in UInt8.random(in: 0...255) }), overLong, truncated,
+            ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ]
+        for input in inputs {
+            let channel = try await ClientBootstrap(group: group).connect(to: address).get()
+            try await channel.writeAndFlush(input)
+            if input == truncated { try await channel.close() }
+            // The listener closes every one of these connections (or has them closed by the client).
+            try await channel.closeFuture.get()
+        }
+        #expect(two.state != .synchronization)
+        // A real peer still negotiates.
+        let one = FailoverLinkService(configuration: try Self.configuration(1, host: "127.0.0.1", peer: address))
+        try await one.start()
+        #expect(await eventually { one.state == .synchronization && two.state == .synchronization })
+        await one.shutdown()
+        await two.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
