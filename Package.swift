@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "LMDB", targets: ["LMDB"]),
         .library(name: "SessionStore", targets: ["SessionStore"]),
         .library(name: "FailoverLink", targets: ["FailoverLink"]),
+        .executable(name: "tandem-frame-fuzzer", targets: ["tandem-frame-fuzzer"]),
         .executable(name: "tandem", targets: ["tandem"]),
     ],
     dependencies: [
@@ -41,6 +42,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .executableTarget(
+            name: "tandem-frame-fuzzer",
+            dependencies: ["FailoverLink", "SessionStore", .product(name: "NIOCore", package: "swift-nio")],
+            path: "tools/fuzz/tandem-frame-fuzzer"
         ),
         .executableTarget(
             name: "tandem",
