@@ -135,7 +135,7 @@ public final class FailoverLinkService: Sendable {
     private func connect(to peer: SocketAddress) async {
         var backoff = configuration.initialBackoff
         while !Task.isCancelled && !status.withLock({ $0.stopped }) {
-            if configuration.identity.deviceID.rawValue > 0 && !shouldInitiate() {
+            if !shouldInitiate() {
                 try? await Task.sleep(for: .milliseconds(200))
                 continue
             }
@@ -173,8 +173,7 @@ public final class FailoverLinkService: Sendable {
             },
             failed: { [self] error in
                 let reason: FailoverState =
-                    error.kind == .protocolViolation && error.description.contains("closed the connection")
-                    ? .independence(.noPeer) : .independence(.negotiationFailed(error))
+                    error.kind == .connectionClosed ? .independence(.noPeer) : .independence(.negotiationFailed(error))
                 logger.info("failover link down", metadata: ["tandem.link.reason": "\(error)"])
                 transition(to: reason, peer: nil)
             }

@@ -17,6 +17,7 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case frameTooLong(length: Int, maximum: Int)
         case emptyFrame
         case truncatedFrame(missing: Int)
+        case connectionClosed
     }
 
     let code: Code
@@ -50,6 +51,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let emptyFrame = Kind("empty-frame")
         /// The connection ended in the middle of a frame.
         public static let truncatedFrame = Kind("truncated-frame")
+        /// The connection closed.
+        public static let connectionClosed = Kind("connection-closed")
     }
 
     /// What kind of failure this is.
@@ -65,6 +68,7 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case .frameTooLong: .frameTooLong
         case .emptyFrame: .emptyFrame
         case .truncatedFrame: .truncatedFrame
+        case .connectionClosed: .connectionClosed
         }
     }
 
@@ -93,6 +97,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
             "a frame of length 0"
         case .truncatedFrame(let missing):
             "the connection ended \(missing) bytes before the end of a frame"
+        case .connectionClosed:
+            "the connection to the peer closed"
         }
     }
 

@@ -94,7 +94,7 @@ final class NegotiationHandler: ChannelDuplexHandler {
         stopTimers()
         if !finished {
             finished = true
-            events.failed(LinkError(.truncatedFrame(missing: 0)).withDetail("the peer closed the connection"))
+            events.failed(LinkError(.connectionClosed))
         }
         context.fireChannelInactive()
     }
@@ -153,10 +153,3 @@ final class NegotiationHandler: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension NegotiationHandler: Sendable {}
-
-extension LinkError {
-    /// The same kind of failure, described by `detail` (for connection-level events).
-    func withDetail(_ detail: String) -> LinkError {
-        LinkError(.protocolViolation(detail))
-    }
-}
