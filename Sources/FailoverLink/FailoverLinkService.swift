@@ -63,6 +63,10 @@ public final class FailoverLinkService: Sendable {
         var connector: Task<Void, Never>?
         var server: Channel?
         var peer: Hello?
+        /// The negotiated connection the state describes.
+        var current: (id: ObjectIdentifier, channel: Channel)?
+        /// Every negotiated connection still open, redundant ones included until they close.
+        var open: Set<ObjectIdentifier> = []
     }
 
     /// The configuration the link runs with.
@@ -167,15 +171,13 @@ public final class FailoverLinkService: Sendable {
 
     private func install(on channel: Channel, role: LinkRole) throws {
         let negotiation = Negotiation(identity: configuration.identity, secret: configuration.secret, role: role)
+        let connection = ObjectIdentifier(channel)
         let events = NegotiationHandler.Events(
             established: { [self] negotiated in
-                transition(to: negotiated.state, peer: negotiated.peer)
+                established(connection, channel: channel, role: role, negotiated: negotiated)
             },
             failed: { [self] error in
-                let reason: FailoverState =
-                    error.kind == .connectionClosed ? .independence(.noPeer) : .independence(.negotiationFailed(error))
-                logger.info("failover link down", metadata: ["tandem.link.reason": "\(error)"])
-                transition(to: reason, peer: nil)
+                ended(connection, error: error)
             }
         )
         try channel.pipeline.syncOperations.addHandlers([
@@ -190,6 +192,52 @@ public final class FailoverLinkService: Sendable {
             ),
         ])
     }
+
+    /// A connection negotiated. A pair keeps one: when another is already up, the one that the lower device
+    /// ID initiated stays and the other closes.
+    private func established(_ connection: ObjectIdentifier, channel: Channel, role: LinkRole, negotiated: Negotiated) {
+        let initiator = role == .initiator ? configuration.identity.deviceID : negotiated.peer.deviceID
+        let keepsNew = initiator == min(configuration.identity.deviceID, negotiated.peer.deviceID)
+        let redundant = status.withLock { status -> Channel? in
+            status.open.insert(connection)
+            guard let current = status.current, current.id != connection else {
+                status.current = (connection, channel)
+                return nil
+            }
+            if keepsNew {
+                status.current = (connection, channel)
+                return current.channel
+            }
+            return channel
+        }
+        if let redundant {
+            logger.debug("closing a redundant connection to the peer")
+            redundant.close(promise: nil)
+            if redundant === channel { return }
+        }
+        transition(to: negotiated.state, peer: negotiated.peer)
+    }
+
+    /// A connection ended or failed; only the current one (or a negotiation while none is up) changes the
+    /// state.
+    private func ended(_ connection: ObjectIdentifier, error: LinkError) {
+        let matters = status.withLock { status -> Bool in
+            status.open.remove(connection)
+            if let current = status.current {
+                guard current.id == connection else { return false }
+                status.current = nil
+            }
+            return true
+        }
+        guard matters else { return }
+        let reason: FailoverState =
+            error.kind == .connectionClosed ? .independence(.noPeer) : .independence(.negotiationFailed(error))
+        logger.info("failover link down", metadata: ["tandem.link.reason": "\(error)"])
+        transition(to: reason, peer: nil)
+    }
+
+    /// The number of negotiated connections to the peer that are open.
+    var connectionCount: Int { status.withLock { $0.open.count } }
 
     private func transition(to state: FailoverState, peer: Hello?) {
         let changed = status.withLock { status -> Bool in

@@ -69,6 +69,38 @@ struct LinkServiceTests {
         await two.shutdown()
     }
 
+    @Test("both devices configured with each other's address keep one connection, and stay in synchronization")
+    func oneConnection() async throws {
+        // Device 1's port is reserved first, so that each device can be given the other's address.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+        try await group.shutdownGracefully()
+
+        let two = FailoverLinkService(
+            configuration: try Self.configuration(
+                2,
+                host: "127.0.0.2",
+                peer: try SocketAddress(ipAddress: "127.0.0.1", port: port)
+            )
+        )
+        try await two.start()
+        var oneConfiguration = try Self.configuration(1, host: "127.0.0.1", peer: try #require(two.listeningAddress))
+        oneConfiguration.listen = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let one = FailoverLinkService(configuration: oneConfiguration)
+        try await one.start()
+
+        #expect(await eventually { one.state == .synchronization && two.state == .synchronization })
+        // Each side may have negotiated two connections; the one device 1 (the lower ID) initiated stays.
+        #expect(await eventually { one.connectionCount == 1 && two.connectionCount == 1 })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(one.state == .synchronization && two.state == .synchronization)
+        #expect(one.connectionCount == 1 && two.connectionCount == 1)
+        await one.shutdown()
+        await two.shutdown()
+    }
+
     @Test("different configurations keep the pair in independence, and both say why")
     func configurationMismatch() async throws {
         let (one, two) = try await Self.pair(digestOf2: Array(SHA256.hash(data: [1, 2, 3])))
