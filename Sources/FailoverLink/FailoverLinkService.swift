@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// The stateful-failover link of one device: a listener bound to the failover interface's address, and a
@@ -30,6 +31,8 @@ public final class FailoverLinkService: Sendable {
         public var listen: SocketAddress
         /// The peer's failover address.
         public var peer: SocketAddress?
+        /// Mutual TLS around the link, or `nil` (the default) for plain TCP on a dedicated failover link.
+        public var tls: LinkTLS?
         /// How long a negotiation may take. Default: 5 seconds.
         public var negotiationTimeout: TimeAmount = .seconds(5)
         /// How often an idle link sends a heartbeat. Default: 100 ms.
@@ -180,6 +183,16 @@ public final class FailoverLinkService: Sendable {
                 ended(connection, error: error)
             }
         )
+        if let tls = configuration.tls {
+            switch role {
+            case .acceptor:
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server))
+            case .initiator:
+                try channel.pipeline.syncOperations.addHandler(
+                    try NIOSSLClientHandler(context: tls.client, serverHostname: nil)
+                )
+            }
+        }
         try channel.pipeline.syncOperations.addHandlers([
             ByteToMessageHandler(FrameDecoder()),
             MessageToByteHandler(FrameEncoder()),

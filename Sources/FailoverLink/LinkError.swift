@@ -18,6 +18,7 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case emptyFrame
         case truncatedFrame(missing: Int)
         case connectionClosed
+        case tlsFailed(String)
     }
 
     let code: Code
@@ -53,6 +54,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let truncatedFrame = Kind("truncated-frame")
         /// The connection closed.
         public static let connectionClosed = Kind("connection-closed")
+        /// The TLS handshake or a TLS record failed.
+        public static let tlsFailed = Kind("tls-failed")
     }
 
     /// What kind of failure this is.
@@ -69,6 +72,7 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case .emptyFrame: .emptyFrame
         case .truncatedFrame: .truncatedFrame
         case .connectionClosed: .connectionClosed
+        case .tlsFailed: .tlsFailed
         }
     }
 
@@ -99,6 +103,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
             "the connection ended \(missing) bytes before the end of a frame"
         case .connectionClosed:
             "the connection to the peer closed"
+        case .tlsFailed(let detail):
+            "TLS failed (\(detail)): check that both devices have TLS on, and certificates from the pair's CA"
         }
     }
 

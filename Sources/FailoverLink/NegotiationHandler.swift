@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 
 /// Drives a ``Negotiation`` on one connection, then authenticates every frame: inbound frames are opened
 /// (their tags checked) before they go up the pipeline, outbound frames sealed. Nothing passes before
@@ -100,7 +101,13 @@ final class NegotiationHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(context: context, (error as? LinkError) ?? LinkError(.malformed("\(error)")))
+        if let error = error as? LinkError {
+            fail(context: context, error)
+        } else if error is NIOSSLError || error is BoringSSLError {
+            fail(context: context, LinkError(.tlsFailed("\(error)")))
+        } else {
+            fail(context: context, LinkError(.malformed("\(error)")))
+        }
     }
 
     private func perform(_ actions: [Negotiation.Action], context: ChannelHandlerContext) {
