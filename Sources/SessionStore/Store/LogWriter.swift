@@ -659,11 +659,7 @@ final class LogWriter: @unchecked Sendable {
     /// Drops the holds that keep the log above its quota, loudly.
     private func enforceQuota() {
         guard let lowestHold = holds.values.min(), lowestHold <= checkpointSequence else { return }
-        let bytes =
-            (try? files.logEnvironment.read { txn in
-                let stats = try txn.statistics(files.log)
-                return (stats.branchPages + stats.leafPages + stats.overflowPages) * stats.pageSize
-            }) ?? 0
+        let bytes = files.retainedLogBytes()
         guard bytes > configuration.logQuotaBytes else { return }
         for (name, position) in holds where position <= checkpointSequence {
             holdsDropped.increment()
@@ -691,11 +687,18 @@ final class LogWriter: @unchecked Sendable {
     }
 
     private func emit(_ event: Event, time: Timestamp) {
+        appendRecord { buffer in
+            RecordCodec.encode(
+                LogRecord(sequence: sequence, term: term, origin: origin, time: time, event: event),
+                into: &buffer
+            )
+        }
+    }
+
+    /// Encodes the record at the current sequence into the batch buffer and notes where it lies.
+    private func appendRecord(_ encode: (inout [UInt8]) -> Void) {
         let start = buffer.count
-        RecordCodec.encode(
-            LogRecord(sequence: sequence, term: term, origin: origin, time: time, event: event),
-            into: &buffer
-        )
+        encode(&buffer)
         records.append((sequence, start..<buffer.count))
     }
 
@@ -720,9 +723,9 @@ final class LogWriter: @unchecked Sendable {
         sequence += 1
         var stored = session
         stored.generation = Generation(term: term, sequence: sequence)
-        let start = buffer.count
-        RecordCodec.encodeLogin(stored, sequence: sequence, term: term, origin: origin, time: .now, into: &buffer)
-        records.append((sequence, start..<buffer.count))
+        appendRecord { buffer in
+            RecordCodec.encodeLogin(stored, sequence: sequence, term: term, origin: origin, time: .now, into: &buffer)
+        }
         stage(stored.ip, .online(stored), delta: 1)
         if let deadline = stored.deadline {
             newDeadlines.append(.init(deadline: deadline, ip: stored.ip, generation: stored.generation))

@@ -42,10 +42,6 @@ final class Overlay: @unchecked Sendable {
         if countDelta != 0 { onlineCount.add(countDelta, ordering: .relaxed) }
     }
 
-    func setThroughSequence(_ sequence: UInt64) {
-        lock.withLock { active.throughSequence = sequence }
-    }
-
     /// Moves the active set to frozen for the checkpointer; returns it, or `nil` when one is already frozen.
     func freeze() -> ChangeSet? {
         // Sized with room over the last one, so the new set does not rehash as it fills.
@@ -58,10 +54,6 @@ final class Overlay: @unchecked Sendable {
             handedOff += 1
             return frozen
         }
-    }
-
-    func replaceActive(_ changes: ChangeSet) {
-        lock.withLock { active = changes }
     }
 
     /// Drops the frozen set once its checkpoint has committed, and returns it so that the caller can
@@ -80,7 +72,7 @@ final class Overlay: @unchecked Sendable {
 extension Overlay {
     /// Loads what recovery replayed, before the writer starts.
     func load(_ changes: ChangeSet, count: Int) {
-        replaceActive(changes)
+        lock.withLock { active = changes }
         onlineCount.store(count, ordering: .relaxed)
     }
 }

@@ -557,11 +557,7 @@ public final class SessionStore: Sendable {
     /// Where the log stands.
     public var logStatus: LogStatus {
         let state = writer.status.withLock { $0 }
-        let bytes =
-            (try? files.logEnvironment.read { txn in
-                let stats = try txn.statistics(files.log)
-                return (stats.branchPages + stats.leafPages + stats.overflowPages) * stats.pageSize
-            }) ?? 0
+        let bytes = files.retainedLogBytes()
         return LogStatus(
             lastSequence: state.lastSequence,
             checkpointSequence: state.checkpointSequence,

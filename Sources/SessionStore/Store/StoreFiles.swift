@@ -69,11 +69,12 @@ struct StoreFiles: Sendable {
         }
     }
 
-    /// The sequence of the last record in the log, or `nil` when the log is empty.
-    func lastLogSequence(in txn: borrowing some TransactionProtocol & ~Copyable) throws -> UInt64? {
-        try txn.withCursor(log) { cursor in
-            try cursor.move(.last).flatMap { StoreLayout.decodeSequenceKey($0.key) }
-        }
+    /// The bytes the retained log takes (its tree's pages), or 0 when it cannot be read.
+    func retainedLogBytes() -> Int {
+        (try? logEnvironment.read { txn in
+            let stats = try txn.statistics(log)
+            return (stats.branchPages + stats.leafPages + stats.overflowPages) * stats.pageSize
+        }) ?? 0
     }
 
     /// The sequence of the first record in the log, or `nil` when the log is empty.

@@ -109,7 +109,6 @@ struct DeadlineHeap: Sendable {
 
     private var items: [Item] = []
 
-    var count: Int { items.count }
     var first: Item? { items.first }
 
     mutating func push(_ item: Item) {
