@@ -33,57 +33,24 @@ final class TestCertificates {
 
     private func makeCA(_ name: String) throws {
         try openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            path("\(name).key"),
-            "-out",
-            path("\(name).pem"),
-            "-subj",
-            "/CN=\(name)",
-            "-days",
-            "2"
+            ["req", "-x509"] + newKey(name) + ["-out", path("\(name).pem"), "-subj", "/CN=\(name)", "-days", "2"]
         )
     }
 
     private func makeDevice(_ name: String, ca: String) throws {
-        try openssl(
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            path("\(name).key"),
-            "-out",
-            path("\(name).csr"),
-            "-subj",
-            "/CN=\(name)"
-        )
-        try openssl(
-            "x509",
-            "-req",
-            "-in",
-            path("\(name).csr"),
-            "-CA",
-            path("\(ca).pem"),
-            "-CAkey",
-            path("\(ca).key"),
-            "-CAcreateserial",
-            "-out",
-            path("\(name).pem"),
-            "-days",
-            "2"
-        )
+        try openssl(["req"] + newKey(name) + ["-out", path("\(name).csr"), "-subj", "/CN=\(name)"])
+        try openssl([
+            "x509", "-req", "-in", path("\(name).csr"), "-CA", path("\(ca).pem"), "-CAkey", path("\(ca).key"),
+            "-CAcreateserial", "-out", path("\(name).pem"), "-days", "2",
+        ])
     }
 
-    private func openssl(_ arguments: String...) throws {
+    /// The arguments that make a new P-256 key, unencrypted, in `name`.key.
+    private func newKey(_ name: String) -> [String] {
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path("\(name).key")]
+    }
+
+    private func openssl(_ arguments: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = arguments

@@ -179,9 +179,14 @@ final class Checkpointer: Sendable {
                         }
                     }
                     if let old {
-                        try removeIndexEntries(txn, key: key, ip: ip, mac: old.mac, deadline: old.deadline)
-                        _ = try oldUserName.withUnsafeBytes {
-                            try txn.delete(key: $0, value: key, in: files.byUserName)
+                        try oldUserName.withUnsafeBytes { userName in
+                            try removeIndexEntries(
+                                txn,
+                                key: key,
+                                mac: old.mac,
+                                userName: userName,
+                                deadline: old.deadline
+                            )
                         }
                     }
                     switch changes.entries[ip]! {
@@ -189,18 +194,7 @@ final class Checkpointer: Sendable {
                         value.removeAll(keepingCapacity: true)
                         RecordCodec.encodeSessionValue(session, into: &value)
                         _ = try value.withUnsafeBytes { try txn.put(key: key, value: $0, in: files.users) }
-                        _ = try withUnsafeBytes(of: StoreLayout.macKey(session.mac)) {
-                            try txn.put(key: $0, value: key, in: files.byMAC)
-                        }
-                        var name = session.userName
-                        _ = try name.withUTF8 {
-                            try txn.put(key: UnsafeRawBufferPointer($0), value: key, in: files.byUserName)
-                        }
-                        if let deadline = session.deadline {
-                            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
-                                try txn.put(key: $0, value: key, in: files.byDeadline)
-                            }
-                        }
+                        try addIndexEntries(txn, key: key, session: session)
                     case .offline:
                         if old != nil { _ = try txn.delete(key: key, in: files.users) }
                     }
@@ -212,14 +206,34 @@ final class Checkpointer: Sendable {
         }
     }
 
+    /// Lists the session stored under `key` in the MAC, user-name and deadline indexes.
+    private func addIndexEntries(
+        _ txn: borrowing WriteTransaction,
+        key: UnsafeRawBufferPointer,
+        session: Session
+    ) throws {
+        _ = try withUnsafeBytes(of: StoreLayout.macKey(session.mac)) {
+            try txn.put(key: $0, value: key, in: files.byMAC)
+        }
+        var name = session.userName
+        _ = try name.withUTF8 { try txn.put(key: UnsafeRawBufferPointer($0), value: key, in: files.byUserName) }
+        if let deadline = session.deadline {
+            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
+                try txn.put(key: $0, value: key, in: files.byDeadline)
+            }
+        }
+    }
+
+    /// Removes what ``addIndexEntries(_:key:session:)`` listed for the session stored under `key`.
     private func removeIndexEntries(
         _ txn: borrowing WriteTransaction,
         key: UnsafeRawBufferPointer,
-        ip: IPAddress,
         mac: MACAddress,
+        userName: UnsafeRawBufferPointer,
         deadline: Timestamp?
     ) throws {
         _ = try withUnsafeBytes(of: StoreLayout.macKey(mac)) { try txn.delete(key: $0, value: key, in: files.byMAC) }
+        _ = try txn.delete(key: userName, value: key, in: files.byUserName)
         if let deadline {
             _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
                 try txn.delete(key: $0, value: key, in: files.byDeadline)
