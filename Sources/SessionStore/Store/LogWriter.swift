@@ -21,7 +21,8 @@ final class LogWriter: @unchecked Sendable {
         case expire(Timestamp, Reply<[Logout]>)
         case changeDeviceID(DeviceID, Reply<Int>)
         case checkpoint(Reply<UInt64>)
-        case hold(String, UInt64, Reply<Void>)
+        /// Keeps the log from a position on; `nil` means the first position after the current checkpoint.
+        case hold(String, UInt64?, Reply<Void>)
         case release(String, Reply<Void>)
         case checkpointDone(Result<UInt64, SessionStoreError>)
     }
@@ -483,11 +484,12 @@ final class LogWriter: @unchecked Sendable {
                         )
                     case .checkpoint(let reply):
                         checkpointWaiters.append((sequence, reply))
-                    case .hold(let name, let position, let reply):
+                    case .hold(let name, let requested, let reply):
                         outcomes.voids.append(
                             (
                                 reply,
                                 Result { () throws(SessionStoreError) in
+                                    let position = requested ?? checkpointSequence + 1
                                     let available = firstRetained ?? (lastSequence + 1)
                                     if position < available {
                                         throw SessionStoreError(

@@ -592,20 +592,10 @@ public final class SessionStore: Sendable {
                 .invalidArgument("cannot create \(destination): \(String(cString: strerror(errno)))")
             )
         }
-        // Hold the log behind the checkpoint copied, so the log copied next still continues it.
+        // Hold the log after the checkpoint as the writer sees it when placing the hold, so that the log
+        // copied after the users table still continues it.
         let holdName = "copy-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        // A checkpoint between reading its position and placing the hold may truncate that position
-        // first: read it again then.
-        var attempts = 0
-        while true {
-            let checkpointed = writer.status.withLock { $0.checkpointSequence }
-            do {
-                try await holdLog(holdName, from: checkpointed + 1)
-                break
-            } catch  where error.kind == .logTruncated && attempts < 5 {
-                attempts += 1
-            }
-        }
+        try await writer.submit { .hold(holdName, nil, $0) }.get()
         do {
             try files.usersEnvironment.copy(to: destination + "/" + StoreLayout.usersFile, compact: true)
             try files.logEnvironment.copy(to: destination + "/" + StoreLayout.logFile, compact: true)
