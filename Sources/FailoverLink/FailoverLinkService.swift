@@ -61,7 +61,6 @@ public final class FailoverLinkService: Sendable {
     private struct Status: Sendable {
         var state: FailoverState = .independence(.noPeer)
         var listening: SocketAddress?
-        var connected: Bool = false
         var stopped = false
         var connector: Task<Void, Never>?
         var server: Channel?
