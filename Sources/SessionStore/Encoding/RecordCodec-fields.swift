@@ -25,6 +25,10 @@ extension RecordCodec {
         case .deviceIDChanged(let from, let to):
             sink.writeByte(from.rawValue)
             sink.writeByte(to.rawValue)
+        case .takeover(let from, let to, let term):
+            sink.writeByte(from.rawValue)
+            sink.writeByte(to.rawValue)
+            sink.writeVarint(UInt64(term))
         }
     }
 
@@ -85,6 +89,11 @@ extension RecordCodec {
             let from = try reader.readDeviceID("from")
             let to = try reader.readDeviceID("to")
             event = .deviceIDChanged(from: from, to: to)
+        case .takeover:
+            let from = try reader.readDeviceID("from")
+            let to = try reader.readDeviceID("to")
+            let term = try reader.readVarint32("term")
+            event = .takeover(from: from, to: to, term: term)
         }
         return LogRecord(sequence: sequence, term: term, origin: origin, time: time, event: event)
     }

@@ -7,7 +7,7 @@
 /// | bytes | field | |
 /// |---|---|---|
 /// | 1 | format version | `1` |
-/// | 1 | kind | `1` login, `2` logout, `3` device-ID change (log records, = ``Event/Kind``); `16` session value |
+/// | 1 | kind | `1` login, `2` logout, `3` device-ID change, `4` takeover (log records, = ``Event/Kind``); `16` session value |
 /// | n | payload | by kind, below |
 /// | 4 | CRC-32C | over every byte before it, little-endian (``CRC32C``) |
 ///
@@ -29,7 +29,7 @@
 /// | `bytes(max)` | `varint` byte count (at most `max`), then the bytes |
 /// | `generation` | term `varint` (u32), sequence `varint` (u64) |
 ///
-/// ## Log record (kinds 1, 2, 3)
+/// ## Log record (kinds 1 to 4)
 ///
 /// | field | encoding |
 /// |---|---|
@@ -41,6 +41,7 @@
 /// | 1, login | ip `ip`, then the session body |
 /// | 2, logout | ip `ip`, mac `mac`, owner `device`, `generation`, reason `u8` (``LogoutReason``), user name `string(253)` |
 /// | 3, device-ID change | from `device`, to `device` |
+/// | 4, takeover | from `device`, to `device`, term `varint` (u32) |
 ///
 /// ## Session value (kind 16)
 ///
@@ -145,7 +146,7 @@ public enum RecordCodec {
     public static func decodeRecord(_ bytes: UnsafeRawBufferPointer) throws(CorruptRecordError) -> LogRecord {
         let (kind, base, end) = try openUnit(bytes)
         guard let eventKind = Event.Kind(rawValue: kind) else {
-            throw .unknownKind(found: kind, expected: "1 login, 2 logout or 3 device-id-change for a log record")
+            throw .unknownKind(found: kind, expected: "1 login, 2 logout, 3 device-id-change or 4 takeover for a log record")
         }
         var reader = UnitReader(base: base, offset: 2, end: end)
         let record = try readRecordFields(kind: eventKind, from: &reader)

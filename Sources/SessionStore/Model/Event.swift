@@ -6,6 +6,10 @@ public enum Event: Hashable, Sendable {
     case logout(Logout)
     /// The device ID changed from one ID to another, which logs every user off (R4).
     case deviceIDChanged(from: DeviceID, to: DeviceID)
+    /// Device `to` took over the users of device `from` on promotion, and raised the pair's term to `term`.
+    /// From then on `to` is the owner in effect of every session that `from` logged in before `term`
+    /// (see ``SessionStore/effectiveOwner(of:)``).
+    case takeover(from: DeviceID, to: DeviceID, term: UInt32)
 
     /// The kind of an event, also its kind byte in ``RecordCodec``'s format.
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -15,8 +19,10 @@ public enum Event: Hashable, Sendable {
         case logout = 2
         /// ``Event/deviceIDChanged(from:to:)``.
         case deviceIDChanged = 3
+        /// ``Event/takeover(from:to:term:)``.
+        case takeover = 4
 
-        /// Looks a kind up by its name (``description``): `login`, `logout` or `device-id-change`.
+        /// Looks a kind up by its name (``description``): `login`, `logout`, `device-id-change` or `takeover`.
         ///
         /// - Parameter name: The name.
         public init?(name: some StringProtocol) {
@@ -24,6 +30,7 @@ public enum Event: Hashable, Sendable {
             case "login": self = .login
             case "logout": self = .logout
             case "device-id-change": self = .deviceIDChanged
+            case "takeover": self = .takeover
             default: return nil
             }
         }
@@ -36,17 +43,19 @@ public enum Event: Hashable, Sendable {
         case .login: .login
         case .logout: .logout
         case .deviceIDChanged: .deviceIDChanged
+        case .takeover: .takeover
         }
     }
 }
 
 extension Event.Kind: CustomStringConvertible {
-    /// The name of the kind: `login`, `logout` or `device-id-change`.
+    /// The name of the kind: `login`, `logout`, `device-id-change` or `takeover`.
     public var description: String {
         switch self {
         case .login: "login"
         case .logout: "logout"
         case .deviceIDChanged: "device-id-change"
+        case .takeover: "takeover"
         }
     }
 }

@@ -14,6 +14,11 @@ public enum LogoutReason: UInt8, Sendable, CaseIterable {
     case sessionTimeout = 6
     /// The device ID changed, which logs every user off (R4).
     case deviceIDChange = 7
+    /// The address logged in again with a newer session, on this device or its peer, which replaced this one.
+    case superseded = 8
+    /// A resynchronization replaced this device's copy of its peer's users; the peer's own log says nothing
+    /// of it.
+    case resync = 9
 
     /// Looks a reason up by its name (``description``), such as `idle-timeout`.
     ///
@@ -28,7 +33,7 @@ public enum LogoutReason: UInt8, Sendable, CaseIterable {
 
 extension LogoutReason: CustomStringConvertible {
     /// The short name of the reason: `user`, `delete-user`, `cut-connection`, `portal-server`, `idle-timeout`,
-    /// `session-timeout` or `device-id-change`.
+    /// `session-timeout`, `device-id-change`, `superseded` or `resync`.
     public var description: String {
         switch self {
         case .user: "user"
@@ -38,6 +43,8 @@ extension LogoutReason: CustomStringConvertible {
         case .idleTimeout: "idle-timeout"
         case .sessionTimeout: "session-timeout"
         case .deviceIDChange: "device-id-change"
+        case .superseded: "superseded"
+        case .resync: "resync"
         }
     }
 }

@@ -25,12 +25,22 @@ final class LogWriter: @unchecked Sendable {
         case hold(String, UInt64?, Reply<Void>)
         case release(String, Reply<Void>)
         case checkpointDone(Result<UInt64, SessionStoreError>)
+        /// Applies a batch of the peer's stream (or of a snapshot of its users).
+        case applyPeer(PeerBatch, Reply<PeerApplied>)
+        /// Takes over the peer's users and raises the term above the peer's.
+        case promote(peer: DeviceID, peerTerm: UInt32, Reply<Promotion>)
+        /// Demotion: empties the store and adopts the peer's term; the count of own events after
+        /// `keepThrough` (never acknowledged) is returned.
+        case reset(term: UInt32, keepThrough: UInt64, Reply<Int>)
+        /// Computes the users table's digest once; commits keep it up to date from then on.
+        case initializeDigest(Reply<Void>)
     }
 
     struct Identity: Sendable {
         var deviceID: DeviceID
         var portalGroup: PortalGroup
         var term: UInt32
+        var adoptions = Adoptions()
     }
 
     let files: StoreFiles
@@ -44,6 +54,10 @@ final class LogWriter: @unchecked Sendable {
     /// The logouts the store makes by itself (session-timeout expiry), for the controller.
     let automaticLogouts: AsyncStream<[Logout]>.Continuation
     let status: Mutex<LogStatusState>
+    /// Called on the writer thread after each commit that logged records, with the last sequence.
+    let commitObserver = Mutex<(@Sendable (UInt64) -> Void)?>(nil)
+    /// The users table's digest after recent commits (once ``Request/initializeDigest(_:)`` ran).
+    let digests = Mutex(DigestHistory())
 
     // The queue, guarded by `queue`.
     private let queue = ConditionLock()
@@ -54,37 +68,51 @@ final class LogWriter: @unchecked Sendable {
     private var thread: StoreThread?
 
     // Writer-thread state.
-    private var lastSequence: UInt64
+    var lastSequence: UInt64
     private var checkpointSequence: UInt64
     private var firstRetained: UInt64?
     private var holds: [String: UInt64]
-    private var deadlines = DeadlineHeap()
+    var deadlines = DeadlineHeap()
     private var checkpointWaiters: [(UInt64, Reply<UInt64>)] = []
     private var checkpointRunning = false
     private var checkpointFailedWhileClosing = false
     private var lastFreeze = monotonicNanoseconds()
     private var nextExpiry: UInt64
+    /// The highest sequence of each peer's stream applied (committed).
+    var applied: [DeviceID: UInt64]
+    /// The users table's digest, once computed (``digestReady``).
+    private var digest: UInt64 = 0
+    private var digestReady = false
 
     // Batch scratch space, reused.
     /// The addresses this batch changed, with the index of their latest change in `changes`.
     private var staged: [IPAddress: Int] = [:]
     private var changes: [(IPAddress, TableEntry)] = []
     private var countDelta = 0
+    private var digestDelta: UInt64 = 0
     private var buffer: [UInt8] = []
     private var records: [(sequence: UInt64, range: Range<Int>)] = []
-    private var newDeadlines: [DeadlineHeap.Item] = []
-    private var sequence: UInt64 = 0
-    private var origin: DeviceID
-    private var term: UInt32
-    private var metaChanges: [MetaChange] = []
+    var newDeadlines: [DeadlineHeap.Item] = []
+    var sequence: UInt64 = 0
+    var origin: DeviceID
+    var term: UInt32
+    var adoptions: Adoptions
+    /// Peer positions this batch applies.
+    var stagedApplied: [DeviceID: UInt64] = [:]
+    /// Own users that the peer's events logged off or replaced, for ``automaticLogouts``.
+    var peerNotices: [Logout] = []
+    var metaChanges: [MetaChange] = []
     /// The outcome buffers of the last batch, kept so that each batch does not allocate its own.
     private var spareOutcomes = Outcomes()
 
-    private enum MetaChange {
+    enum MetaChange {
         case deviceID(DeviceID)
         case hold(String, UInt64)
         case release(String)
         case droppedHold(String, UInt64)
+        case term(UInt32)
+        case adoption(Adoption)
+        case applied(DeviceID, UInt64)
     }
 
     private let commitTimer = Metrics.Timer(label: "tandem_commit_duration")
@@ -100,6 +128,7 @@ final class LogWriter: @unchecked Sendable {
         var holds: [String: UInt64]
         var droppedHolds: [String: UInt64]
         var changesInMemory = 0
+        var applied: [DeviceID: UInt64] = [:]
     }
 
     struct Recovered {
@@ -110,6 +139,7 @@ final class LogWriter: @unchecked Sendable {
         var holds: [String: UInt64]
         var droppedHolds: [String: UInt64]
         var deadlines: DeadlineHeap
+        var applied: [DeviceID: UInt64]
     }
 
     init(
@@ -133,13 +163,16 @@ final class LogWriter: @unchecked Sendable {
         self.deadlines = recovered.deadlines
         self.origin = recovered.identity.deviceID
         self.term = recovered.identity.term
+        self.adoptions = recovered.identity.adoptions
+        self.applied = recovered.applied
         self.status = Mutex(
             LogStatusState(
                 lastSequence: recovered.lastSequence,
                 checkpointSequence: recovered.checkpointSequence,
                 firstRetained: recovered.firstRetained,
                 holds: recovered.holds,
-                droppedHolds: recovered.droppedHolds
+                droppedHolds: recovered.droppedHolds,
+                applied: recovered.applied
             )
         )
         let now = monotonicNanoseconds()
@@ -248,27 +281,32 @@ final class LogWriter: @unchecked Sendable {
     /// and a checkpoint is running, takes no new request and waits for that checkpoint, so that memory stays
     /// bounded however far the callers outrun the checkpointer.
     private func waitForCheckpointIfTooFarAhead() {
-        var results: [Result<UInt64, SessionStoreError>] = []
         while checkpointRunning && overlay.active.count >= configuration.maxChangesInMemory {
-            queue.lock()
-            while !pending.contains(where: { if case .checkpointDone = $0 { true } else { false } }) && !closing {
-                queue.wait(nanoseconds: 100_000_000)
-            }
-            if closing {
-                queue.unlock()
-                return
-            }
-            pending.removeAll { request in
-                guard case .checkpointDone(let result) = request else { return false }
-                results.append(result)
-                return true
-            }
-            queue.unlock()
+            guard waitForRunningCheckpoint() else { return }
             backPressureWaits.increment()
-            for result in results { checkpointCompleted(result) }
-            results.removeAll()
             maybeFreeze(now: monotonicNanoseconds())
         }
+    }
+
+    /// Takes no new request until the running checkpoint reports; `false` when the store began closing first.
+    private func waitForRunningCheckpoint() -> Bool {
+        var results: [Result<UInt64, SessionStoreError>] = []
+        queue.lock()
+        while !pending.contains(where: { if case .checkpointDone = $0 { true } else { false } }) && !closing {
+            queue.wait(nanoseconds: 100_000_000)
+        }
+        if closing {
+            queue.unlock()
+            return false
+        }
+        pending.removeAll { request in
+            guard case .checkpointDone(let result) = request else { return false }
+            results.append(result)
+            return true
+        }
+        queue.unlock()
+        for result in results { checkpointCompleted(result) }
+        return true
     }
 
     private func nextWake() -> UInt64 {
@@ -361,6 +399,8 @@ final class LogWriter: @unchecked Sendable {
         var expiries: [(Reply<[Logout]>, Result<[Logout], SessionStoreError>)] = []
         var deviceChanges: [(Reply<Int>, Result<Int, SessionStoreError>)] = []
         var voids: [(Reply<Void>, Result<Void, SessionStoreError>)] = []
+        var peers: [(Reply<PeerApplied>, Result<PeerApplied, SessionStoreError>)] = []
+        var promotions: [(Reply<Promotion>, Result<Promotion, SessionStoreError>)] = []
         var failure: SessionStoreError?
 
         mutating func failSucceeded(_ error: SessionStoreError) {
@@ -372,6 +412,8 @@ final class LogWriter: @unchecked Sendable {
             expiries = expiries.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
             deviceChanges = deviceChanges.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
             voids = voids.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+            peers = peers.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
+            promotions = promotions.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
         }
 
         mutating func removeAll() {
@@ -382,6 +424,8 @@ final class LogWriter: @unchecked Sendable {
             expiries.removeAll()
             deviceChanges.removeAll()
             voids.removeAll()
+            peers.removeAll()
+            promotions.removeAll()
             failure = nil
         }
 
@@ -393,6 +437,8 @@ final class LogWriter: @unchecked Sendable {
             for (reply, result) in expiries { reply.resume(returning: result) }
             for (reply, result) in deviceChanges { reply.resume(returning: result) }
             for (reply, result) in voids { reply.resume(returning: result) }
+            for (reply, result) in peers { reply.resume(returning: result) }
+            for (reply, result) in promotions { reply.resume(returning: result) }
         }
     }
 
@@ -404,8 +450,11 @@ final class LogWriter: @unchecked Sendable {
         metaChanges.removeAll(keepingCapacity: true)
         buffer.removeAll(keepingCapacity: true)
         countDelta = 0
+        digestDelta = 0
+        stagedApplied.removeAll()
+        peerNotices.removeAll()
         sequence = lastSequence
-        origin = identity.withLock { $0.deviceID }
+        (origin, term, adoptions) = identity.withLock { ($0.deviceID, $0.term, $0.adoptions) }
     }
 
     private func process(_ batch: [Request]) {
@@ -417,6 +466,8 @@ final class LogWriter: @unchecked Sendable {
             swap(&outcomes, &spareOutcomes)
         }
         var checkpointResults: [Result<UInt64, SessionStoreError>] = []
+        var resets: [(UInt32, UInt64, Reply<Int>)] = []
+        var digestRequests: [Reply<Void>] = []
         do {
             try files.usersEnvironment.read { txn in
                 for request in batch {
@@ -505,6 +556,23 @@ final class LogWriter: @unchecked Sendable {
                         outcomes.voids.append((reply, .success(())))
                     case .checkpointDone(let result):
                         checkpointResults.append(result)
+                    case .applyPeer(let peerBatch, let reply):
+                        outcomes.peers.append(
+                            (reply, Result { () throws(SessionStoreError) in try stagePeer(peerBatch, txn: txn) })
+                        )
+                    case .promote(let peer, let peerTerm, let reply):
+                        outcomes.promotions.append(
+                            (
+                                reply,
+                                Result { () throws(SessionStoreError) in
+                                    try stagePromotion(over: peer, peerTerm: peerTerm)
+                                }
+                            )
+                        )
+                    case .reset(let newTerm, let keepThrough, let reply):
+                        resets.append((newTerm, keepThrough, reply))
+                    case .initializeDigest(let reply):
+                        digestRequests.append(reply)
                     }
                 }
             }
@@ -517,6 +585,13 @@ final class LogWriter: @unchecked Sendable {
         for result in checkpointResults { checkpointCompleted(result) }
         commit(&outcomes)
         outcomes.resume()
+        for (newTerm, keepThrough, reply) in resets {
+            reply.resume(returning: reset(term: newTerm, keepThrough: keepThrough))
+        }
+        if !digestRequests.isEmpty {
+            let result = initializeDigest()
+            for reply in digestRequests { reply.resume(returning: result) }
+        }
     }
 
     /// Writes the staged records and meta changes, then applies them; on failure, fails the batch's
@@ -558,6 +633,16 @@ final class LogWriter: @unchecked Sendable {
                     case .droppedHold(let name, let position):
                         try txn.deleteMeta(StoreLayout.MetaKey.holdPrefix + name, in: files.logMeta)
                         try txn.putMeta(StoreLayout.MetaKey.droppedHoldPrefix + name, position, in: files.logMeta)
+                    case .term(let newTerm):
+                        try txn.putMeta(StoreLayout.MetaKey.term, UInt64(newTerm), in: files.logMeta)
+                    case .adoption(let adoption):
+                        try txn.putMeta(
+                            StoreLayout.MetaKey.adoptedPrefix + "\(adoption.from)",
+                            adoption.metaValue,
+                            in: files.logMeta
+                        )
+                    case .applied(let peer, let position):
+                        try txn.putMeta(StoreLayout.MetaKey.appliedPrefix + "\(peer)", position, in: files.logMeta)
                     }
                 }
                 guard mayTruncate else { return (0, firstRetained) }
@@ -592,10 +677,19 @@ final class LogWriter: @unchecked Sendable {
             overlay.apply(changes, countDelta: countDelta, throughSequence: sequence)
             lastSequence = sequence
             for item in newDeadlines { deadlines.push(item) }
+            digest &+= digestDelta
         }
+        for (peer, position) in stagedApplied { applied[peer] = position }
         var holdsChanged = false
         for change in metaChanges {
             switch change {
+            case .term, .adoption:
+                identity.withLock { [term, adoptions] in
+                    $0.term = term
+                    $0.adoptions = adoptions
+                }
+            case .applied:
+                break
             case .deviceID(let id):
                 identity.withLock { $0.deviceID = id }
             case .hold(let name, let position):
@@ -610,14 +704,120 @@ final class LogWriter: @unchecked Sendable {
             state.lastSequence = lastSequence
             state.changesInMemory = overlay.active.count + (overlay.frozen?.count ?? 0)
             state.firstRetained = firstRetained
+            if !stagedApplied.isEmpty { state.applied = applied }
             if holdsChanged {
                 state.holds = holds
                 for case .droppedHold(let name, let position) in metaChanges { state.droppedHolds[name] = position }
                 for case .hold(let name, _) in metaChanges { state.droppedHolds[name] = nil }
             }
         }
+        if digestReady && (!records.isEmpty || !stagedApplied.isEmpty) {
+            digests.withLock { [lastSequence, applied, digest] in
+                $0.append(.init(through: lastSequence, applied: applied, value: digest))
+            }
+        }
+        if !records.isEmpty, let observer = commitObserver.withLock({ $0 }) { observer(lastSequence) }
+        if !peerNotices.isEmpty { automaticLogouts.yield(peerNotices) }
         metaChanges.removeAll(keepingCapacity: true)
         records.removeAll(keepingCapacity: true)
+    }
+
+    /// Demotion: waits for the running checkpoint, then empties the users table and the log and takes
+    /// `newTerm`, so that the peer's snapshot and stream rebuild this device's state. The sequence goes on
+    /// from where it was, so that the peer never mistakes new records for the discarded ones.
+    ///
+    /// The users table is emptied first: a crash between the two transactions leaves the old term, and the
+    /// next connection to the peer resets again.
+    ///
+    /// - Returns: the number of this device's events after `keepThrough`, which the peer never acknowledged.
+    private func reset(term newTerm: UInt32, keepThrough: UInt64) -> Result<Int, SessionStoreError> {
+        while checkpointRunning {
+            guard waitForRunningCheckpoint() else { return .failure(SessionStoreError(.closed)) }
+        }
+        let me = identity.withLock { $0.deviceID }
+        let through = lastSequence
+        var discarded = 0
+        do {
+            try files.logEnvironment.read { txn in
+                try txn.withCursor(files.log) { cursor in
+                    var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(keepThrough + 1)) {
+                        try cursor.seek(atLeast: $0)
+                    }
+                    while let (key, value) = entry {
+                        if try decodeLogEntry(key: key, value: value).origin == me { discarded += 1 }
+                        entry = try cursor.move(.next)
+                    }
+                }
+            }
+            try files.usersEnvironment.write { txn in
+                for db in [files.users, files.byMAC, files.byUserName, files.byDeadline] { try txn.clear(db) }
+                try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, through, in: files.usersMeta)
+            }
+            try files.logEnvironment.write { txn in
+                try txn.clear(files.log)
+                try txn.putMeta(StoreLayout.MetaKey.term, UInt64(newTerm), in: files.logMeta)
+                try txn.putMeta(StoreLayout.MetaKey.lastSequence, through, in: files.logMeta)
+                for prefix in [
+                    StoreLayout.MetaKey.appliedPrefix, StoreLayout.MetaKey.adoptedPrefix,
+                    StoreLayout.MetaKey.holdPrefix, StoreLayout.MetaKey.droppedHoldPrefix,
+                ] {
+                    for (name, _) in try txn.metaUInt64s(prefix: prefix, in: files.logMeta) {
+                        try txn.deleteMeta(prefix + name, in: files.logMeta)
+                    }
+                }
+            }
+        } catch let error as SessionStoreError {
+            return .failure(error)
+        } catch {
+            return .failure(SessionStoreError.storage(error, doing: "resetting the store for a resynchronization"))
+        }
+        var empty = ChangeSet()
+        empty.throughSequence = through
+        overlay.load(empty, count: 0)
+        checkpointSequence = through
+        firstRetained = nil
+        holds = [:]
+        applied = [:]
+        deadlines = DeadlineHeap()
+        digest = 0
+        digestReady = true
+        digests.withLock { $0.removeAll() }
+        identity.withLock {
+            $0.term = newTerm
+            $0.adoptions = Adoptions()
+        }
+        status.withLock {
+            $0.checkpointSequence = through
+            $0.firstRetained = nil
+            $0.holds = [:]
+            $0.droppedHolds = [:]
+            $0.applied = [:]
+            $0.changesInMemory = 0
+        }
+        logger.warning(
+            "demoted: the store was emptied to resynchronize from the peer",
+            metadata: ["tandem.term": "\(newTerm)", "tandem.discarded_events": "\(discarded)"]
+        )
+        return .success(discarded)
+    }
+
+    /// Computes the digest of the whole users table once; each commit keeps it current from then on.
+    private func initializeDigest() -> Result<Void, SessionStoreError> {
+        guard !digestReady else { return .success(()) }
+        beginBatch()
+        do {
+            let sessions = try files.usersEnvironment.read { txn in try onlineSessions(txn: txn) }
+            digest = sessions.reduce(0) { $0 &+ TableDigest.contribution(of: $1) }
+        } catch let error as SessionStoreError {
+            return .failure(error)
+        } catch {
+            return .failure(SessionStoreError.storage(error, doing: "reading the users table"))
+        }
+        digestReady = true
+        digests.withLock { [lastSequence, applied, digest] in
+            $0.append(.init(through: lastSequence, applied: applied, value: digest))
+        }
+        return .success(())
     }
 
     /// Whether log entries behind the checkpoint wait to be deleted.
@@ -678,7 +878,7 @@ final class LogWriter: @unchecked Sendable {
 
     // MARK: - Staging (validation against the current state; nothing is applied until commit)
 
-    private func resolve(_ ip: IPAddress, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session? {
+    func resolve(_ ip: IPAddress, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session? {
         if let index = staged[ip] { return changes[index].1.session }
         if let entry = overlay.writerEntry(for: ip) { return entry.session }
         do {
@@ -688,7 +888,7 @@ final class LogWriter: @unchecked Sendable {
         }
     }
 
-    private func emit(_ event: Event, time: Timestamp) {
+    func emit(_ event: Event, time: Timestamp) {
         appendRecord { buffer in
             RecordCodec.encode(
                 LogRecord(sequence: sequence, term: term, origin: origin, time: time, event: event),
@@ -698,16 +898,21 @@ final class LogWriter: @unchecked Sendable {
     }
 
     /// Encodes the record at the current sequence into the batch buffer and notes where it lies.
-    private func appendRecord(_ encode: (inout [UInt8]) -> Void) {
+    func appendRecord(_ encode: (inout [UInt8]) -> Void) {
         let start = buffer.count
         encode(&buffer)
         records.append((sequence, start..<buffer.count))
     }
 
-    private func stage(_ ip: IPAddress, _ entry: TableEntry, delta: Int) {
+    /// Stages the new state of `ip`, which `current` held until now.
+    func stage(_ ip: IPAddress, _ entry: TableEntry, replacing current: Session?) {
         staged[ip] = changes.count
         changes.append((ip, entry))
-        countDelta += delta
+        countDelta += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)
+        if digestReady {
+            if let current { digestDelta &-= TableDigest.contribution(of: current) }
+            if let session = entry.session { digestDelta &+= TableDigest.contribution(of: session) }
+        }
     }
 
     private func stageLogin(_ session: Session, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session {
@@ -728,25 +933,18 @@ final class LogWriter: @unchecked Sendable {
         appendRecord { buffer in
             RecordCodec.encodeLogin(stored, sequence: sequence, term: term, origin: origin, time: .now, into: &buffer)
         }
-        stage(stored.ip, .online(stored), delta: 1)
+        stage(stored.ip, .online(stored), replacing: nil)
         if let deadline = stored.deadline {
             newDeadlines.append(.init(deadline: deadline, ip: stored.ip, generation: stored.generation))
         }
         return stored
     }
 
-    private func stageLogout(_ session: Session, reason: LogoutReason, time: Timestamp) -> Logout {
+    func stageLogout(_ session: Session, reason: LogoutReason, time: Timestamp) -> Logout {
         sequence += 1
-        let logout = Logout(
-            ip: session.ip,
-            mac: session.mac,
-            userName: session.userName,
-            owner: session.owner,
-            generation: session.generation,
-            reason: reason
-        )
+        let logout = Logout(ending: session, reason: reason)
         emit(.logout(logout), time: time)
-        stage(session.ip, .offline(session.generation), delta: -1)
+        stage(session.ip, .offline(session.generation), replacing: session)
         return logout
     }
 
@@ -789,8 +987,10 @@ final class LogWriter: @unchecked Sendable {
         txn: borrowing ReadTransaction,
         into expired: inout [Logout]
     ) throws(SessionStoreError) {
+        // Each device expires the sessions it owns in effect; the peer's copies end with the peer's logouts.
         guard let session = try resolve(ip, txn: txn), let deadline = session.deadline, deadline <= now,
-            generation == nil || generation == session.generation
+            generation == nil || generation == session.generation,
+            adoptions.effectiveOwner(of: session) == origin
         else { return }
         expired.append(stageLogout(session, reason: .sessionTimeout, time: now))
     }
@@ -802,6 +1002,22 @@ final class LogWriter: @unchecked Sendable {
         -> Int
     {
         guard newID != origin else { throw SessionStoreError(.sameDeviceID(newID)) }
+        let online = try onlineSessions(txn: txn)
+        let now = Timestamp.now
+        for session in online { _ = stageLogout(session, reason: .deviceIDChange, time: now) }
+        sequence += 1
+        emit(.deviceIDChanged(from: origin, to: newID), time: now)
+        metaChanges.append(.deviceID(newID))
+        origin = newID
+        logger.info(
+            "device ID changed; every online user was logged off",
+            metadata: ["tandem.device_id": "\(newID)", "tandem.logged_off": "\(online.count)"]
+        )
+        return online.count
+    }
+
+    /// Every session online as this batch has staged it so far.
+    func onlineSessions(txn: borrowing ReadTransaction) throws(SessionStoreError) -> [Session] {
         var online: [Session] = []
         do {
             try txn.withCursor(files.users) { cursor in
@@ -830,17 +1046,7 @@ final class LogWriter: @unchecked Sendable {
             }
         }
         for (_, index) in staged { if let session = changes[index].1.session { online.append(session) } }
-        let now = Timestamp.now
-        for session in online { _ = stageLogout(session, reason: .deviceIDChange, time: now) }
-        sequence += 1
-        emit(.deviceIDChanged(from: origin, to: newID), time: now)
-        metaChanges.append(.deviceID(newID))
-        origin = newID
-        logger.info(
-            "device ID changed; every online user was logged off",
-            metadata: ["tandem.device_id": "\(newID)", "tandem.logged_off": "\(online.count)"]
-        )
-        return online.count
+        return online
     }
 
     private func fail(_ request: Request, _ error: SessionStoreError) {
@@ -854,6 +1060,10 @@ final class LogWriter: @unchecked Sendable {
         case .checkpoint(let reply): reply.resume(returning: .failure(error))
         case .hold(_, _, let reply): reply.resume(returning: .failure(error))
         case .release(_, let reply): reply.resume(returning: .failure(error))
+        case .applyPeer(_, let reply): reply.resume(returning: .failure(error))
+        case .promote(_, _, let reply): reply.resume(returning: .failure(error))
+        case .reset(_, _, let reply): reply.resume(returning: .failure(error))
+        case .initializeDigest(let reply): reply.resume(returning: .failure(error))
         case .checkpointDone: break
         }
     }

@@ -87,7 +87,23 @@ struct Recovery {
             )
         }
         let term = try txn.metaUInt64(StoreLayout.MetaKey.term, in: meta) ?? 1
-        return LogWriter.Identity(deviceID: deviceID, portalGroup: group, term: UInt32(truncatingIfNeeded: term))
+        var adoptions = Adoptions()
+        for (name, value) in try txn.metaUInt64s(prefix: StoreLayout.MetaKey.adoptedPrefix, in: meta) {
+            guard let from = UInt8(name).flatMap({ DeviceID(rawValue: $0) }),
+                let adoption = Adoption(from: from, metaValue: value)
+            else {
+                throw SessionStoreError(
+                    .corruptMetadata(key: StoreLayout.MetaKey.adoptedPrefix + name, detail: "not a takeover")
+                )
+            }
+            adoptions.record(adoption)
+        }
+        return LogWriter.Identity(
+            deviceID: deviceID,
+            portalGroup: group,
+            term: UInt32(truncatingIfNeeded: term),
+            adoptions: adoptions
+        )
     }
 
     /// Loads the in-memory layer with the events logged after the last checkpoint, and returns where the
@@ -148,6 +164,15 @@ struct Recovery {
                     }
                     let holds = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.holdPrefix, in: meta)
                     let dropped = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.droppedHoldPrefix, in: meta)
+                    var applied: [DeviceID: UInt64] = [:]
+                    for (name, position) in try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.appliedPrefix, in: meta) {
+                        guard let peer = UInt8(name).flatMap({ DeviceID(rawValue: $0) }) else {
+                            throw SessionStoreError(
+                                .corruptMetadata(key: StoreLayout.MetaKey.appliedPrefix + name, detail: "not a device ID")
+                            )
+                        }
+                        applied[peer] = position
+                    }
                     return LogWriter.Recovered(
                         identity: identity,
                         lastSequence: lastSequence,
@@ -155,7 +180,8 @@ struct Recovery {
                         firstRetained: try files.firstLogSequence(in: logTxn),
                         holds: Dictionary(holds, uniquingKeysWith: { $1 }),
                         droppedHolds: Dictionary(dropped, uniquingKeysWith: { $1 }),
-                        deadlines: deadlines
+                        deadlines: deadlines,
+                        applied: applied
                     )
                 }
             }

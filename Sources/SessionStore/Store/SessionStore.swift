@@ -35,9 +35,9 @@ public final class SessionStore: Sendable {
     public let path: String
     /// The configuration the store was opened with.
     public let configuration: Configuration
-    private let files: StoreFiles
+    let files: StoreFiles
     private let overlay: Overlay
-    private let writer: LogWriter
+    let writer: LogWriter
 
     /// The logouts the store makes by itself: sessions past their session-timeout deadline, logged out
     /// every ``Configuration/expiryInterval``, in batches, so that the controller can remove them from its
@@ -566,7 +566,8 @@ public final class SessionStore: Sendable {
             droppedHolds: state.droppedHolds,
             logBytes: bytes,
             quotaBytes: configuration.logQuotaBytes,
-            changesInMemory: state.changesInMemory
+            changesInMemory: state.changesInMemory,
+            peerApplied: state.applied
         )
     }
 
@@ -625,6 +626,8 @@ public struct LogStatus: Sendable, Hashable {
     public var quotaBytes: Int
     /// The changed users held in memory, not yet checkpointed into the users table, as of the last commit.
     public var changesInMemory: Int
+    /// How far this device has applied each peer's stream: the peer's sequence it acknowledges.
+    public var peerApplied: [DeviceID: UInt64]
 }
 
 /// The bytes a store's files take on disk.

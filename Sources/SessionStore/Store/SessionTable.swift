@@ -49,7 +49,7 @@ extension Event {
         switch self {
         case .login(let session): session.ip
         case .logout(let logout): logout.ip
-        case .deviceIDChanged: nil
+        case .deviceIDChanged, .takeover: nil
         }
     }
 }

@@ -27,6 +27,7 @@ enum StoreLayout {
         static let holdPrefix = "hold:"
         static let droppedHoldPrefix = "dropped-hold:"
         static let appliedPrefix = "applied:"
+        static let adoptedPrefix = "adopted:"
     }
 
     static func sequenceKey(_ sequence: UInt64) -> UInt64 { sequence.bigEndian }

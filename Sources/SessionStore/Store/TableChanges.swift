@@ -82,20 +82,32 @@ struct CandidateIndex: Sendable {
 /// How a logged event changes the users table.
 ///
 /// Per-user generations make a duplicated, reordered or replayed event harmless: a login applies only over
-/// an older generation (or a free address), a logout only to the exact generation it ends.
+/// an older session (or a free address), a logout only to the exact session it ends (its owner and
+/// generation).
+///
+/// Sessions are ordered by generation (term, then sequence), then by owner: when both devices of a pair log
+/// in the same address, both keep the same one of the two.
 enum ApplyRule {
     /// The change `event` makes, given the session that holds its address now; `nil` when it changes nothing.
     static func change(for event: Event, current: Session?) -> (IPAddress, TableEntry)? {
         switch event {
         case .login(let session):
-            if let current, current.generation >= session.generation { return nil }
+            if let current, !precedes(current, session) { return nil }
             return (session.ip, .online(session))
         case .logout(let logout):
-            guard let current, current.generation == logout.generation else { return nil }
+            guard let current, current.generation == logout.generation, current.owner == logout.owner else {
+                return nil
+            }
             return (logout.ip, .offline(logout.generation))
-        case .deviceIDChanged:
+        case .deviceIDChanged, .takeover:
             return nil
         }
+    }
+
+    /// Whether session `a` is older than `b` in the order logins replace each other by.
+    static func precedes(_ a: Session, _ b: Session) -> Bool {
+        if a.generation != b.generation { return a.generation < b.generation }
+        return a.owner < b.owner
     }
 }
 

@@ -168,10 +168,10 @@ struct RecordCodecCorruptionTests {
             message: "reason 0 is not a logout reason"
         ),
         RecordCorruption(
-            name: "logout reason 8",
-            bytes: logoutRecord(reason: [8]),
+            name: "logout reason 10",
+            bytes: logoutRecord(reason: [10]),
             code: .invalidField,
-            message: "reason 8 is not a logout reason (1 to 7)"
+            message: "reason 10 is not a logout reason (1 to 9)"
         ),
         RecordCorruption(
             name: "logout owner 0",
@@ -301,7 +301,7 @@ struct RecordCodecCorruptionTests {
         #expect(recordError?.code == .unsupportedVersion)
     }
 
-    @Test("an unknown kind is refused", arguments: [0 as UInt8, 4, 15, 17, 255])
+    @Test("an unknown kind is refused", arguments: [0 as UInt8, 5, 15, 17, 255])
     func unknownKind(kind: UInt8) {
         var record = GoldenBytes.deviceIDChange
         record[1] = kind

@@ -219,7 +219,7 @@ func randomLogout(using generator: inout some RandomNumberGenerator, ending sess
     return Logout(ending: session, reason: LogoutReason.allCases.randomElement(using: &generator)!)
 }
 
-/// A random log record: a login (60%), a logout (30%) or a device-ID change (10%), with sequence numbers, terms
+/// A random log record: a login (60%), a logout (30%), a device-ID change (5%) or a takeover (5%), with sequence numbers, terms
 /// and times across their whole ranges now and then.
 ///
 /// - Parameters:
@@ -234,9 +234,12 @@ func randomLogRecord(using generator: inout some RandomNumberGenerator, allowReD
         event = .login(randomSession(using: &generator, owner: origin, allowReDHCP: allowReDHCP))
     case 6..<9:
         event = .logout(randomLogout(using: &generator))
-    default:
+    case 9 where Bool.random(using: &generator):
         let to = DeviceID(rawValue: origin.rawValue == 255 ? 1 : origin.rawValue + 1)!
         event = .deviceIDChanged(from: origin, to: to)
+    default:
+        let from = DeviceID(rawValue: origin.rawValue == 255 ? 1 : origin.rawValue + 1)!
+        event = .takeover(from: from, to: origin, term: UInt32.random(in: 1...UInt32.max, using: &generator))
     }
     let sequence =
         Int.random(in: 0..<10, using: &generator) == 0

@@ -1,0 +1,95 @@
+/// A takeover in effect: device ``to`` took over the users of device ``from`` when it raised the pair's
+/// term to ``term`` on promotion.
+///
+/// Sessions are never rewritten on promotion. A session whose ``Session/owner`` is ``from`` and whose
+/// generation's term is below ``term`` is owned in effect by ``to``; sessions that ``from`` logs in after
+/// it learned the new term stay its own.
+public struct Adoption: Sendable, Hashable, Codable {
+    /// The device whose users were taken over.
+    public var from: DeviceID
+    /// The device that took them over.
+    public var to: DeviceID
+    /// The term the takeover raised the pair to.
+    public var term: UInt32
+
+    /// A takeover.
+    /// - Parameters:
+    ///   - from: the device whose users were taken over.
+    ///   - to: the device that took them over.
+    ///   - term: the term the takeover raised the pair to.
+    public init(from: DeviceID, to: DeviceID, term: UInt32) {
+        self.from = from
+        self.to = to
+        self.term = term
+    }
+
+    /// The 8-byte `meta` value: `to` in the high half, the term in the low one.
+    var metaValue: UInt64 { UInt64(to.rawValue) << 32 | UInt64(term) }
+
+    init?(from: DeviceID, metaValue: UInt64) {
+        guard let to = DeviceID(rawValue: UInt8(truncatingIfNeeded: metaValue >> 32)), metaValue >> 40 == 0 else {
+            return nil
+        }
+        self.init(from: from, to: to, term: UInt32(truncatingIfNeeded: metaValue))
+    }
+}
+
+/// The takeovers a store knows, by the device taken over (only the latest one per device matters: it covers
+/// every earlier term).
+public struct Adoptions: Sendable, Hashable {
+    /// The latest takeover of each device.
+    public private(set) var byDevice: [DeviceID: Adoption] = [:]
+
+    /// No takeovers.
+    public init() {}
+
+    /// Records a takeover; an older one of the same device is replaced.
+    /// - Parameter adoption: the takeover.
+    public mutating func record(_ adoption: Adoption) {
+        if let known = byDevice[adoption.from], known.term >= adoption.term { return }
+        byDevice[adoption.from] = adoption
+    }
+
+    /// The device that owns `session` in effect: its owner, or the device that took that owner's users
+    /// over after the session began (followed through later takeovers, each of a higher term).
+    /// - Parameter session: a session.
+    /// - Returns: the device responsible for it.
+    public func effectiveOwner(of session: Session) -> DeviceID {
+        effectiveOwner(owner: session.owner, term: session.generation.term)
+    }
+
+    func effectiveOwner(owner: DeviceID, term sessionTerm: UInt32) -> DeviceID {
+        var owner = owner
+        var floor = sessionTerm
+        while let adoption = byDevice[owner], floor < adoption.term {
+            owner = adoption.to
+            floor = adoption.term
+        }
+        return owner
+    }
+}
+
+/// An order-free digest of a users table: the wrapping sum of a 64-bit hash of each session, so that a
+/// session added or removed changes it in O(1), and two tables with the same sessions have the same digest
+/// whatever the order they were built in.
+enum TableDigest {
+    static func contribution(of session: Session) -> UInt64 {
+        var hash: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func mix(_ value: UInt64) {
+            hash = (hash ^ value) &* 0xBF58_476D_1CE4_E5B9
+            hash ^= hash >> 31
+        }
+        mix(session.ip.high)
+        mix(session.ip.low)
+        mix(session.mac.rawValue)
+        mix(UInt64(session.owner.rawValue) << 32 | UInt64(session.generation.term))
+        mix(session.generation.sequence)
+        mix(UInt64(bitPattern: session.loginTime.microsecondsSinceEpoch))
+        mix(UInt64(session.vlan))
+        var name: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in session.userName.utf8 { name = (name ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        mix(name)
+        hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
+        return hash ^ (hash >> 31)
+    }
+}

@@ -1,0 +1,231 @@
+import LMDB
+
+// What the failover link needs from a store: its stream read out, the peer's stream applied, promotion,
+// demotion and the table's digest. Package API: the `Replication` module drives it.
+
+extension SessionStore {
+    /// The takeovers this store knows (its own promotions and its peer's).
+    public var adoptions: Adoptions { writer.identity.withLock { $0.adoptions } }
+
+    /// The device that owns `session` in effect: its ``Session/owner``, unless a takeover moved it since
+    /// (see ``Adoption``). This device is primary for the sessions it owns in effect and holds the backup
+    /// copy of the others.
+    ///
+    /// - Parameter session: a session of this store.
+    /// - Returns: the device responsible for it.
+    public func effectiveOwner(of session: Session) -> DeviceID {
+        adoptions.effectiveOwner(of: session)
+    }
+
+    /// Sets the function called on the writer thread after each commit that logged records, with the last
+    /// sequence; it must return at once.
+    package func setCommitObserver(_ observer: (@Sendable (UInt64) -> Void)?) {
+        writer.commitObserver.withLock { $0 = observer }
+    }
+
+    /// Applies a batch of the peer's stream; returns once it is committed here.
+    package func applyPeer(_ batch: PeerBatch) async throws(SessionStoreError) -> PeerApplied {
+        try await writer.submit { .applyPeer(batch, $0) }.get()
+    }
+
+    /// Takes over `peer`'s users: logs a takeover record and raises the term above `peerTerm` and this
+    /// store's term.
+    package func promote(over peer: DeviceID, peerTerm: UInt32) async throws(SessionStoreError) -> Promotion {
+        try await writer.submit { .promote(peer: peer, peerTerm: peerTerm, $0) }.get()
+    }
+
+    /// Empties the store for a full resynchronization from a peer of term `term`; returns how many of this
+    /// device's events came after `keepThrough` (the peer never acknowledged them).
+    package func resetForResync(term: UInt32, keepThrough: UInt64) async throws(SessionStoreError) -> Int {
+        try await writer.submit { .reset(term: term, keepThrough: keepThrough, $0) }.get()
+    }
+
+    /// Starts keeping the users table's digest (one pass over the table, then O(1) per change).
+    package func initializeDigest() async throws(SessionStoreError) {
+        try await writer.submit { .initializeDigest($0) }.get()
+    }
+
+    /// The digest after recent commits.
+    package var digestHistory: DigestHistory { writer.digests.withLock { $0 } }
+
+    /// Places (or moves) hold `name` at the first sequence after the current checkpoint, for a snapshot.
+    package func holdAfterCheckpoint(_ name: String) async throws(SessionStoreError) {
+        try await writer.submit { .hold(name, nil, $0) }.get()
+    }
+
+    // MARK: Reading the stream
+
+    /// What ``readStream(after:excluding:maxBytes:into:)`` found.
+    package enum StreamRead: Sendable, Equatable {
+        /// Records were appended (possibly none); the stream is complete through `through`.
+        case records(through: UInt64, count: Int)
+        /// The log no longer holds the record after the position asked for: a snapshot is needed.
+        case truncated
+    }
+
+    /// Appends to `buffer` the log records after `position` that did not come from `peer`, each as a
+    /// 4-byte big-endian length and the record's bytes, up to about `maxBytes`.
+    package func readStream(
+        after position: UInt64,
+        excluding peer: DeviceID,
+        maxBytes: Int,
+        into buffer: inout [UInt8]
+    ) throws(SessionStoreError) -> StreamRead {
+        do {
+            return try files.logEnvironment.read { txn in
+                let last = try txn.metaUInt64(StoreLayout.MetaKey.lastSequence, in: files.logMeta) ?? 0
+                return try txn.withCursor(files.log) { cursor -> StreamRead in
+                    var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(position + 1)) {
+                        try cursor.seek(atLeast: $0)
+                    }
+                    guard let first = entry, let firstSequence = StoreLayout.decodeSequenceKey(first.key) else {
+                        return position >= last ? .records(through: position, count: 0) : .truncated
+                    }
+                    if firstSequence != position + 1 { return .truncated }
+                    var through = position
+                    var count = 0
+                    let start = buffer.count
+                    while let (key, value) = entry, buffer.count - start < maxBytes {
+                        guard let sequence = StoreLayout.decodeSequenceKey(key) else { break }
+                        if RecordCodec.peekOrigin(value) != peer {
+                            withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
+                            buffer.append(contentsOf: value)
+                            count += 1
+                        }
+                        through = sequence
+                        entry = try cursor.move(.next)
+                    }
+                    return .records(through: through, count: count)
+                }
+            }
+        } catch let error as SessionStoreError {
+            throw error
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the log for the peer")
+        }
+    }
+
+    /// Decodes a stream batch made by ``readStream(after:excluding:maxBytes:into:)``; damage anywhere
+    /// fails the whole batch.
+    package static func decodeStream(_ bytes: UnsafeRawBufferPointer) throws(SessionStoreError) -> [LogRecord] {
+        var records: [LogRecord] = []
+        var offset = 0
+        while offset < bytes.count {
+            let unit = try framedUnit(bytes, at: &offset, what: "peer stream")
+            do throws(CorruptRecordError) {
+                records.append(try RecordCodec.decodeRecord(unit))
+            } catch {
+                throw SessionStoreError(.corruptRecord(error, location: "record \(records.count + 1) of a peer stream batch"))
+            }
+        }
+        return records
+    }
+
+    // MARK: Snapshots
+
+    /// Appends to `buffer` up to `maxSessions` sessions of the users table on disk after address `after`
+    /// (from the first when `nil`) that this device owns in effect, each as its 16-byte address, a 4-byte
+    /// big-endian length and its stored value.
+    ///
+    /// A snapshot read this way in several calls is made consistent by the stream that follows it: the
+    /// caller holds the log from the checkpoint the first call reports (see ``holdAfterCheckpoint(_:)``)
+    /// and streams from there; replaying records onto a later state of an address changes nothing.
+    ///
+    /// - Returns: the last address read (`nil` at the end), the checkpoint position of the table read, and
+    ///   how many sessions were appended.
+    package func readSnapshot(
+        after: IPAddress?,
+        maxSessions: Int,
+        into buffer: inout [UInt8]
+    ) throws(SessionStoreError) -> (last: IPAddress?, checkpoint: UInt64, count: Int) {
+        let me = deviceID
+        let adoptions = self.adoptions
+        do {
+            return try files.usersEnvironment.read { txn in
+                let checkpoint = try txn.metaUInt64(StoreLayout.MetaKey.checkpointSequence, in: files.usersMeta) ?? 0
+                return try txn.withCursor(files.users) { cursor in
+                    var entry: (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)?
+                    if let after {
+                        entry = try after.withUnsafeBytes { try cursor.seek(atLeast: $0) }
+                        if let found = entry, IPAddress(bytes: found.key) == after { entry = try cursor.move(.next) }
+                    } else {
+                        entry = try cursor.move(.first)
+                    }
+                    var last: IPAddress?
+                    var read = 0
+                    var count = 0
+                    while let (key, value) = entry, read < maxSessions {
+                        let ip = IPAddress(bytes: key)
+                        let session = try decodeStoredSession(value, ip: ip)
+                        if adoptions.effectiveOwner(of: session) == me {
+                            buffer.append(contentsOf: key)
+                            withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
+                            buffer.append(contentsOf: value)
+                            count += 1
+                        }
+                        last = ip
+                        read += 1
+                        entry = try cursor.move(.next)
+                    }
+                    return (entry == nil ? nil : last, checkpoint, count)
+                }
+            }
+        } catch let error as SessionStoreError {
+            throw error
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the users table for the peer")
+        }
+    }
+
+    /// Decodes a snapshot batch made by ``readSnapshot(after:maxSessions:into:)``.
+    package static func decodeSnapshot(_ bytes: UnsafeRawBufferPointer) throws(SessionStoreError) -> [Session] {
+        var sessions: [Session] = []
+        var offset = 0
+        while offset < bytes.count {
+            guard bytes.count - offset >= 16 else {
+                throw SessionStoreError(.invalidArgument("a peer snapshot batch ends inside an address"))
+            }
+            let ip = IPAddress(bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + 16]))
+            offset += 16
+            let unit = try framedUnit(bytes, at: &offset, what: "peer snapshot")
+            do throws(CorruptRecordError) {
+                sessions.append(try RecordCodec.decodeSessionValue(unit, ip: ip))
+            } catch {
+                throw SessionStoreError(.corruptRecord(error, location: "session \(ip) of a peer snapshot batch"))
+            }
+        }
+        return sessions
+    }
+
+    private static func framedUnit(
+        _ bytes: UnsafeRawBufferPointer,
+        at offset: inout Int,
+        what: String
+    ) throws(SessionStoreError) -> UnsafeRawBufferPointer {
+        guard bytes.count - offset >= 4 else {
+            throw SessionStoreError(.invalidArgument("a \(what) batch ends inside a length"))
+        }
+        let length = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        offset += 4
+        guard length <= RecordCodec.maximumUnitSize, length <= bytes.count - offset else {
+            throw SessionStoreError(
+                .invalidArgument("a \(what) batch announces a unit of \(length) bytes; \(bytes.count - offset) remain")
+            )
+        }
+        defer { offset += length }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length])
+    }
+}
+
+extension RecordCodec {
+    /// The origin of an encoded log record, read without decoding it; `nil` when the bytes are too short.
+    static func peekOrigin(_ bytes: UnsafeRawBufferPointer) -> DeviceID? {
+        var offset = 2  // version, kind
+        for _ in 0..<2 {  // sequence, term
+            while offset < bytes.count, bytes[offset] & 0x80 != 0 { offset += 1 }
+            offset += 1
+        }
+        guard offset < bytes.count else { return nil }
+        return DeviceID(rawValue: bytes[offset])
+    }
+}
