@@ -73,6 +73,8 @@ public final class FailoverLinkService: Sendable {
 
     /// The configuration the link runs with.
     public let configuration: Configuration
+    /// Takes each negotiated connection the pair keeps, for the data that travels on it.
+    private let connectionHandler: (@Sendable (LinkConnection) -> Void)?
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
     private let status = Mutex(Status())
@@ -85,9 +87,18 @@ public final class FailoverLinkService: Sendable {
     /// - Parameters:
     ///   - configuration: how it runs.
     ///   - logger: where it logs.
-    public init(configuration: Configuration, logger: Logger = Logger(label: "tandem.link")) {
+    public convenience init(configuration: Configuration, logger: Logger = Logger(label: "tandem.link")) {
+        self.init(configuration: configuration, logger: logger, connectionHandler: nil)
+    }
+
+    init(
+        configuration: Configuration,
+        logger: Logger,
+        connectionHandler: (@Sendable (LinkConnection) -> Void)?
+    ) {
         self.configuration = configuration
         self.logger = logger
+        self.connectionHandler = connectionHandler
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
@@ -228,6 +239,18 @@ public final class FailoverLinkService: Sendable {
             if redundant === channel { return }
         }
         transition(to: negotiated.state, peer: negotiated.peer)
+        guard let connectionHandler, negotiated.state == .synchronization else { return }
+        // On the channel's event loop, before the next frame is read: nothing that follows is missed.
+        do {
+            let wrapped = try NIOAsyncChannel<Frame, Frame>(
+                wrappingChannelSynchronously: channel,
+                configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 16))
+            )
+            connectionHandler(LinkConnection(peer: negotiated.peer, channel: wrapped))
+        } catch {
+            logger.error("the link connection could not be set up", metadata: ["tandem.error": "\(error)"])
+            channel.close(promise: nil)
+        }
     }
 
     /// A connection ended or failed; only the current one (or a negotiation while none is up) changes the
@@ -263,4 +286,12 @@ public final class FailoverLinkService: Sendable {
             updatesContinuation.yield(state)
         }
     }
+}
+
+/// A negotiated, authenticated connection to the peer, for the frames that follow negotiation.
+struct LinkConnection: Sendable {
+    /// The peer's hello.
+    var peer: Hello
+    /// The connection: frames in, frames out (sealed and opened by the link).
+    var channel: NIOAsyncChannel<Frame, Frame>
 }

@@ -15,6 +15,22 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let refuse = FrameType(rawValue: 3)
     /// Keeps an idle link alive and shows the peer is there.
     public static let heartbeat = FrameType(rawValue: 4)
+    /// Replication: where the sender stands (term, the receiver's stream applied, takeovers), sent first.
+    public static let streamRequest = FrameType(rawValue: 16)
+    /// Replication: records of the sender's log, complete through a sequence.
+    public static let records = FrameType(rawValue: 17)
+    /// Replication: the sender has durably applied the receiver's stream through a sequence.
+    public static let ack = FrameType(rawValue: 18)
+    /// Replication: a full resynchronization of the sender's users begins.
+    public static let snapshotBegin = FrameType(rawValue: 19)
+    /// Replication: sessions of the sender's users table.
+    public static let snapshotSessions = FrameType(rawValue: 20)
+    /// Replication: the snapshot is complete at a sequence.
+    public static let snapshotEnd = FrameType(rawValue: 21)
+    /// Replication: the digest of the sender's users table at a pair of positions.
+    public static let digest = FrameType(rawValue: 22)
+    /// Replication: the sender asks for a full resynchronization of the receiver's users.
+    public static let resyncRequest = FrameType(rawValue: 23)
 
     /// The frame type's name.
     public var description: String {
@@ -23,6 +39,14 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .proof: "proof"
         case .refuse: "refuse"
         case .heartbeat: "heartbeat"
+        case .streamRequest: "stream-request"
+        case .records: "records"
+        case .ack: "ack"
+        case .snapshotBegin: "snapshot-begin"
+        case .snapshotSessions: "snapshot-sessions"
+        case .snapshotEnd: "snapshot-end"
+        case .digest: "digest"
+        case .resyncRequest: "resync-request"
         default: "type \(rawValue)"
         }
     }

@@ -19,6 +19,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case truncatedFrame(missing: Int)
         case connectionClosed
         case tlsFailed(String)
+        case notReplicated(sequence: UInt64, timeout: Duration, state: String)
+        case noPeerKnown
     }
 
     let code: Code
@@ -56,6 +58,10 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let connectionClosed = Kind("connection-closed")
         /// The TLS handshake or a TLS record failed.
         public static let tlsFailed = Kind("tls-failed")
+        /// A write committed on this device, but the peer did not acknowledge it in time.
+        public static let notReplicated = Kind("not-replicated")
+        /// Promotion needs the peer's device ID, and this device has never met its peer.
+        public static let noPeerKnown = Kind("no-peer-known")
     }
 
     /// What kind of failure this is.
@@ -73,6 +79,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case .truncatedFrame: .truncatedFrame
         case .connectionClosed: .connectionClosed
         case .tlsFailed: .tlsFailed
+        case .notReplicated: .notReplicated
+        case .noPeerKnown: .noPeerKnown
         }
     }
 
@@ -105,6 +113,11 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
             "the connection to the peer closed"
         case .tlsFailed(let detail):
             "TLS failed (\(detail)): check that both devices have TLS on, and certificates from the pair's CA"
+        case .notReplicated(let sequence, let timeout, let state):
+            "event \(sequence) is committed on this device, but the peer did not acknowledge it within \(timeout) "
+                + "(failover state: \(state)); it reaches the peer when the link is back, unless this device fails first"
+        case .noPeerKnown:
+            "this device has never synchronized with a peer, so there are no users to take over"
         }
     }
 

@@ -146,7 +146,10 @@ public enum RecordCodec {
     public static func decodeRecord(_ bytes: UnsafeRawBufferPointer) throws(CorruptRecordError) -> LogRecord {
         let (kind, base, end) = try openUnit(bytes)
         guard let eventKind = Event.Kind(rawValue: kind) else {
-            throw .unknownKind(found: kind, expected: "1 login, 2 logout, 3 device-id-change or 4 takeover for a log record")
+            throw .unknownKind(
+                found: kind,
+                expected: "1 login, 2 logout, 3 device-id-change or 4 takeover for a log record"
+            )
         }
         var reader = UnitReader(base: base, offset: 2, end: end)
         let record = try readRecordFields(kind: eventKind, from: &reader)

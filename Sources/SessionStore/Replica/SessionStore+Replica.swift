@@ -45,6 +45,9 @@ extension SessionStore {
         try await writer.submit { .initializeDigest($0) }.get()
     }
 
+    /// The last sequence logged (without reading the log's size, as ``logStatus`` does).
+    package var lastLoggedSequence: UInt64 { writer.status.withLock { $0.lastSequence } }
+
     /// The digest after recent commits.
     package var digestHistory: DigestHistory { writer.digests.withLock { $0 } }
 
@@ -115,7 +118,9 @@ extension SessionStore {
             do throws(CorruptRecordError) {
                 records.append(try RecordCodec.decodeRecord(unit))
             } catch {
-                throw SessionStoreError(.corruptRecord(error, location: "record \(records.count + 1) of a peer stream batch"))
+                throw SessionStoreError(
+                    .corruptRecord(error, location: "record \(records.count + 1) of a peer stream batch")
+                )
             }
         }
         return records

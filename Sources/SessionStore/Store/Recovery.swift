@@ -165,10 +165,14 @@ struct Recovery {
                     let holds = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.holdPrefix, in: meta)
                     let dropped = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.droppedHoldPrefix, in: meta)
                     var applied: [DeviceID: UInt64] = [:]
-                    for (name, position) in try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.appliedPrefix, in: meta) {
+                    for (name, position) in try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.appliedPrefix, in: meta)
+                    {
                         guard let peer = UInt8(name).flatMap({ DeviceID(rawValue: $0) }) else {
                             throw SessionStoreError(
-                                .corruptMetadata(key: StoreLayout.MetaKey.appliedPrefix + name, detail: "not a device ID")
+                                .corruptMetadata(
+                                    key: StoreLayout.MetaKey.appliedPrefix + name,
+                                    detail: "not a device ID"
+                                )
                             )
                         }
                         applied[peer] = position

@@ -1,0 +1,636 @@
+import Logging
+import Metrics
+import NIOCore
+import SessionStore
+import Synchronization
+
+/// One device of a stateful-failover pair: its session store, and the link that backs its users up on the
+/// peer and the peer's users up here (R1).
+///
+/// Each device streams its own log to the peer, batched and pipelined, and applies the peer's stream to its
+/// store under the peer's origin, acknowledging what it has committed. A reconnecting peer resumes from its
+/// acknowledged position while the log still holds it, and gets a snapshot of the users and then the stream
+/// otherwise. ``promote()`` takes the peer's users over; a device that finds a higher term at the peer
+/// demotes itself: it discards what the peer never acknowledged and resynchronizes.
+///
+/// ```swift
+/// let store = try SessionStore.open(at: "/var/lib/portal/tandem", configuration: .init(deviceID: 1, portalGroup: "campus"))
+/// let node = FailoverNode(store: store, configuration: .init(link: linkConfiguration))
+/// try await node.start()
+/// try await node.login(session, durability: .replicated())   // returns once the peer has it too
+/// // VRRP made this device master and the peer is gone:
+/// let report = try await node.promote()
+/// ```
+public final class FailoverNode: Sendable {
+    /// How the node runs.
+    public struct Configuration: Sendable {
+        /// The link: identity, secret, addresses, TLS, heartbeats.
+        public var link: FailoverLinkService.Configuration
+        /// How long a ``Durability/replicated(timeout:)`` write waits when it names no timeout. Default: 1 s.
+        public var replicationTimeout: Duration = .seconds(1)
+        /// How often the two devices compare their users tables' digests. Default: 1 s.
+        public var digestInterval: Duration = .seconds(1)
+        /// The most bytes of records in one frame. Default: 256 KiB.
+        public var batchBytes = 256 << 10
+        /// How many sessions a snapshot frame carries. Default: 4,096.
+        public var snapshotBatch = 4096
+        /// How many sessions each batch of ``FailoverNode/takenOver`` holds. Default: 16,384.
+        public var handoverBatch = 16_384
+
+        /// A configuration with the defaults documented on each property.
+        /// - Parameter link: the link's configuration.
+        public init(link: FailoverLinkService.Configuration) {
+            self.link = link
+        }
+    }
+
+    /// When a write returns.
+    public enum Durability: Sendable, Hashable {
+        /// Once it is committed on this device.
+        case local
+        /// Once the peer has durably committed it too, or with ``LinkError/Kind/notReplicated`` after
+        /// `timeout` (``Configuration/replicationTimeout`` when `nil`). The write stays committed here either
+        /// way.
+        case replicated(timeout: Duration? = nil)
+    }
+
+    /// Something the controller and the operator should know about replication.
+    public enum Event: Sendable, Hashable {
+        /// A full resynchronization of this device's users was sent to the peer.
+        case snapshotSent(sessions: Int, position: UInt64)
+        /// This device's copy of the peer's users was rebuilt from the peer's snapshot.
+        case snapshotReceived(sessions: Int, position: UInt64)
+        /// The peer holds a higher term (it took this device's users over): this device emptied its store
+        /// and resynchronizes from the peer. `discardedEvents` of its own events were never acknowledged by
+        /// the peer and are gone; the controller must remove every user from its data plane.
+        case demoted(term: UInt32, discardedEvents: Int)
+        /// The two users tables differed at the same positions; both sides resynchronize.
+        case digestMismatch(through: UInt64, peerThrough: UInt64)
+    }
+
+    /// What a promotion did.
+    public struct PromotionReport: Sendable, Hashable {
+        /// The term the pair is in now.
+        public var term: UInt32
+        /// The peer's users this device took over.
+        public var takenOver: Int
+        /// From the call until the takeover committed; lookups answer for every taken-over user from then on.
+        public var readyAfter: Duration
+        /// From the call until every taken-over session was handed to ``FailoverNode/takenOver``.
+        public var handoverAfter: Duration
+    }
+
+    /// Where replication stands.
+    public struct Status: Sendable, Hashable {
+        /// Synchronization, or independence and why.
+        public var state: FailoverState
+        /// The peer's device ID, once known.
+        public var peer: DeviceID?
+        /// This device's term.
+        public var term: UInt32
+        /// The highest sequence of this device's log the peer acknowledged.
+        public var acknowledgedByPeer: UInt64
+        /// How far this device has applied the peer's stream.
+        public var appliedFromPeer: UInt64
+        /// Digest comparisons made, and how many found a difference.
+        public var digestsCompared: Int
+        public var digestMismatches: Int
+        /// Full resynchronizations sent and received.
+        public var snapshotsSent: Int
+        public var snapshotsReceived: Int
+    }
+
+    private struct Shared: Sendable {
+        var peer: DeviceID?
+        var peerTerm: UInt32 = 0
+        var connection: Task<Void, Never>?
+        var connectionID = 0
+        var stopped = false
+        var digestsCompared = 0
+        var digestMismatches = 0
+        var snapshotsSent = 0
+        var snapshotsReceived = 0
+        var lastResyncRequest: ContinuousClock.Instant?
+    }
+
+    /// The store this node replicates.
+    public let store: SessionStore
+    /// The link to the peer.
+    public let link: FailoverLinkService
+    /// The configuration the node runs with.
+    public let configuration: Configuration
+    /// Replication events, for the controller and the operator (the newest 1,024 are kept).
+    public let events: AsyncStream<Event>
+    /// After ``promote()``: every taken-over session, in batches, so that the controller reinstalls the
+    /// users in its data plane. Unbounded: read it while promoting.
+    public let takenOver: AsyncStream<[Session]>
+
+    private let eventsContinuation: AsyncStream<Event>.Continuation
+    private let takenOverContinuation: AsyncStream<[Session]>.Continuation
+    private let shared = Mutex(Shared())
+    private let commits: CommitSignal
+    private let acks = AckTracker()
+    private let lag = LagRecorder()
+    private let logger: Logger
+    private let forceSnapshot = Atomic<Bool>(false)
+    private let sweeper = Mutex<Task<Void, Never>?>(nil)
+    private let lagTimer = Metrics.Timer(label: "tandem_replication_lag")
+    private let mismatchCounter = Counter(label: "tandem_digest_mismatches_total")
+    private let snapshotCounter = Counter(label: "tandem_snapshots_sent_total")
+
+    /// A node, not yet started.
+    /// - Parameters:
+    ///   - store: the device's open store; its device ID and portal group must be the link identity's.
+    ///   - configuration: how the node runs.
+    ///   - logger: where it logs.
+    public init(store: SessionStore, configuration: Configuration, logger: Logger = Logger(label: "tandem.node")) {
+        precondition(
+            store.deviceID == configuration.link.identity.deviceID,
+            "the store is device \(store.deviceID), the link identity device \(configuration.link.identity.deviceID)"
+        )
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        (events, eventsContinuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
+        (takenOver, takenOverContinuation) = AsyncStream.makeStream(of: [Session].self)
+        commits = CommitSignal(last: store.logStatus.lastSequence)
+        let connections = Mutex<(@Sendable (LinkConnection) -> Void)?>(nil)
+        link = FailoverLinkService(configuration: configuration.link, logger: logger) { connection in
+            connections.withLock { $0 }?(connection)
+        }
+        connections.withLock { $0 = { [weak self] connection in self?.accept(connection) } }
+        shared.withLock { $0.peer = store.logStatus.peerApplied.keys.first }
+    }
+
+    /// Starts the link: listening, connecting, and replicating once the pair is in synchronization.
+    /// - Throws: when the listener cannot be bound.
+    public func start() async throws {
+        store.setCommitObserver { [commits, lag] sequence in
+            lag.committed(sequence, at: .now)
+            commits.committed(sequence)
+        }
+        try await store.initializeDigest()
+        let task = Task { [acks] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(5))
+                acks.expire()
+            }
+        }
+        sweeper.withLock { $0 = task }
+        try await link.start()
+    }
+
+    /// Stops replicating and closes the link. The store stays open.
+    public func shutdown() async {
+        let connection = shared.withLock { shared -> Task<Void, Never>? in
+            shared.stopped = true
+            return shared.connection
+        }
+        connection?.cancel()
+        await link.shutdown()
+        await connection?.value
+        sweeper.withLock { $0 }?.cancel()
+        store.setCommitObserver(nil)
+        acks.expire(now: .now + .seconds(1_000_000))
+        eventsContinuation.finish()
+        takenOverContinuation.finish()
+    }
+
+    /// Where replication stands.
+    public var status: Status {
+        let shared = shared.withLock { $0 }
+        return Status(
+            state: link.state,
+            peer: shared.peer,
+            term: store.term,
+            acknowledgedByPeer: acks.acked,
+            appliedFromPeer: shared.peer.flatMap { store.logStatus.peerApplied[$0] } ?? 0,
+            digestsCompared: shared.digestsCompared,
+            digestMismatches: shared.digestMismatches,
+            snapshotsSent: shared.snapshotsSent,
+            snapshotsReceived: shared.snapshotsReceived
+        )
+    }
+
+    // MARK: - Writes
+
+    /// Logs a user in on this device (see ``SessionStore/login(_:)``).
+    /// - Parameters:
+    ///   - session: the new session, owned by this device.
+    ///   - durability: when to return.
+    /// - Returns: the session as stored.
+    /// - Throws: what ``SessionStore/login(_:)`` throws; ``LinkError`` of kind ``LinkError/Kind/notReplicated``
+    ///   when the peer did not acknowledge it in time (it is committed here).
+    @discardableResult
+    public func login(_ session: Session, durability: Durability = .local) async throws -> Session {
+        let stored = try await store.login(session)
+        try await replicate(through: stored.generation.sequence, durability)
+        return stored
+    }
+
+    /// Logs many users in with one call (see ``SessionStore/login(contentsOf:)``); with `replicated`
+    /// durability it returns once the peer has all that were accepted.
+    public func login(
+        contentsOf sessions: [Session],
+        durability: Durability = .local
+    ) async throws -> [Result<Session, SessionStoreError>] {
+        let results = try await store.login(contentsOf: sessions)
+        let last = results.compactMap { try? $0.get().generation.sequence }.max()
+        if let last { try await replicate(through: last, durability) }
+        return results
+    }
+
+    /// Logs a user off on this device, whichever device owns the user (R7): the peer deletes the user too.
+    /// - Parameters:
+    ///   - ip: the user's address.
+    ///   - reason: why.
+    ///   - durability: when to return.
+    /// - Returns: the logout as logged.
+    @discardableResult
+    public func logout(_ ip: IPAddress, reason: LogoutReason, durability: Durability = .local) async throws -> Logout {
+        let logout = try await store.logout(ip, reason: reason)
+        try await replicate(through: store.lastLoggedSequence, durability)
+        return logout
+    }
+
+    private func replicate(through sequence: UInt64, _ durability: Durability) async throws {
+        guard case .replicated(let timeout) = durability else { return }
+        let limit = timeout ?? configuration.replicationTimeout
+        guard await acks.wait(for: sequence, timeout: limit) else {
+            throw LinkError(.notReplicated(sequence: sequence, timeout: limit, state: "\(link.state)"))
+        }
+    }
+
+    // MARK: - Promotion
+
+    /// Takes over the peer's users (R2: the controller, or a VRRP notify script, calls it when this device
+    /// becomes master).
+    ///
+    /// It ends the current connection, so that no batch of the peer's stream is half-way; everything the
+    /// peer's stream brought is already committed here. It raises the term above both devices', logs the
+    /// takeover, and then hands every taken-over session to ``takenOver``. When the peer comes back, it learns
+    /// the higher term, discards what this device never acknowledged, and resynchronizes from it.
+    ///
+    /// - Returns: the new term, the users taken over and the timings.
+    /// - Throws: ``LinkError`` of kind ``LinkError/Kind/noPeerKnown`` when this device never met its peer;
+    ///   ``SessionStoreError`` when the takeover cannot be logged.
+    @discardableResult
+    public func promote() async throws -> PromotionReport {
+        let started = ContinuousClock.now
+        let (peer, peerTerm, connection) = shared.withLock { shared in
+            defer { shared.connection = nil }
+            return (shared.peer, shared.peerTerm, shared.connection)
+        }
+        guard let peer else { throw LinkError(.noPeerKnown) }
+        connection?.cancel()
+        await connection?.value
+        let promotion = try await store.promote(over: peer, peerTerm: peerTerm)
+        let ready = started.duration(to: .now)
+        let me = store.deviceID
+        var batch: [Session] = []
+        batch.reserveCapacity(configuration.handoverBatch)
+        var count = 0
+        try store.forEachSession { session in
+            guard promotion.before.effectiveOwner(of: session) == peer,
+                promotion.after.effectiveOwner(of: session) == me
+            else { return }
+            batch.append(session)
+            count += 1
+            if batch.count == configuration.handoverBatch {
+                takenOverContinuation.yield(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        if !batch.isEmpty { takenOverContinuation.yield(batch) }
+        let report = PromotionReport(
+            term: promotion.term,
+            takenOver: count,
+            readyAfter: ready,
+            handoverAfter: started.duration(to: .now)
+        )
+        logger.notice(
+            "promotion complete",
+            metadata: [
+                "tandem.term": "\(report.term)", "tandem.taken_over": "\(count)",
+                "tandem.ready_ms": "\(report.readyAfter)",
+            ]
+        )
+        return report
+    }
+
+    /// Commit-to-acknowledgement latencies measured since the last call (for benchmarks).
+    package func drainLagSamples() -> [Duration] { lag.drain() }
+
+    // MARK: - A connection
+
+    private func accept(_ connection: LinkConnection) {
+        let (previous, id) = shared.withLock { shared -> (Task<Void, Never>?, Int) in
+            shared.connectionID += 1
+            shared.peer = connection.peer.deviceID
+            return (shared.connection, shared.connectionID)
+        }
+        previous?.cancel()
+        let task = Task { [self] in
+            await previous?.value
+            await run(connection)
+            shared.withLock { if $0.connectionID == id { $0.connection = nil } }
+        }
+        let stopped = shared.withLock { shared -> Bool in
+            if shared.connectionID == id { shared.connection = task }
+            return shared.stopped
+        }
+        if stopped { task.cancel() }
+    }
+
+    private func run(_ connection: LinkConnection) async {
+        let peer = connection.peer.deviceID
+        do {
+            try await connection.channel.executeThenClose { inbound, outbound in
+                let start = StartSignal()
+                let request = StreamRequest(
+                    term: store.term,
+                    applied: store.logStatus.peerApplied[peer] ?? 0,
+                    adoptedYouAt: store.adoptions.byDevice[peer].flatMap { $0.to == store.deviceID ? $0.term : nil }
+                        ?? 0
+                )
+                try await outbound.write(request.frame())
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await self.receive(inbound, outbound, peer: peer, start: start) }
+                    group.addTask { try await self.send(outbound, peer: peer, start: start) }
+                    group.addTask { try await self.compareDigests(outbound, peer: peer) }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+        } catch is CancellationError {
+        } catch {
+            logger.info("replication connection ended", metadata: ["tandem.error": "\(error)"])
+        }
+    }
+
+    /// Why a connection ends on purpose.
+    private struct Demoted: Error {}
+
+    private func receive(
+        _ inbound: NIOAsyncChannelInboundStream<Frame>,
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        peer: DeviceID,
+        start: StartSignal
+    ) async throws {
+        var peerApplied: UInt64 = 0
+        var snapshotSessions = 0
+        for try await frame in inbound {
+            try Task.checkCancellation()
+            switch frame.type {
+            case .streamRequest:
+                let request = try StreamRequest.decode(frame.payload)
+                peerApplied = request.applied
+                shared.withLock { $0.peerTerm = request.term }
+                if mustDemote(for: request, peer: peer) {
+                    try await demote(term: request.term, keepThrough: request.applied)
+                    return
+                }
+                acks.reset(to: request.applied)
+                lag.clearPending()
+                start.start(at: request.applied)
+            case .records:
+                let (through, records) = try RecordsMessage.decode(frame.payload)
+                let result = try await store.applyPeer(.records(origin: peer, through: through, records))
+                if let takeover = result.takeover {
+                    try await demote(term: takeover.term, keepThrough: peerApplied)
+                    return
+                }
+                try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
+            case .ack:
+                let sequence = try SequenceMessage.decode(frame.payload, .ack)
+                acks.acknowledge(sequence)
+                lag.acknowledged(sequence, at: .now)
+            case .snapshotBegin:
+                let adoptions = try SnapshotBeginMessage.decode(frame.payload)
+                _ = try await store.applyPeer(.snapshotBegin(origin: peer, adoptions: adoptions))
+                snapshotSessions = 0
+            case .snapshotSessions:
+                let sessions = try frame.payload.withUnsafeReadableBytes { bytes throws(SessionStoreError) in
+                    try SessionStore.decodeSnapshot(bytes)
+                }
+                _ = try await store.applyPeer(.snapshotSessions(origin: peer, sessions))
+                snapshotSessions += sessions.count
+            case .snapshotEnd:
+                let position = try SequenceMessage.decode(frame.payload, .snapshotEnd)
+                let result = try await store.applyPeer(.snapshotEnd(origin: peer, position: position))
+                try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
+                shared.withLock { $0.snapshotsReceived += 1 }
+                logger.info(
+                    "copy of the peer's users rebuilt from its snapshot",
+                    metadata: ["tandem.sessions": "\(snapshotSessions)", "tandem.position": "\(position)"]
+                )
+                eventsContinuation.yield(.snapshotReceived(sessions: snapshotSessions, position: position))
+            case .digest:
+                try await checkDigest(try DigestMessage.decode(frame.payload), outbound, peer: peer)
+            case .resyncRequest:
+                guard frame.payload.readableBytes == 0 else {
+                    throw LinkError(.malformed("a resync request with a payload"))
+                }
+                requestSnapshot()
+            default:
+                throw LinkError(.protocolViolation("a \(frame.type) frame after negotiation"))
+            }
+        }
+    }
+
+    /// Whether the peer's term says this device must step down: the peer promoted past this device's term,
+    /// or both promoted to the same term while apart (split brain) and the peer has the lower device ID.
+    private func mustDemote(for request: StreamRequest, peer: DeviceID) -> Bool {
+        let term = store.term
+        if request.term > term { return true }
+        guard request.term == term, request.adoptedYouAt == term else { return false }
+        let mine = store.adoptions.byDevice[peer]
+        return mine?.term == term && mine?.to == store.deviceID && peer < store.deviceID
+    }
+
+    private func demote(term: UInt32, keepThrough: UInt64) async throws {
+        let discarded = try await store.resetForResync(term: term, keepThrough: keepThrough)
+        logger.warning(
+            "the peer took this device's users over at term \(term): this device steps down and resynchronizes",
+            metadata: ["tandem.discarded_events": "\(discarded)"]
+        )
+        eventsContinuation.yield(.demoted(term: term, discardedEvents: discarded))
+        throw Demoted()
+    }
+
+    private func requestSnapshot() {
+        forceSnapshot.store(true, ordering: .sequentiallyConsistent)
+        commits.poke()
+    }
+
+    private func send(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, peer: DeviceID, start: StartSignal) async throws
+    {
+        var position = await start.wait()
+        try Task.checkCancellation()
+        let holdName = "peer-\(peer)"
+        var needSnapshot = false
+        do {
+            try await store.holdLog(holdName, from: position + 1)
+        } catch {
+            guard error.kind == .logTruncated else { throw error }
+            needSnapshot = true
+        }
+        var heldFrom = position + 1
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(configuration.batchBytes + 4096)
+        while !Task.isCancelled {
+            if forceSnapshot.exchange(false, ordering: .sequentiallyConsistent) { needSnapshot = true }
+            if needSnapshot {
+                position = try await sendSnapshot(outbound, holdName: holdName)
+                heldFrom = position + 1
+                needSnapshot = false
+            }
+            let acked = acks.acked
+            if acked + 1 > heldFrom + 65_536 || (acked + 1 > heldFrom && !acks.hasWaiters && acked == position) {
+                try? await store.holdLog(holdName, from: acked + 1)
+                heldFrom = acked + 1
+            }
+            let pokes = commits.pokes
+            buffer.removeAll(keepingCapacity: true)
+            switch try store.readStream(
+                after: position,
+                excluding: peer,
+                maxBytes: configuration.batchBytes,
+                into: &buffer
+            ) {
+            case .truncated:
+                logger.warning(
+                    "the log no longer holds what the peer needs (past its quota, or emptied): full resync",
+                    metadata: ["tandem.peer.applied": "\(position)"]
+                )
+                needSnapshot = true
+            case .records(let through, _):
+                if through > position {
+                    try await outbound.write(RecordsMessage.frame(through: through, records: buffer))
+                    position = through
+                } else {
+                    await commits.wait(beyond: position, pokesSeen: pokes)
+                }
+            }
+        }
+        throw CancellationError()
+    }
+
+    private func sendSnapshot(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, holdName: String) async throws -> UInt64
+    {
+        try await store.holdAfterCheckpoint(holdName)
+        try await outbound.write(SnapshotBeginMessage.frame(adoptions: Array(store.adoptions.byDevice.values)))
+        var after: IPAddress?
+        var checkpoint: UInt64?
+        var sessions = 0
+        var buffer: [UInt8] = []
+        repeat {
+            try Task.checkCancellation()
+            buffer.removeAll(keepingCapacity: true)
+            let read = try store.readSnapshot(after: after, maxSessions: configuration.snapshotBatch, into: &buffer)
+            if checkpoint == nil { checkpoint = read.checkpoint }
+            if read.count > 0 {
+                var payload = ByteBuffer()
+                payload.writeBytes(buffer)
+                try await outbound.write(Frame(type: .snapshotSessions, payload: payload))
+            }
+            sessions += read.count
+            after = read.last
+        } while after != nil
+        let position = checkpoint ?? 0
+        try await outbound.write(SequenceMessage(sequence: position).frame(.snapshotEnd))
+        shared.withLock { $0.snapshotsSent += 1 }
+        snapshotCounter.increment()
+        logger.info(
+            "snapshot of this device's users sent to the peer",
+            metadata: ["tandem.sessions": "\(sessions)", "tandem.position": "\(position)"]
+        )
+        eventsContinuation.yield(.snapshotSent(sessions: sessions, position: position))
+        return position
+    }
+
+    // MARK: - Digests
+
+    private func compareDigests(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, peer: DeviceID) async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: configuration.digestInterval)
+            guard let point = store.digestHistory.latest else { continue }
+            let message = DigestMessage(
+                through: point.through,
+                appliedOfYou: point.applied[peer] ?? 0,
+                value: point.value
+            )
+            try await outbound.write(message.frame())
+        }
+    }
+
+    private func checkDigest(
+        _ message: DigestMessage,
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        peer: DeviceID
+    ) async throws {
+        // The peer's table at (its sequence, this device's sequence applied) against this device's table when
+        // it stood at the same two positions, if it did recently.
+        guard
+            let mine = store.digestHistory.point(
+                through: message.appliedOfYou,
+                peer: peer,
+                peerApplied: message.through
+            )
+        else { return }
+        let now = ContinuousClock.now
+        let act = shared.withLock { shared -> Bool in
+            shared.digestsCompared += 1
+            guard mine.value != message.value else { return false }
+            shared.digestMismatches += 1
+            if let last = shared.lastResyncRequest, last.duration(to: now) < .seconds(5) { return false }
+            shared.lastResyncRequest = now
+            return true
+        }
+        guard mine.value != message.value else { return }
+        mismatchCounter.increment()
+        logger.error(
+            "the users table differs from the peer's at the same positions: both resynchronize",
+            metadata: ["tandem.sequence": "\(message.appliedOfYou)", "tandem.peer.sequence": "\(message.through)"]
+        )
+        guard act else { return }
+        eventsContinuation.yield(.digestMismatch(through: message.appliedOfYou, peerThrough: message.through))
+        try await outbound.write(Frame(type: .resyncRequest, payload: ByteBuffer()))
+        requestSnapshot()
+    }
+}
+
+/// Hands the stream sender its starting position once the peer's stream request arrives.
+private final class StartSignal: Sendable {
+    private let state = Mutex<(position: UInt64?, waiter: CheckedContinuation<UInt64, Never>?)>((nil, nil))
+
+    func start(at position: UInt64) {
+        let waiter = state.withLock { state -> CheckedContinuation<UInt64, Never>? in
+            guard state.position == nil else { return nil }
+            state.position = position
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: position)
+    }
+
+    func wait() async -> UInt64 {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> UInt64? in
+                    if let position = state.position { return position }
+                    if Task.isCancelled { return 0 }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<UInt64, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: 0)
+        }
+    }
+}

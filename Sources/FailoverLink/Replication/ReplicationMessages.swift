@@ -1,0 +1,126 @@
+import NIOCore
+import SessionStore
+
+// The payloads of the replication frames (types 16 to 23), all big-endian. Each decoder checks every
+// length and rejects bytes left over, so a malformed frame fails the connection and stores nothing.
+
+/// Where a device stands, sent first on each connection: its term, how far it has applied the receiver's
+/// stream (the receiver streams from there), and the term at which it took the receiver's users over (0
+/// when it never did).
+struct StreamRequest: Sendable, Hashable {
+    var term: UInt32
+    var applied: UInt64
+    var adoptedYouAt: UInt32
+
+    func frame() -> Frame {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(term)
+        buffer.writeInteger(applied)
+        buffer.writeInteger(adoptedYouAt)
+        return Frame(type: .streamRequest, payload: buffer)
+    }
+
+    static func decode(_ payload: ByteBuffer) throws(LinkError) -> StreamRequest {
+        var buffer = payload
+        guard let term = buffer.readInteger(as: UInt32.self), let applied = buffer.readInteger(as: UInt64.self),
+            let adopted = buffer.readInteger(as: UInt32.self), buffer.readableBytes == 0
+        else { throw LinkError(.malformed("a stream request of \(payload.readableBytes) bytes, expected 16")) }
+        return StreamRequest(term: term, applied: applied, adoptedYouAt: adopted)
+    }
+}
+
+/// A sequence number alone: an ack, or the end of a snapshot.
+struct SequenceMessage: Sendable, Hashable {
+    var sequence: UInt64
+
+    func frame(_ type: FrameType) -> Frame {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(sequence)
+        return Frame(type: type, payload: buffer)
+    }
+
+    static func decode(_ payload: ByteBuffer, _ type: FrameType) throws(LinkError) -> UInt64 {
+        var buffer = payload
+        guard let sequence = buffer.readInteger(as: UInt64.self), buffer.readableBytes == 0 else {
+            throw LinkError(.malformed("a \(type) frame of \(payload.readableBytes) bytes, expected 8"))
+        }
+        return sequence
+    }
+}
+
+/// Records of the sender's log: the sequence the stream is complete through, then the records as
+/// `SessionStore.readStream` frames them.
+enum RecordsMessage {
+    static func frame(through: UInt64, records: [UInt8]) -> Frame {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(8 + records.count)
+        buffer.writeInteger(through)
+        buffer.writeBytes(records)
+        return Frame(type: .records, payload: buffer)
+    }
+
+    static func decode(_ payload: ByteBuffer) throws -> (through: UInt64, records: [LogRecord]) {
+        var buffer = payload
+        guard let through = buffer.readInteger(as: UInt64.self) else {
+            throw LinkError(.malformed("a records frame without its sequence"))
+        }
+        let records = try buffer.withUnsafeReadableBytes { bytes throws(SessionStoreError) in
+            try SessionStore.decodeStream(bytes)
+        }
+        return (through, records)
+    }
+}
+
+/// The start of a snapshot: the sender's takeovers, so that the receiver knows who owns what.
+enum SnapshotBeginMessage {
+    static func frame(adoptions: [Adoption]) -> Frame {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt8(adoptions.count))
+        for adoption in adoptions {
+            buffer.writeInteger(adoption.from.rawValue)
+            buffer.writeInteger(adoption.to.rawValue)
+            buffer.writeInteger(adoption.term)
+        }
+        return Frame(type: .snapshotBegin, payload: buffer)
+    }
+
+    static func decode(_ payload: ByteBuffer) throws(LinkError) -> [Adoption] {
+        var buffer = payload
+        guard let count = buffer.readInteger(as: UInt8.self), buffer.readableBytes == Int(count) * 6 else {
+            throw LinkError(.malformed("a snapshot-begin frame of \(payload.readableBytes) bytes"))
+        }
+        var adoptions: [Adoption] = []
+        for _ in 0..<count {
+            guard let from = DeviceID(rawValue: buffer.readInteger(as: UInt8.self)!),
+                let to = DeviceID(rawValue: buffer.readInteger(as: UInt8.self)!)
+            else { throw LinkError(.malformed("device ID 0 in a snapshot-begin frame")) }
+            adoptions.append(Adoption(from: from, to: to, term: buffer.readInteger(as: UInt32.self)!))
+        }
+        return adoptions
+    }
+}
+
+/// The digest of the sender's users table, with the positions it stood at: the sender's last sequence, and
+/// how far it had applied the receiver's stream.
+struct DigestMessage: Sendable, Hashable {
+    var through: UInt64
+    var appliedOfYou: UInt64
+    var value: UInt64
+
+    func frame() -> Frame {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(through)
+        buffer.writeInteger(appliedOfYou)
+        buffer.writeInteger(value)
+        return Frame(type: .digest, payload: buffer)
+    }
+
+    static func decode(_ payload: ByteBuffer) throws(LinkError) -> DigestMessage {
+        var buffer = payload
+        guard let through = buffer.readInteger(as: UInt64.self),
+            let applied = buffer.readInteger(as: UInt64.self),
+            let value = buffer.readInteger(as: UInt64.self), buffer.readableBytes == 0
+        else { throw LinkError(.malformed("a digest frame of \(payload.readableBytes) bytes, expected 24")) }
+        return DigestMessage(through: through, appliedOfYou: applied, value: value)
+    }
+}

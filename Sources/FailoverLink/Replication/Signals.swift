@@ -1,0 +1,177 @@
+import Synchronization
+
+/// Wakes the stream sender when the log grows past a position, or when it is poked (a resync request).
+final class CommitSignal: Sendable {
+    private struct State {
+        var last: UInt64
+        var pokes: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextID: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+
+    init(last: UInt64) { state = Mutex(State(last: last)) }
+
+    /// The log committed through `sequence`.
+    func committed(_ sequence: UInt64) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.last = max(state.last, sequence)
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for waiter in ready { waiter.resume() }
+    }
+
+    /// Wakes every waiter.
+    func poke() {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.pokes += 1
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for waiter in ready { waiter.resume() }
+    }
+
+    var pokes: UInt64 { state.withLock { $0.pokes } }
+
+    /// Returns once the log is past `position`, on a poke after `pokesSeen`, or on cancellation.
+    func wait(beyond position: UInt64, pokesSeen: UInt64) async {
+        let id = state.withLock { state -> UInt64 in
+            state.nextID += 1
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.last > position || state.pokes != pokesSeen || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+    }
+}
+
+/// The peer's acknowledgements of this device's stream, and the writers waiting for them
+/// (`replicated` durability).
+final class AckTracker: Sendable {
+    private struct Waiter {
+        var sequence: UInt64
+        var deadline: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private struct State {
+        var acked: UInt64 = 0
+        var waiters: [UInt64: Waiter] = [:]
+        var nextID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// The highest sequence the peer acknowledged.
+    var acked: UInt64 { state.withLock { $0.acked } }
+
+    /// The peer acknowledged everything through `sequence`.
+    func acknowledge(_ sequence: UInt64) {
+        let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            guard sequence > state.acked else { return [] }
+            state.acked = sequence
+            var ready: [CheckedContinuation<Bool, Never>] = []
+            for (id, waiter) in state.waiters where waiter.sequence <= sequence {
+                ready.append(waiter.continuation)
+                state.waiters[id] = nil
+            }
+            return ready
+        }
+        for continuation in ready { continuation.resume(returning: true) }
+    }
+
+    /// Starts over at `sequence` (a new connection reports where the peer stands).
+    func reset(to sequence: UInt64) {
+        state.withLock { $0.acked = sequence }
+        acknowledge(sequence)
+    }
+
+    /// Waits until the peer acknowledged `sequence`; `false` when `timeout` passed first.
+    func wait(for sequence: UInt64, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        return await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.acked >= sequence { return true }
+                state.nextID += 1
+                state.waiters[state.nextID] = Waiter(sequence: sequence, deadline: deadline, continuation: continuation)
+                return false
+            }
+            if done { continuation.resume(returning: true) }
+        }
+    }
+
+    /// Fails the waiters whose deadline has passed.
+    func expire(now: ContinuousClock.Instant = .now) {
+        let expired = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            var expired: [CheckedContinuation<Bool, Never>] = []
+            for (id, waiter) in state.waiters where waiter.deadline <= now {
+                expired.append(waiter.continuation)
+                state.waiters[id] = nil
+            }
+            return expired
+        }
+        for continuation in expired { continuation.resume(returning: false) }
+    }
+
+    /// Whether anyone waits.
+    var hasWaiters: Bool { state.withLock { !$0.waiters.isEmpty } }
+}
+
+/// Commit-to-acknowledgement latencies: the time of each commit, matched with the ack that covers it.
+final class LagRecorder: Sendable {
+    private struct State {
+        var pending: [(sequence: UInt64, at: ContinuousClock.Instant)] = []
+        var head = 0
+        var samples: [Duration] = []
+    }
+
+    private let state = Mutex(State())
+
+    func committed(_ sequence: UInt64, at instant: ContinuousClock.Instant) {
+        state.withLock { state in
+            if state.pending.count - state.head > 65_536 { return }  // no peer acknowledging: stop sampling
+            state.pending.append((sequence, instant))
+        }
+    }
+
+    func acknowledged(_ sequence: UInt64, at instant: ContinuousClock.Instant) {
+        state.withLock { state in
+            while state.head < state.pending.count, state.pending[state.head].sequence <= sequence {
+                state.samples.append(state.pending[state.head].at.duration(to: instant))
+                state.head += 1
+            }
+            if state.head > 4096 {
+                state.pending.removeFirst(state.head)
+                state.head = 0
+            }
+            if state.samples.count > 1_000_000 { state.samples.removeFirst(state.samples.count / 2) }
+        }
+    }
+
+    /// Forgets commits not yet acknowledged (a new connection).
+    func clearPending() {
+        state.withLock {
+            $0.pending.removeAll()
+            $0.head = 0
+        }
+    }
+
+    func drain() -> [Duration] {
+        state.withLock { state in
+            defer { state.samples.removeAll() }
+            return state.samples
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SessionStore
+import Testing
+
+@testable import FailoverLink
+
+/// A session of device `owner`, numbered: device 1's users are 10.1.x.x, device 2's 10.2.x.x.
+func pairSession(_ number: Int, owner: DeviceID, sessionTimeout: UInt32 = 0) -> Session {
+    Session(
+        ip: IPAddress(ipv4: 0x0A00_0000 | UInt32(owner.rawValue) << 16 | UInt32(number)),
+        mac: MACAddress(rawValue: 0x0200_0000_0000 | UInt64(owner.rawValue) << 24 | UInt64(number)),
+        userName: "user\(owner)-\(number)",
+        vlan: 100,
+        accessInterface: "GigabitEthernet1/0/1",
+        portalGroup: "campus",
+        owner: owner,
+        sessionTimeout: sessionTimeout
+    )
+}
+
+/// A free TCP port, the same on 127.0.0.1 and 127.0.0.2.
+func freePort() async throws -> Int {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.2", port: 0).get()
+    let port = probe.localAddress!.port!
+    try await probe.close()
+    try await group.shutdownGracefully()
+    return port
+}
+
+/// Two devices on loopback: device 1 on 127.0.0.1, device 2 on 127.0.0.2, each with its own store in a
+/// temporary directory, each knowing the other's address. Devices can be stopped and started again on
+/// the same store and port.
+final class Pair: @unchecked Sendable {
+    let directory: String
+    let port: Int
+    private(set) var nodes: [UInt8: FailoverNode] = [:]
+    var secret = LinkSecret(bytes: "the pair's shared secret".utf8)
+
+    init() async throws {
+        directory = NSTemporaryDirectory() + "tandem-pair-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        port = try await freePort()
+    }
+
+    func path(_ id: UInt8) -> String { directory + "/device\(id)" }
+
+    func host(_ id: UInt8) -> String { "127.0.0.\(id)" }
+
+    func linkConfiguration(_ id: UInt8) throws -> FailoverLinkService.Configuration {
+        var link = FailoverLinkService.Configuration(
+            identity: LinkIdentity(
+                deviceID: DeviceID(rawValue: id)!,
+                portalGroup: "campus",
+                configurationDigest: NegotiationTests.digest
+            ),
+            secret: secret,
+            listen: try SocketAddress(ipAddress: host(id), port: port),
+            peer: try SocketAddress(ipAddress: host(id == 1 ? 2 : 1), port: port)
+        )
+        link.initialBackoff = .milliseconds(20)
+        link.maximumBackoff = .milliseconds(200)
+        link.silenceLimit = .milliseconds(600)
+        return link
+    }
+
+    /// Opens device `id`'s store and starts its node.
+    @discardableResult
+    func start(_ id: UInt8, digestInterval: Duration = .milliseconds(200)) async throws -> FailoverNode {
+        var storeConfiguration = SessionStore.Configuration(deviceID: DeviceID(rawValue: id)!, portalGroup: "campus")
+        storeConfiguration.checkpointInterval = .milliseconds(100)
+        let store = try SessionStore.open(
+            at: path(id),
+            configuration: storeConfiguration,
+            logger: Logger(label: "test.store\(id)")
+        )
+        var configuration = FailoverNode.Configuration(link: try linkConfiguration(id))
+        configuration.digestInterval = digestInterval
+        configuration.snapshotBatch = 500
+        let node = FailoverNode(store: store, configuration: configuration, logger: Logger(label: "test.node\(id)"))
+        try await node.start()
+        nodes[id] = node
+        return node
+    }
+
+    /// Stops device `id`'s node and closes its store.
+    func stop(_ id: UInt8) async {
+        guard let node = nodes.removeValue(forKey: id) else { return }
+        await node.shutdown()
+        await node.store.close()
+    }
+
+    subscript(id: UInt8) -> FailoverNode { nodes[id]! }
+
+    func synchronized() async -> Bool {
+        await eventually { nodes.values.allSatisfy { $0.link.state == .synchronization } }
+    }
+
+    /// Whether both stores hold exactly the same sessions.
+    func converged(within limit: Duration = .seconds(10)) async -> Bool {
+        await eventually(within: limit) {
+            guard let one = nodes[1], let two = nodes[2] else { return false }
+            return (try? one.store.allSessions()) == (try? two.store.allSessions())
+        }
+    }
+
+    func tearDown() async {
+        for id in Array(nodes.keys) { await stop(id) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
