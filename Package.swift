@@ -66,6 +66,7 @@ let package = Package(
             dependencies: [
                 "FailoverLink",
                 "SessionStore",
+                "LMDB",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

@@ -69,9 +69,14 @@ final class Pair: @unchecked Sendable {
 
     /// Opens device `id`'s store and starts its node.
     @discardableResult
-    func start(_ id: UInt8, digestInterval: Duration = .milliseconds(200)) async throws -> FailoverNode {
+    func start(
+        _ id: UInt8,
+        digestInterval: Duration = .milliseconds(200),
+        tune: (inout SessionStore.Configuration) -> Void = { _ in }
+    ) async throws -> FailoverNode {
         var storeConfiguration = SessionStore.Configuration(deviceID: DeviceID(rawValue: id)!, portalGroup: "campus")
         storeConfiguration.checkpointInterval = .milliseconds(100)
+        tune(&storeConfiguration)
         let store = try SessionStore.open(
             at: path(id),
             configuration: storeConfiguration,

@@ -187,8 +187,8 @@ public final class FailoverNode: Sendable {
             return shared.connection
         }
         connection?.cancel()
-        await link.shutdown()
         await connection?.value
+        await link.shutdown()
         sweeper.withLock { $0 }?.cancel()
         store.setCommitObserver(nil)
         acks.expire(now: .now + .seconds(1_000_000))
@@ -343,6 +343,14 @@ public final class FailoverNode: Sendable {
     }
 
     private func run(_ connection: LinkConnection) async {
+        await withTaskCancellationHandler {
+            await replicate(over: connection)
+        } onCancel: {
+            connection.channel.channel.close(promise: nil)
+        }
+    }
+
+    private func replicate(over connection: LinkConnection) async {
         let peer = connection.peer.deviceID
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
@@ -451,7 +459,7 @@ public final class FailoverNode: Sendable {
     private func demote(term: UInt32, keepThrough: UInt64) async throws {
         let discarded = try await store.resetForResync(term: term, keepThrough: keepThrough)
         logger.warning(
-            "the peer took this device's users over at term \(term): this device steps down and resynchronizes",
+            "the peer's term \(term) prevails: this device steps down and resynchronizes from the peer",
             metadata: ["tandem.discarded_events": "\(discarded)"]
         )
         eventsContinuation.yield(.demoted(term: term, discardedEvents: discarded))

@@ -79,9 +79,18 @@ final class AckTracker: Sendable {
 
     /// The peer acknowledged everything through `sequence`.
     func acknowledge(_ sequence: UInt64) {
+        update { $0 = max($0, sequence) }
+    }
+
+    /// Starts over where a new connection says the peer stands.
+    func reset(to sequence: UInt64) {
+        update { $0 = sequence }
+    }
+
+    private func update(_ change: (inout UInt64) -> Void) {
         let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
-            guard sequence > state.acked else { return [] }
-            state.acked = sequence
+            change(&state.acked)
+            let sequence = state.acked
             var ready: [CheckedContinuation<Bool, Never>] = []
             for (id, waiter) in state.waiters where waiter.sequence <= sequence {
                 ready.append(waiter.continuation)
@@ -90,12 +99,6 @@ final class AckTracker: Sendable {
             return ready
         }
         for continuation in ready { continuation.resume(returning: true) }
-    }
-
-    /// Starts over at `sequence` (a new connection reports where the peer stands).
-    func reset(to sequence: UInt64) {
-        state.withLock { $0.acked = sequence }
-        acknowledge(sequence)
     }
 
     /// Waits until the peer acknowledged `sequence`; `false` when `timeout` passed first.
