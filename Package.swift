@@ -54,6 +54,9 @@ let package = Package(
             name: "tandem",
             dependencies: [
                 "SessionStore",
+                "FailoverLink",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,340 @@
+import ArgumentParser
+import Crypto
+import FailoverLink
+import Foundation
+import Logging
+import NIOCore
+import SessionStore
+import Synchronization
+
+/// One device of a failover pair, run from the command line and driven by commands on standard input.
+struct Node: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one device of a stateful-failover pair: its store and its link to the peer.",
+        discussion: """
+            The device listens on its failover address, connects to its peer's (the lower device ID
+            connects), backs its users up on the peer and the peer's up here. It takes one command per
+            line on standard input and answers each with one line on standard output (a JSON object with
+            --json); replication events are printed as `event ...` lines as they happen. End of input, or
+            `quit`, closes the store cleanly.
+
+            Commands:
+              status                      failover state, term, users, positions
+              storm FIRST COUNT [local|replicated] [CONCURRENCY]
+                                          log users FIRST..<FIRST+COUNT in, printing `ack N` as each is
+                                          acknowledged (replicated: once the peer has it), then `storm-done`
+              logout NUMBER [REASON]      log user NUMBER off (on either device: the peer deletes it too)
+              check FIRST COUNT           how many of users FIRST..<FIRST+COUNT are online here
+              promote                     take the peer's users over (also on SIGUSR1, for a VRRP notify script)
+              quit
+
+            User NUMBER has address 10.0.0.0 + NUMBER and MAC 02:00:00 + NUMBER.
+
+            Example (two terminals):
+              head -c 32 /dev/urandom > /tmp/pair.secret
+              tandem node --path /tmp/dev1 --device-id 1 --portal-group campus \\
+                  --listen 127.0.0.1:7400 --peer 127.0.0.2:7400 --secret-file /tmp/pair.secret
+              tandem node --path /tmp/dev2 --device-id 2 --portal-group campus \\
+                  --listen 127.0.0.2:7400 --peer 127.0.0.1:7400 --secret-file /tmp/pair.secret
+            """
+    )
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "This device's failover address, host:port (IPv6 as [addr]:port).")
+    var listen: String
+
+    @Option(help: "The peer's failover address, host:port.")
+    var peer: String?
+
+    @Option(help: "A file whose bytes (at least 16) are the secret both devices share.")
+    var secretFile: String
+
+    @Option(help: "The SHA-256 of the AAA and portal configuration, 64 hex digits (R8); both devices must agree.")
+    var configurationDigest: String?
+
+    @Option(help: "How long a replicated write waits for the peer, in milliseconds.")
+    var replicationTimeout: Int = 1000
+
+    @Flag(help: "Answer commands with JSON objects.")
+    var json = false
+
+    @Option(help: "trace, debug, info, notice, warning or error (to standard error).")
+    var logLevel: String = "warning"
+
+    func run() async throws {
+        var logger = Logger(label: "tandem.node")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
+        let secret = try readSecret()
+        let digest = try parseDigest()
+        let storeConfiguration = try store.configuration()
+        var link = FailoverLinkService.Configuration(
+            identity: LinkIdentity(
+                deviceID: storeConfiguration.deviceID,
+                portalGroup: storeConfiguration.portalGroup,
+                configurationDigest: digest
+            ),
+            secret: secret,
+            listen: try parseAddress(listen, option: "--listen"),
+            peer: try peer.map { try parseAddress($0, option: "--peer") }
+        )
+        link.maximumBackoff = .milliseconds(500)
+        var configuration = FailoverNode.Configuration(link: link)
+        configuration.replicationTimeout = .milliseconds(replicationTimeout)
+        let opened = try SessionStore.open(at: store.path, configuration: storeConfiguration, logger: logger)
+        let node = FailoverNode(store: opened, configuration: configuration, logger: logger)
+        try await node.start()
+        let console = Console(json: json)
+        console.reply("ready", ["device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)"])
+
+        let events = Task {
+            for await event in node.events { console.reply("event", ["event": "\(event)"]) }
+        }
+        let handover = Task {
+            for await _ in node.takenOver {}  // a controller reinstalls these in its data plane
+        }
+        let promotions = PromotionTrigger()
+        let signals = Task {
+            for await _ in promotions.signals { await Self.promote(node, console) }
+        }
+        for await line in StandardInput.lines() {
+            let words = line.split(separator: " ").map(String.init)
+            guard let command = words.first else { continue }
+            if command == "quit" { break }
+            do {
+                try await execute(command, Array(words.dropFirst()), node: node, console: console)
+            } catch {
+                console.reply("error", ["message": "\(error)"])
+            }
+        }
+        promotions.stop()
+        signals.cancel()
+        await node.shutdown()
+        events.cancel()
+        handover.cancel()
+        await opened.close()
+        console.reply("closed", [:])
+    }
+
+    private func execute(_ command: String, _ arguments: [String], node: FailoverNode, console: Console) async throws {
+        switch command {
+        case "status":
+            let status = node.status
+            console.reply(
+                "status",
+                [
+                    "state": "\(status.state)", "term": "\(status.term)", "users": "\(node.store.count)",
+                    "last_sequence": "\(node.store.logStatus.lastSequence)",
+                    "acknowledged_by_peer": "\(status.acknowledgedByPeer)",
+                    "applied_from_peer": "\(status.appliedFromPeer)",
+                    "synchronized": status.state == .synchronization ? "yes" : "no",
+                ]
+            )
+        case "storm":
+            guard arguments.count >= 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
+                throw ValidationError("usage: storm FIRST COUNT [local|replicated] [CONCURRENCY]")
+            }
+            let durability: FailoverNode.Durability =
+                arguments.count > 2 && arguments[2] == "replicated"
+                ? .replicated() : .local
+            let concurrency = arguments.count > 3 ? Int(arguments[3]) ?? 64 : 64
+            try await storm(node, first: first, count: count, durability: durability, concurrency: concurrency, console)
+        case "logout":
+            guard let number = arguments.first.flatMap({ Int($0) }) else {
+                throw ValidationError("usage: logout NUMBER [REASON]")
+            }
+            let reason = arguments.count > 1 ? LogoutReason(name: arguments[1]) ?? .deleteUser : .deleteUser
+            try await node.logout(StormSession.address(number), reason: reason)
+            console.reply("logout-ok", ["number": "\(number)"])
+        case "check":
+            guard arguments.count == 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
+                throw ValidationError("usage: check FIRST COUNT")
+            }
+            var present = 0
+            for number in first..<first + count where try node.store.session(for: StormSession.address(number)) != nil {
+                present += 1
+            }
+            console.reply("check", ["present": "\(present)", "missing": "\(count - present)"])
+        case "promote":
+            await Self.promote(node, console)
+        default:
+            throw ValidationError("unknown command '\(command)': status, storm, logout, check, promote or quit")
+        }
+    }
+
+    private static func promote(_ node: FailoverNode, _ console: Console) async {
+        do {
+            let report = try await node.promote()
+            console.reply(
+                "promoted",
+                [
+                    "term": "\(report.term)", "taken_over": "\(report.takenOver)",
+                    "ready_ms": String(format: "%.3f", report.readyAfter.milliseconds),
+                    "handover_ms": String(format: "%.3f", report.handoverAfter.milliseconds),
+                ]
+            )
+        } catch {
+            console.reply("error", ["message": "promotion failed: \(error)"])
+        }
+    }
+
+    private func storm(
+        _ node: FailoverNode,
+        first: Int,
+        count: Int,
+        durability: FailoverNode.Durability,
+        concurrency: Int,
+        _ console: Console
+    ) async throws {
+        let started = ContinuousClock.now
+        let next = ManagedCounter(first)
+        let end = first + count
+        let owner = node.store.deviceID
+        let group = node.store.portalGroup
+        let failures = Tally()
+        await withTaskGroup(of: Void.self) { tasks in
+            for _ in 0..<max(1, concurrency) {
+                tasks.addTask {
+                    while true {
+                        let number = next.next()
+                        guard number < end else { return }
+                        do {
+                            try await node.login(
+                                StormSession.make(number: number, portalGroup: group, owner: owner),
+                                durability: durability
+                            )
+                            console.write("ack \(number)\n")
+                        } catch {
+                            failures.add()
+                            console.write("nack \(number) \(error)\n")
+                        }
+                    }
+                }
+            }
+        }
+        let seconds = started.duration(to: .now).seconds
+        console.reply(
+            "storm-done",
+            [
+                "count": "\(count)", "failed": "\(failures.count)",
+                "seconds": String(format: "%.3f", seconds),
+            ]
+        )
+    }
+
+    private func readSecret() throws -> LinkSecret {
+        guard let data = FileManager.default.contents(atPath: secretFile) else {
+            throw ValidationError(
+                "cannot read the secret file \(secretFile): create it with `head -c 32 /dev/urandom > FILE`"
+            )
+        }
+        var bytes = Array(data)
+        while bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        guard bytes.count >= 16 else {
+            throw ValidationError("the secret file \(secretFile) holds \(bytes.count) bytes; use at least 16")
+        }
+        return LinkSecret(bytes: bytes)
+    }
+
+    private func parseDigest() throws -> [UInt8] {
+        guard let configurationDigest else { return Array(SHA256.hash(data: [UInt8]())) }
+        var bytes: [UInt8] = []
+        var characters = Array(configurationDigest.utf8)
+        guard characters.count == 64 else { throw ValidationError("--configuration-digest needs 64 hex digits") }
+        while !characters.isEmpty {
+            guard let byte = UInt8(String(decoding: characters.prefix(2), as: UTF8.self), radix: 16) else {
+                throw ValidationError("--configuration-digest is not hexadecimal")
+            }
+            bytes.append(byte)
+            characters.removeFirst(2)
+        }
+        return bytes
+    }
+}
+
+/// Parses `host:port` or `[v6]:port`.
+func parseAddress(_ text: String, option: String) throws -> SocketAddress {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+        throw ValidationError("\(option) \(text): expected host:port, such as 127.0.0.1:7400")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    do {
+        return try SocketAddress(ipAddress: host, port: port)
+    } catch {
+        throw ValidationError("\(option) \(text): '\(host)' is not an IP address")
+    }
+}
+
+/// The node's answers: one line each, `word key=value ...` or a JSON object.
+final class Console: Sendable {
+    let json: Bool
+    private let output = AcknowledgementLog()
+
+    init(json: Bool) { self.json = json }
+
+    func reply(_ type: String, _ fields: [String: String]) {
+        if json {
+            var object = fields
+            object["type"] = type
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+            write(String(decoding: data, as: UTF8.self) + "\n")
+        } else {
+            let words = fields.keys.sorted().map { key in
+                "\(key)=\(fields[key]!.replacingOccurrences(of: " ", with: "_"))"
+            }
+            write(([type] + words).joined(separator: " ") + "\n")
+        }
+    }
+
+    func write(_ line: String) { output.write(line) }
+}
+
+/// Standard input as lines, read on a thread of its own.
+enum StandardInput {
+    static func lines() -> AsyncStream<String> {
+        AsyncStream { continuation in
+            let thread = Thread {
+                while let line = readLine() { continuation.yield(line) }
+                continuation.finish()
+            }
+            thread.start()
+        }
+    }
+}
+
+/// SIGUSR1 as a stream: a VRRP daemon's notify script promotes the device with `kill -USR1`.
+///
+/// `@unchecked Sendable`: `source` is set once in `init`; dispatch sources are safe to cancel from any thread.
+final class PromotionTrigger: @unchecked Sendable {
+    let signals: AsyncStream<Void>
+    private let source: any DispatchSourceSignal
+
+    init() {
+        signal(SIGUSR1, SIG_IGN)
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        signals = stream
+        source = DispatchSource.makeSignalSource(signal: SIGUSR1)
+        source.setEventHandler { continuation.yield() }
+        source.setCancelHandler { continuation.finish() }
+        source.resume()
+    }
+
+    func stop() { source.cancel() }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+    var milliseconds: Double { seconds * 1000 }
+}
+
+/// A count shared by concurrent tasks.
+final class Tally: Sendable {
+    private let value = Atomic<Int>(0)
+    func add() { value.add(1, ordering: .relaxed) }
+    var count: Int { value.load(ordering: .relaxed) }
+}
