@@ -362,8 +362,20 @@ public final class FailoverNode: Sendable {
                         ?? 0
                 )
                 try await outbound.write(request.frame())
+                let queue = ApplyQueue()
+                let peerApplied = PeerPosition()
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await self.receive(inbound, outbound, peer: peer, start: start) }
+                    group.addTask {
+                        try await self.receive(
+                            inbound,
+                            outbound,
+                            peer: peer,
+                            start: start,
+                            queue: queue,
+                            peerApplied: peerApplied
+                        )
+                    }
+                    group.addTask { try await self.apply(outbound, peer: peer, queue: queue, peerApplied: peerApplied) }
                     group.addTask { try await self.send(outbound, peer: peer, start: start) }
                     group.addTask { try await self.compareDigests(outbound, peer: peer) }
                     try await group.next()
@@ -379,60 +391,45 @@ public final class FailoverNode: Sendable {
     /// Why a connection ends on purpose.
     private struct Demoted: Error {}
 
+    /// Reads the peer's frames. Stream and snapshot frames are decoded here and queued for ``apply``; the
+    /// others are handled at once.
     private func receive(
         _ inbound: NIOAsyncChannelInboundStream<Frame>,
         _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
         peer: DeviceID,
-        start: StartSignal
+        start: StartSignal,
+        queue: ApplyQueue,
+        peerApplied: PeerPosition
     ) async throws {
-        var peerApplied: UInt64 = 0
-        var snapshotSessions = 0
         for try await frame in inbound {
             try Task.checkCancellation()
             switch frame.type {
             case .streamRequest:
                 let request = try StreamRequest.decode(frame.payload)
-                peerApplied = request.applied
+                peerApplied.sequence = request.applied
                 shared.withLock { $0.peerTerm = request.term }
                 if mustDemote(for: request, peer: peer) {
                     try await demote(term: request.term, keepThrough: request.applied)
-                    return
                 }
                 acks.reset(to: request.applied)
                 lag.clearPending()
                 start.start(at: request.applied)
             case .records:
                 let (through, records) = try RecordsMessage.decode(frame.payload)
-                let result = try await store.applyPeer(.records(origin: peer, through: through, records))
-                if let takeover = result.takeover {
-                    try await demote(term: takeover.term, keepThrough: peerApplied)
-                    return
-                }
-                try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
-            case .ack:
-                let sequence = try SequenceMessage.decode(frame.payload, .ack)
-                acks.acknowledge(sequence)
-                lag.acknowledged(sequence, at: .now)
+                await queue.push(.records(through: through, records))
             case .snapshotBegin:
-                let adoptions = try SnapshotBeginMessage.decode(frame.payload)
-                _ = try await store.applyPeer(.snapshotBegin(origin: peer, adoptions: adoptions))
-                snapshotSessions = 0
+                await queue.push(.snapshotBegin(try SnapshotBeginMessage.decode(frame.payload)))
             case .snapshotSessions:
                 let sessions = try frame.payload.withUnsafeReadableBytes { bytes throws(SessionStoreError) in
                     try SessionStore.decodeSnapshot(bytes)
                 }
-                _ = try await store.applyPeer(.snapshotSessions(origin: peer, sessions))
-                snapshotSessions += sessions.count
+                await queue.push(.snapshotSessions(sessions))
             case .snapshotEnd:
-                let position = try SequenceMessage.decode(frame.payload, .snapshotEnd)
-                let result = try await store.applyPeer(.snapshotEnd(origin: peer, position: position))
-                try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
-                shared.withLock { $0.snapshotsReceived += 1 }
-                logger.info(
-                    "copy of the peer's users rebuilt from its snapshot",
-                    metadata: ["tandem.sessions": "\(snapshotSessions)", "tandem.position": "\(position)"]
-                )
-                eventsContinuation.yield(.snapshotReceived(sessions: snapshotSessions, position: position))
+                await queue.push(.snapshotEnd(try SequenceMessage.decode(frame.payload, .snapshotEnd)))
+            case .ack:
+                let sequence = try SequenceMessage.decode(frame.payload, .ack)
+                acks.acknowledge(sequence)
+                lag.acknowledged(sequence, at: .now)
             case .digest:
                 try await checkDigest(try DigestMessage.decode(frame.payload), outbound, peer: peer)
             case .resyncRequest:
@@ -444,6 +441,54 @@ public final class FailoverNode: Sendable {
                 throw LinkError(.protocolViolation("a \(frame.type) frame after negotiation"))
             }
         }
+    }
+
+    /// Applies what the reader queued: all the stream frames waiting at once in one commit, then one ack.
+    private func apply(
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        peer: DeviceID,
+        queue: ApplyQueue,
+        peerApplied: PeerPosition
+    ) async throws {
+        var snapshotSessions = 0
+        while !Task.isCancelled {
+            var work = await queue.takeAll()[...]
+            while let first = work.popFirst() {
+                switch first {
+                case .records(var through, var records):
+                    while case .records(let nextThrough, let more) = work.first {
+                        records += more
+                        through = nextThrough
+                        work.removeFirst()
+                    }
+                    let result = try await store.applyPeer(.records(origin: peer, through: through, records))
+                    if let takeover = result.takeover {
+                        try await demote(term: takeover.term, keepThrough: peerApplied.sequence)
+                    }
+                    try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
+                case .snapshotBegin(let adoptions):
+                    _ = try await store.applyPeer(.snapshotBegin(origin: peer, adoptions: adoptions))
+                    snapshotSessions = 0
+                case .snapshotSessions(var sessions):
+                    while case .snapshotSessions(let more) = work.first {
+                        sessions += more
+                        work.removeFirst()
+                    }
+                    _ = try await store.applyPeer(.snapshotSessions(origin: peer, sessions))
+                    snapshotSessions += sessions.count
+                case .snapshotEnd(let position):
+                    let result = try await store.applyPeer(.snapshotEnd(origin: peer, position: position))
+                    try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
+                    shared.withLock { $0.snapshotsReceived += 1 }
+                    logger.info(
+                        "copy of the peer's users rebuilt from its snapshot",
+                        metadata: ["tandem.sessions": "\(snapshotSessions)", "tandem.position": "\(position)"]
+                    )
+                    eventsContinuation.yield(.snapshotReceived(sessions: snapshotSessions, position: position))
+                }
+            }
+        }
+        throw CancellationError()
     }
 
     /// Whether the peer's term says this device must step down: the peer promoted past this device's term,

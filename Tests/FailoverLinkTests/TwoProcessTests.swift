@@ -1,0 +1,134 @@
+import Foundation
+import SessionStore
+import Synchronization
+import Testing
+
+@testable import FailoverLink
+
+/// The `tandem` executable built beside the tests.
+private func tandemExecutable() -> URL {
+    let tests = URL(
+        fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+    )
+    var directory = tests.deletingLastPathComponent()
+    while directory.path != "/" {
+        let candidate = directory.appendingPathComponent("tandem")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    return tests.deletingLastPathComponent().appendingPathComponent("tandem")
+}
+
+/// A `tandem node` process; its output lines are collected as they come.
+private final class NodeChild: @unchecked Sendable {
+    // `@unchecked Sendable`: `lines` is guarded by `lock`; the rest is set in `init`.
+    let process = Process()
+    private let input = Pipe()
+    private let output = Pipe()
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private var acks = Set<Int>()
+
+    init(id: Int, pair: Pair) throws {
+        process.executableURL = tandemExecutable()
+        process.arguments = [
+            "node", "--path", pair.path(UInt8(id)), "--device-id", "\(id)", "--portal-group", "campus",
+            "--listen", "127.0.0.\(id):\(pair.port)", "--peer", "127.0.0.\(id == 1 ? 2 : 1):\(pair.port)",
+            "--secret-file", pair.directory + "/secret",
+        ]
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        Thread { [self] in
+            let handle = output.fileHandleForReading
+            var pending = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                pending.append(chunk)
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                    pending.removeSubrange(pending.startIndex...newline)
+                    lock.withLock {
+                        if line.hasPrefix("ack "), let number = Int(line.dropFirst(4)) {
+                            acks.insert(number)
+                        } else {
+                            lines.append(line)
+                        }
+                    }
+                }
+            }
+        }.start()
+    }
+
+    func send(_ line: String) throws {
+        try input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
+    }
+
+    var acknowledged: Set<Int> { lock.withLock { acks } }
+
+    func lastLine(startingWith prefix: String) -> String? {
+        lock.withLock { lines.last { $0.hasPrefix(prefix) } }
+    }
+
+    func kill() {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
+@Suite("Two device processes over loopback", .serialized)
+struct TwoProcessTests {
+    @Test(
+        "SIGKILL of the active device during a login storm: every login acknowledged as replicated is on the promoted standby"
+    )
+    func sigkillDuringReplicatedStorm() async throws {
+        let pair = try await Pair()
+        FileManager.default.createFile(
+            atPath: pair.directory + "/secret",
+            contents: Data("a secret of the pair, 32 bytes!!".utf8)
+        )
+        let active = try NodeChild(id: 1, pair: pair)
+        let standby = try NodeChild(id: 2, pair: pair)
+        defer {
+            active.kill()
+            standby.kill()
+        }
+        #expect(
+            await eventually {
+                try? active.send("status")
+                try? standby.send("status")
+                return active.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
+                    && standby.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
+            }
+        )
+        try active.send("storm 0 1000000 replicated 64")
+        #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 5_000 })
+        active.kill()
+        let acknowledged = active.acknowledged
+        #expect(active.process.terminationReason == .uncaughtSignal)
+
+        try standby.send("promote")
+        #expect(await eventually { standby.lastLine(startingWith: "promoted") != nil })
+        let promoted = try #require(standby.lastLine(startingWith: "promoted"))
+        #expect(promoted.contains("term=2"))
+        try standby.send("quit")
+        standby.process.waitUntilExit()
+        #expect(standby.process.terminationStatus == 0)
+
+        let store = try SessionStore.open(at: pair.path(2), configuration: .init(deviceID: 2, portalGroup: "campus"))
+        var missing = 0
+        for number in acknowledged
+        where try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number))) == nil {
+            missing += 1
+        }
+        #expect(missing == 0, "logins acknowledged as replicated are missing on the promoted device")
+        #expect(store.count >= acknowledged.count)
+        // Device 2 owns them in effect now.
+        let one = try #require(try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(acknowledged.first!))))
+        #expect(store.effectiveOwner(of: one) == 2)
+        await store.close()
+        await pair.tearDown()
+    }
+}
