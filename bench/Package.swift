@@ -12,12 +12,15 @@ let package = Package(
         .package(path: tandem.path),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     ],
     targets: [
         .executableTarget(
             name: "tandem-bench",
             dependencies: [
                 .product(name: "SessionStore", package: tandem.lastPathComponent),
+                .product(name: "FailoverLink", package: tandem.lastPathComponent),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -318,8 +318,10 @@ public final class FailoverNode: Sendable {
         return report
     }
 
-    /// Commit-to-acknowledgement latencies measured since the last call (for benchmarks).
-    package func drainLagSamples() -> [Duration] { lag.drain() }
+    /// The replication lag measured since the last call: for each commit of this device, the time from the
+    /// commit until the peer acknowledged having committed it too. At most the last 1,000,000 are kept; the
+    /// `tandem_replication_lag` timer of swift-metrics records every one.
+    public func takeReplicationLagSamples() -> [Duration] { lag.drain() }
 
     // MARK: - A connection
 
@@ -429,7 +431,7 @@ public final class FailoverNode: Sendable {
             case .ack:
                 let sequence = try SequenceMessage.decode(frame.payload, .ack)
                 acks.acknowledge(sequence)
-                lag.acknowledged(sequence, at: .now)
+                for sample in lag.acknowledged(sequence, at: .now) { lagTimer.record(duration: sample) }
             case .digest:
                 try await checkDigest(try DigestMessage.decode(frame.payload), outbound, peer: peer)
             case .resyncRequest:

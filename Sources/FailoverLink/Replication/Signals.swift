@@ -150,17 +150,20 @@ final class LagRecorder: Sendable {
         }
     }
 
-    func acknowledged(_ sequence: UInt64, at instant: ContinuousClock.Instant) {
+    /// Matches the commits through `sequence`; returns their latencies.
+    func acknowledged(_ sequence: UInt64, at instant: ContinuousClock.Instant) -> [Duration] {
         state.withLock { state in
+            let first = state.samples.count
             while state.head < state.pending.count, state.pending[state.head].sequence <= sequence {
                 state.samples.append(state.pending[state.head].at.duration(to: instant))
                 state.head += 1
             }
+            defer { if state.samples.count > 1_000_000 { state.samples.removeFirst(state.samples.count / 2) } }
             if state.head > 4096 {
                 state.pending.removeFirst(state.head)
                 state.head = 0
             }
-            if state.samples.count > 1_000_000 { state.samples.removeFirst(state.samples.count / 2) }
+            return Array(state.samples[first...])
         }
     }
 

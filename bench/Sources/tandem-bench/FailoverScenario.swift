@@ -1,0 +1,254 @@
+import ArgumentParser
+import FailoverLink
+import Foundation
+import Logging
+import NIOCore
+import SessionStore
+import Synchronization
+
+/// The `failover` scenario: two devices in one process, joined by a real TCP link on loopback.
+struct FailoverScenario: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "failover",
+        abstract: "Full sync, replication lag, replicated logins, promotion and handover of a pair on loopback.",
+        discussion: """
+            Device 1 listens on 127.0.0.1, device 2 on 127.0.0.2; every commit is synced on both. Phases:
+              full sync   device 1 holds N users; a fresh device 2 starts and catches up (full_sync_s:
+                          from its start until it holds all N);
+              lag         device 1 runs churn (a logout and a login) at --lag-rate events/s for
+                          --lag-seconds; lag is from a commit on device 1 to device 2's acknowledgement
+                          that it committed it too;
+              replicated  --replicated-logins logins with replicated durability from --concurrency
+                          callers, one login per call, then again with --batch logins per call;
+              promotion   device 1 goes away; device 2 is promoted and takes its users over
+                          (promote_ready_ms: until the takeover committed and lookups answer for every
+                          user; handover_users_per_s: every taken-over session handed to the controller).
+
+            Example:
+              swift run -c release --package-path bench tandem-bench failover --users 1000000 --json
+            """
+    )
+
+    @Option(help: "Users of device 1 before the standby starts.")
+    var users = 1_000_000
+
+    @Option(help: "Events per second of the lag phase.")
+    var lagRate = 100_000
+
+    @Option(help: "Seconds of the lag phase.")
+    var lagSeconds = 3.0
+
+    @Option(help: "Logins of each replicated phase.")
+    var replicatedLogins = 200_000
+
+    @Option(help: "Concurrent callers of the replicated phase, one login per call.")
+    var concurrency = 512
+
+    @Option(help: "Logins per call in the batched replicated phase.")
+    var batch = 64
+
+    @Option(help: "The directory for both stores (default: a new temporary directory).")
+    var path: String?
+
+    @Flag(help: "Keep the stores afterwards.")
+    var keep = false
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let directory = path ?? NSTemporaryDirectory() + "tandem-bench-failover-\(getpid())"
+        defer { if !keep { try? FileManager.default.removeItem(atPath: directory) } }
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let port = try freePort()
+        var report = Report()
+        report.add("scenario", "failover")
+        report.add("users", users)
+
+        // Device 1 and its users, before the standby exists.
+        progress("building device 1 with \(users) users")
+        let one = try Device(id: 1, directory: directory, port: port)
+        try await one.fill(users)
+        try await one.node.start()
+
+        // Full sync of a fresh standby.
+        progress("full sync of a fresh device 2")
+        var started = nanosecondsNow()
+        let two = try Device(id: 2, directory: directory, port: port)
+        try await two.node.start()
+        while two.store.count < users { try await Task.sleep(for: .milliseconds(2)) }
+        let fullSync = seconds(since: started)
+        report.add("full_sync_s", fullSync)
+        report.add("full_sync_users_per_s", Double(users) / fullSync)
+        while two.node.status.appliedFromPeer < one.store.logStatus.lastSequence {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+
+        // Lag at a steady rate.
+        progress("lag: \(lagRate) events/s for \(lagSeconds) s")
+        _ = one.node.takeReplicationLagSamples()
+        let tick = 0.001
+        let perTick = max(1, Int(Double(lagRate) * tick) / 2)
+        var next = users
+        var oldest = 0
+        let ticks = Int(lagSeconds / tick)
+        let clock = ContinuousClock()
+        let begin = clock.now
+        var behind = 0
+        for index in 0..<ticks {
+            let logins = (next..<next + perTick).map(BenchSession.make)
+            let logouts = (oldest..<oldest + perTick).map { (BenchSession.address($0), LogoutReason.user) }
+            next += perTick
+            oldest += perTick
+            async let loggedIn = one.store.login(contentsOf: logins)
+            async let loggedOut = one.store.logout(contentsOf: logouts)
+            _ = try await (loggedIn, loggedOut)
+            let due = begin + .seconds(tick * Double(index + 1))
+            if clock.now < due { try await clock.sleep(until: due) } else { behind += 1 }
+        }
+        let lagElapsed = begin.duration(to: clock.now)
+        try await Task.sleep(for: .milliseconds(200))
+        var lags = Latencies()
+        for sample in one.node.takeReplicationLagSamples() {
+            lags.record(UInt64(sample.components.seconds) * 1_000_000_000 + UInt64(sample.components.attoseconds / 1_000_000_000))
+        }
+        report.add("lag_events_per_s", Double(ticks * perTick * 2) / lagElapsed.inSeconds)
+        report.add("lag_p50_ms", lags.milliseconds(atPercentile: 50))
+        report.add("lag_p99_ms", lags.milliseconds(atPercentile: 99))
+        report.add("lag_p999_ms", lags.milliseconds(atPercentile: 99.9))
+
+        // Replicated logins, one per call and batched.
+        progress("replicated logins: \(replicatedLogins) from \(concurrency) callers")
+        let counter = Atomic<Int>(next)
+        let end = next + replicatedLogins
+        started = nanosecondsNow()
+        let node = one.node
+        var latencies = try await runCallers(concurrency) { _, latencies in
+            while true {
+                let number = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard number < end else { return }
+                let call = nanosecondsNow()
+                try await node.login(BenchSession.make(number), durability: .replicated(timeout: .seconds(30)))
+                latencies.record(nanosecondsNow() - call)
+            }
+        }
+        var elapsed = seconds(since: started)
+        report.add("replicated_logins_per_s", Double(replicatedLogins) / elapsed)
+        report.add("replicated_login_p99_ms", latencies.milliseconds(atPercentile: 99))
+        let batchFirst = end
+        let batchEnd = batchFirst + replicatedLogins
+        let batchCounter = Atomic<Int>(batchFirst)
+        let perCall = batch
+        progress("replicated logins: \(replicatedLogins), \(perCall) per call from \(max(1, concurrency / perCall)) callers")
+        started = nanosecondsNow()
+        latencies = try await runCallers(max(1, concurrency / perCall)) { _, latencies in
+            while true {
+                let first = batchCounter.wrappingAdd(perCall, ordering: .relaxed).oldValue
+                guard first < batchEnd else { return }
+                let sessions = (first..<min(first + perCall, batchEnd)).map(BenchSession.make)
+                let call = nanosecondsNow()
+                _ = try await node.login(contentsOf: sessions, durability: .replicated(timeout: .seconds(30)))
+                latencies.record(nanosecondsNow() - call, count: sessions.count)
+            }
+        }
+        elapsed = seconds(since: started)
+        report.add("replicated_batched_logins_per_s", Double(replicatedLogins) / elapsed)
+        report.add("replicated_batch", perCall)
+
+        // Promotion.
+        let online = one.store.count
+        while two.node.status.appliedFromPeer < one.store.logStatus.lastSequence {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        progress("promotion of device 2 over \(online) users of device 1")
+        await one.stop()
+        let handover = Task {
+            var count = 0
+            for await batch in two.node.takenOver {
+                count += batch.count
+                if count >= online { break }
+            }
+            return count
+        }
+        let promotion = try await two.node.promote()
+        let handedOver = await handover.value
+        report.add("promote_ready_ms", promotion.readyAfter.inSeconds * 1000)
+        report.add("taken_over", promotion.takenOver)
+        report.add("handover_users_per_s", Double(handedOver) / promotion.handoverAfter.inSeconds)
+        var found = 0
+        for number in stride(from: users, to: end, by: 97)
+        where try two.store.session(for: BenchSession.address(number)) != nil {
+            found += 1
+        }
+        report.add("sampled_lookups_found", found)
+        report.add("peak_rss_mib", peakRSSMiB())
+        await two.stop()
+        report.print(json: json)
+    }
+}
+
+/// One device of the benchmark: a store and its node.
+final class Device: Sendable {
+    let store: SessionStore
+    let node: FailoverNode
+
+    init(id: UInt8, directory: String, port: Int) throws {
+        var logger = Logger(label: "bench.device\(id)")
+        logger.logLevel = .warning
+        let deviceID = DeviceID(rawValue: id)!
+        let configuration = SessionStore.Configuration(deviceID: deviceID, portalGroup: "bench")
+        store = try SessionStore.open(at: directory + "/device\(id)", configuration: configuration, logger: logger)
+        var link = FailoverLinkService.Configuration(
+            identity: LinkIdentity(deviceID: deviceID, portalGroup: "bench", configurationDigest: Array(repeating: 7, count: 32)),
+            secret: LinkSecret(bytes: Array("the benchmark pair's shared secret".utf8)),
+            listen: try SocketAddress(ipAddress: "127.0.0.\(id)", port: port),
+            peer: try SocketAddress(ipAddress: "127.0.0.\(id == 1 ? 2 : 1)", port: port)
+        )
+        link.initialBackoff = .milliseconds(10)
+        link.maximumBackoff = .milliseconds(100)
+        node = FailoverNode(store: store, configuration: .init(link: link), logger: logger)
+    }
+
+    /// Logs users 0..<count in, 1,000 per call from 16 callers.
+    func fill(_ count: Int) async throws {
+        let next = Atomic<Int>(0)
+        let store = self.store
+        _ = try await runCallers(16) { _, _ in
+            while true {
+                let first = next.wrappingAdd(1000, ordering: .relaxed).oldValue
+                guard first < count else { return }
+                _ = try await store.login(contentsOf: (first..<min(first + 1000, count)).map(BenchSession.make))
+            }
+        }
+        _ = try await store.checkpoint()
+    }
+
+    func stop() async {
+        await node.shutdown()
+        await store.close()
+    }
+}
+
+/// A free TCP port on 127.0.0.2.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.2")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+            bind(fd, raw, length) == 0 && getsockname(fd, raw, &length) == 0
+        }
+    }
+    guard bound else { throw ValidationError("no free port on 127.0.0.2") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+extension Duration {
+    var inSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
