@@ -39,6 +39,8 @@ final class Pair: @unchecked Sendable {
     let port: Int
     private(set) var nodes: [UInt8: FailoverNode] = [:]
     var secret = LinkSecret(bytes: "the pair's shared secret".utf8)
+    /// How long a silent peer is given.
+    var silenceLimit: TimeAmount = .milliseconds(600)
 
     init() async throws {
         directory = NSTemporaryDirectory() + "tandem-pair-" + UUID().uuidString
@@ -63,7 +65,7 @@ final class Pair: @unchecked Sendable {
         )
         link.initialBackoff = .milliseconds(20)
         link.maximumBackoff = .milliseconds(200)
-        link.silenceLimit = .milliseconds(600)
+        link.silenceLimit = silenceLimit
         return link
     }
 

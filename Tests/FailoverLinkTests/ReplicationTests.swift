@@ -65,7 +65,8 @@ struct ReplicationTests {
         let two = try await pair.start(2)
         #expect(await pair.converged())
         #expect(two.store.count == 1_950)
-        #expect(one.status.snapshotsSent == 1)
+        // (A connection both devices open at once and then drop may carry a snapshot too.)
+        #expect(one.status.snapshotsSent >= 1)
         #expect(two.status.snapshotsReceived == 1)
         // The stream goes on after the snapshot.
         try await one.login(pairSession(5_000, owner: 1))

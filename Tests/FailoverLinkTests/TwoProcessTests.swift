@@ -95,14 +95,16 @@ struct TwoProcessTests {
             active.kill()
             standby.kill()
         }
-        #expect(
-            await eventually {
-                try? active.send("status")
-                try? standby.send("status")
-                return active.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
-                    && standby.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
-            }
-        )
+        var synchronized = false
+        for _ in 0..<300 where !synchronized {
+            try active.send("status")
+            try standby.send("status")
+            try await Task.sleep(for: .milliseconds(100))
+            synchronized =
+                active.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
+                && standby.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
+        }
+        try #require(synchronized, "the two processes never synchronized")
         try active.send("storm 0 1000000 replicated 64")
         #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 5_000 })
         active.kill()
@@ -110,7 +112,7 @@ struct TwoProcessTests {
         #expect(active.process.terminationReason == .uncaughtSignal)
 
         try standby.send("promote")
-        #expect(await eventually { standby.lastLine(startingWith: "promoted") != nil })
+        #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
         let promoted = try #require(standby.lastLine(startingWith: "promoted"))
         #expect(promoted.contains("term=2"))
         try standby.send("quit")

@@ -357,9 +357,12 @@ public final class FailoverNode: Sendable {
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
                 let start = StartSignal()
+                let position = store.peerPosition(peer)
                 let request = StreamRequest(
                     term: store.term,
-                    applied: store.logStatus.peerApplied[peer] ?? 0,
+                    history: store.historyID,
+                    applied: position.applied,
+                    appliedHistory: position.history,
                     adoptedYouAt: store.adoptions.byDevice[peer].flatMap { $0.to == store.deviceID ? $0.term : nil }
                         ?? 0
                 )
@@ -408,14 +411,18 @@ public final class FailoverNode: Sendable {
             switch frame.type {
             case .streamRequest:
                 let request = try StreamRequest.decode(frame.payload)
-                peerApplied.sequence = request.applied
+                // A position in another history of this log (a store replaced, restored or reset) counts
+                // for nothing: the peer gets a snapshot, and nothing is acknowledged until then.
+                let current = request.applied == 0 || request.appliedHistory == store.historyID
+                peerApplied.sequence = current ? request.applied : 0
+                peerApplied.history = request.history
                 shared.withLock { $0.peerTerm = request.term }
                 if mustDemote(for: request, peer: peer) {
-                    try await demote(term: request.term, keepThrough: request.applied)
+                    try await demote(term: request.term, keepThrough: peerApplied.sequence)
                 }
-                acks.reset(to: request.applied)
+                acks.reset(to: peerApplied.sequence)
                 lag.clearPending()
-                start.start(at: request.applied)
+                start.start(at: current ? request.applied : nil)
             case .records:
                 let (through, records) = try RecordsMessage.decode(frame.payload)
                 await queue.push(.records(through: through, records))
@@ -463,7 +470,9 @@ public final class FailoverNode: Sendable {
                         through = nextThrough
                         work.removeFirst()
                     }
-                    let result = try await store.applyPeer(.records(origin: peer, through: through, records))
+                    let result = try await store.applyPeer(
+                        .records(origin: peer, through: through, history: peerApplied.history, records)
+                    )
                     if let takeover = result.takeover {
                         try await demote(term: takeover.term, keepThrough: peerApplied.sequence)
                     }
@@ -479,7 +488,9 @@ public final class FailoverNode: Sendable {
                     _ = try await store.applyPeer(.snapshotSessions(origin: peer, sessions))
                     snapshotSessions += sessions.count
                 case .snapshotEnd(let position):
-                    let result = try await store.applyPeer(.snapshotEnd(origin: peer, position: position))
+                    let result = try await store.applyPeer(
+                        .snapshotEnd(origin: peer, position: position, history: peerApplied.history)
+                    )
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
                     shared.withLock { $0.snapshotsReceived += 1 }
                     logger.info(
@@ -520,12 +531,14 @@ public final class FailoverNode: Sendable {
 
     private func send(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, peer: DeviceID, start: StartSignal) async throws
     {
-        var position = await start.wait()
+        let requested = await start.wait()
         try Task.checkCancellation()
         let holdName = "peer-\(peer)"
-        var needSnapshot = false
+        // No position (another history of this log) or one past its end: only a snapshot makes the copy right.
+        var position = requested ?? 0
+        var needSnapshot = requested == nil || position > store.lastLoggedSequence
         do {
-            try await store.holdLog(holdName, from: position + 1)
+            if !needSnapshot { try await store.holdLog(holdName, from: position + 1) }
         } catch {
             guard error.kind == .logTruncated else { throw error }
             needSnapshot = true
@@ -655,37 +668,38 @@ public final class FailoverNode: Sendable {
     }
 }
 
-/// Hands the stream sender its starting position once the peer's stream request arrives.
+/// Hands the stream sender its starting position once the peer's stream request arrives (`nil`: the peer
+/// needs a snapshot).
 private final class StartSignal: Sendable {
-    private let state = Mutex<(position: UInt64?, waiter: CheckedContinuation<UInt64, Never>?)>((nil, nil))
+    private let state = Mutex<(position: UInt64??, waiter: CheckedContinuation<UInt64?, Never>?)>((nil, nil))
 
-    func start(at position: UInt64) {
-        let waiter = state.withLock { state -> CheckedContinuation<UInt64, Never>? in
+    func start(at position: UInt64?) {
+        let waiter = state.withLock { state -> CheckedContinuation<UInt64?, Never>? in
             guard state.position == nil else { return nil }
-            state.position = position
+            state.position = .some(position)
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume(returning: position)
     }
 
-    func wait() async -> UInt64 {
+    func wait() async -> UInt64? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let ready = state.withLock { state -> UInt64? in
-                    if let position = state.position { return position }
-                    if Task.isCancelled { return 0 }
+                let ready = state.withLock { state -> UInt64?? in
+                    if let position = state.position { return .some(position) }
+                    if Task.isCancelled { return .some(nil) }
                     state.waiter = continuation
                     return nil
                 }
                 if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<UInt64, Never>? in
+            let waiter = state.withLock { state -> CheckedContinuation<UInt64?, Never>? in
                 defer { state.waiter = nil }
                 return state.waiter
             }
-            waiter?.resume(returning: 0)
+            waiter?.resume(returning: nil)
         }
     }
 }

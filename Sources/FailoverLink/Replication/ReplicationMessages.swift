@@ -4,28 +4,45 @@ import SessionStore
 // The payloads of the replication frames (types 16 to 23), all big-endian. Each decoder checks every
 // length and rejects bytes left over, so a malformed frame fails the connection and stores nothing.
 
-/// Where a device stands, sent first on each connection: its term, how far it has applied the receiver's
-/// stream (the receiver streams from there), and the term at which it took the receiver's users over (0
-/// when it never did).
+/// Where a device stands, sent first on each connection: its term and its log's history ID; how far it has
+/// applied the receiver's stream, and in which history of the receiver's log (the receiver streams from
+/// there when that is its current history, and sends a snapshot otherwise); and the term at which it took
+/// the receiver's users over (0 when it never did).
 struct StreamRequest: Sendable, Hashable {
     var term: UInt32
+    var history: UInt64
     var applied: UInt64
+    var appliedHistory: UInt64
     var adoptedYouAt: UInt32
+
+    static let size = 32
 
     func frame() -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(term)
+        buffer.writeInteger(history)
         buffer.writeInteger(applied)
+        buffer.writeInteger(appliedHistory)
         buffer.writeInteger(adoptedYouAt)
         return Frame(type: .streamRequest, payload: buffer)
     }
 
     static func decode(_ payload: ByteBuffer) throws(LinkError) -> StreamRequest {
         var buffer = payload
-        guard let term = buffer.readInteger(as: UInt32.self), let applied = buffer.readInteger(as: UInt64.self),
+        guard let term = buffer.readInteger(as: UInt32.self), let history = buffer.readInteger(as: UInt64.self),
+            let applied = buffer.readInteger(as: UInt64.self),
+            let appliedHistory = buffer.readInteger(as: UInt64.self),
             let adopted = buffer.readInteger(as: UInt32.self), buffer.readableBytes == 0
-        else { throw LinkError(.malformed("a stream request of \(payload.readableBytes) bytes, expected 16")) }
-        return StreamRequest(term: term, applied: applied, adoptedYouAt: adopted)
+        else {
+            throw LinkError(.malformed("a stream request of \(payload.readableBytes) bytes, expected \(size)"))
+        }
+        return StreamRequest(
+            term: term,
+            history: history,
+            applied: applied,
+            appliedHistory: appliedHistory,
+            adoptedYouAt: adopted
+        )
     }
 }
 

@@ -261,11 +261,16 @@ final class ApplyQueue: Sendable {
     }
 }
 
-/// How far the peer had applied this device's stream when the connection began.
+/// What the peer's stream request said: how far it had applied this device's stream, and its log's history.
 final class PeerPosition: Sendable {
     private let value = Atomic<UInt64>(0)
+    private let peerHistory = Atomic<UInt64>(0)
     var sequence: UInt64 {
         get { value.load(ordering: .relaxed) }
         set { value.store(newValue, ordering: .relaxed) }
+    }
+    var history: UInt64 {
+        get { peerHistory.load(ordering: .relaxed) }
+        set { peerHistory.store(newValue, ordering: .relaxed) }
     }
 }

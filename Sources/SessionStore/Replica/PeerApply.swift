@@ -2,21 +2,22 @@ import LMDB
 
 /// A batch of the peer's replication stream, decoded and ready for the writer.
 package enum PeerBatch: Sendable {
-    /// Records of the peer's own log, in order, complete through the peer's sequence `through` (records of
-    /// this device that the peer's log holds are left out of its stream).
-    case records(origin: DeviceID, through: UInt64, [LogRecord])
+    /// Records of the peer's own log of history `history`, in order, complete through the peer's sequence
+    /// `through` (records of this device that the peer's log holds are left out of its stream).
+    case records(origin: DeviceID, through: UInt64, history: UInt64, [LogRecord])
     /// A full resynchronization begins: this device's copy of the peer's users is dropped, and the peer's
     /// takeovers are recorded.
     case snapshotBegin(origin: DeviceID, adoptions: [Adoption])
     /// Sessions of the peer's users table.
     case snapshotSessions(origin: DeviceID, [Session])
-    /// The snapshot is complete; it stood at the peer's sequence `position`, and the stream goes on after it.
-    case snapshotEnd(origin: DeviceID, position: UInt64)
+    /// The snapshot is complete; it stood at the peer's sequence `position` of history `history`, and the
+    /// stream goes on after it.
+    case snapshotEnd(origin: DeviceID, position: UInt64, history: UInt64)
 
     var origin: DeviceID {
         switch self {
-        case .records(let origin, _, _), .snapshotBegin(let origin, _), .snapshotSessions(let origin, _),
-            .snapshotEnd(let origin, _):
+        case .records(let origin, _, _, _), .snapshotBegin(let origin, _), .snapshotSessions(let origin, _),
+            .snapshotEnd(let origin, _, _):
             origin
         }
     }
@@ -94,7 +95,7 @@ extension LogWriter {
         }
         let known = stagedApplied[peer] ?? applied[peer] ?? 0
         switch batch {
-        case .records(_, let through, let records):
+        case .records(_, let through, let history, let records):
             var previous: UInt64 = 0
             for record in records {
                 guard record.origin == peer else {
@@ -128,6 +129,7 @@ extension LogWriter {
             }
             stagedApplied[peer] = position
             metaChanges.append(.applied(peer, position))
+            metaChanges.append(.appliedHistory(peer, history))
             return PeerApplied(through: position, takeover: takeover)
         case .snapshotBegin(_, let peerAdoptions):
             for adoption in peerAdoptions {
@@ -162,9 +164,10 @@ extension LogWriter {
                 try applyPeerEvent(.login(session), term: term, origin: peer, time: now, txn: txn)
             }
             return PeerApplied(through: known, takeover: nil)
-        case .snapshotEnd(_, let position):
+        case .snapshotEnd(_, let position, let history):
             stagedApplied[peer] = position
             metaChanges.append(.applied(peer, position))
+            metaChanges.append(.appliedHistory(peer, history))
             return PeerApplied(through: position, takeover: nil)
         }
     }

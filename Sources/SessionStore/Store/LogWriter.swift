@@ -41,6 +41,9 @@ final class LogWriter: @unchecked Sendable {
         var portalGroup: PortalGroup
         var term: UInt32
         var adoptions = Adoptions()
+        /// This log's history: a random ID, new with the store and with each reset, so that a peer's
+        /// position in another history of this device is never taken for one in this one.
+        var history: UInt64 = 0
     }
 
     let files: StoreFiles
@@ -113,6 +116,7 @@ final class LogWriter: @unchecked Sendable {
         case term(UInt32)
         case adoption(Adoption)
         case applied(DeviceID, UInt64)
+        case appliedHistory(DeviceID, UInt64)
     }
 
     private let commitTimer = Metrics.Timer(label: "tandem_commit_duration")
@@ -129,6 +133,7 @@ final class LogWriter: @unchecked Sendable {
         var droppedHolds: [String: UInt64]
         var changesInMemory = 0
         var applied: [DeviceID: UInt64] = [:]
+        var appliedHistory: [DeviceID: UInt64] = [:]
     }
 
     struct Recovered {
@@ -140,6 +145,7 @@ final class LogWriter: @unchecked Sendable {
         var droppedHolds: [String: UInt64]
         var deadlines: DeadlineHeap
         var applied: [DeviceID: UInt64]
+        var appliedHistory: [DeviceID: UInt64]
     }
 
     init(
@@ -172,7 +178,8 @@ final class LogWriter: @unchecked Sendable {
                 firstRetained: recovered.firstRetained,
                 holds: recovered.holds,
                 droppedHolds: recovered.droppedHolds,
-                applied: recovered.applied
+                applied: recovered.applied,
+                appliedHistory: recovered.appliedHistory
             )
         )
         let now = monotonicNanoseconds()
@@ -643,6 +650,12 @@ final class LogWriter: @unchecked Sendable {
                         )
                     case .applied(let peer, let position):
                         try txn.putMeta(StoreLayout.MetaKey.appliedPrefix + "\(peer)", position, in: files.logMeta)
+                    case .appliedHistory(let peer, let history):
+                        try txn.putMeta(
+                            StoreLayout.MetaKey.appliedHistoryPrefix + "\(peer)",
+                            history,
+                            in: files.logMeta
+                        )
                     }
                 }
                 guard mayTruncate else { return (0, firstRetained) }
@@ -690,6 +703,8 @@ final class LogWriter: @unchecked Sendable {
                 }
             case .applied:
                 break
+            case .appliedHistory(let peer, let history):
+                status.withLock { $0.appliedHistory[peer] = history }
             case .deviceID(let id):
                 identity.withLock { $0.deviceID = id }
             case .hold(let name, let position):
@@ -736,6 +751,7 @@ final class LogWriter: @unchecked Sendable {
         }
         let me = identity.withLock { $0.deviceID }
         let through = lastSequence
+        let newHistory = UInt64.random(in: 1...UInt64.max)
         var discarded = 0
         do {
             try files.logEnvironment.read { txn in
@@ -757,8 +773,10 @@ final class LogWriter: @unchecked Sendable {
                 try txn.clear(files.log)
                 try txn.putMeta(StoreLayout.MetaKey.term, UInt64(newTerm), in: files.logMeta)
                 try txn.putMeta(StoreLayout.MetaKey.lastSequence, through, in: files.logMeta)
+                try txn.putMeta(StoreLayout.MetaKey.history, newHistory, in: files.logMeta)
                 for prefix in [
                     StoreLayout.MetaKey.appliedPrefix, StoreLayout.MetaKey.adoptedPrefix,
+                    StoreLayout.MetaKey.appliedHistoryPrefix,
                     StoreLayout.MetaKey.holdPrefix, StoreLayout.MetaKey.droppedHoldPrefix,
                 ] {
                     for (name, _) in try txn.metaUInt64s(prefix: prefix, in: files.logMeta) {
@@ -785,6 +803,7 @@ final class LogWriter: @unchecked Sendable {
         identity.withLock {
             $0.term = newTerm
             $0.adoptions = Adoptions()
+            $0.history = newHistory
         }
         status.withLock {
             $0.checkpointSequence = through
@@ -792,6 +811,7 @@ final class LogWriter: @unchecked Sendable {
             $0.holds = [:]
             $0.droppedHolds = [:]
             $0.applied = [:]
+            $0.appliedHistory = [:]
             $0.changesInMemory = 0
         }
         logger.warning(

@@ -25,10 +25,13 @@ struct Recovery {
                     try txn.putMeta(StoreLayout.MetaKey.deviceID, UInt64(configuration.deviceID.rawValue), in: meta)
                     try txn.putMeta(StoreLayout.MetaKey.portalGroup, configuration.portalGroup.name, in: meta)
                     try txn.putMeta(StoreLayout.MetaKey.term, 1, in: meta)
+                    let history = UInt64.random(in: 1...UInt64.max)
+                    try txn.putMeta(StoreLayout.MetaKey.history, history, in: meta)
                     return LogWriter.Identity(
                         deviceID: configuration.deviceID,
                         portalGroup: configuration.portalGroup,
-                        term: 1
+                        term: 1,
+                        history: history
                     )
                 }
                 guard format <= StoreLayout.formatVersion else {
@@ -40,7 +43,11 @@ struct Recovery {
                         )
                     )
                 }
-                let identity = try Self.readIdentity(txn, meta: meta)
+                var identity = try Self.readIdentity(txn, meta: meta)
+                if identity.history == 0 {
+                    identity.history = UInt64.random(in: 1...UInt64.max)
+                    try txn.putMeta(StoreLayout.MetaKey.history, identity.history, in: meta)
+                }
                 guard identity.deviceID == configuration.deviceID else {
                     throw SessionStoreError(
                         .deviceIDMismatch(
@@ -102,7 +109,8 @@ struct Recovery {
             deviceID: deviceID,
             portalGroup: group,
             term: UInt32(truncatingIfNeeded: term),
-            adoptions: adoptions
+            adoptions: adoptions,
+            history: try txn.metaUInt64(StoreLayout.MetaKey.history, in: meta) ?? 0
         )
     }
 
@@ -164,19 +172,12 @@ struct Recovery {
                     }
                     let holds = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.holdPrefix, in: meta)
                     let dropped = try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.droppedHoldPrefix, in: meta)
-                    var applied: [DeviceID: UInt64] = [:]
-                    for (name, position) in try logTxn.metaUInt64s(prefix: StoreLayout.MetaKey.appliedPrefix, in: meta)
-                    {
-                        guard let peer = UInt8(name).flatMap({ DeviceID(rawValue: $0) }) else {
-                            throw SessionStoreError(
-                                .corruptMetadata(
-                                    key: StoreLayout.MetaKey.appliedPrefix + name,
-                                    detail: "not a device ID"
-                                )
-                            )
-                        }
-                        applied[peer] = position
-                    }
+                    let applied = try Self.perDevice(StoreLayout.MetaKey.appliedPrefix, logTxn, meta: meta)
+                    let appliedHistory = try Self.perDevice(
+                        StoreLayout.MetaKey.appliedHistoryPrefix,
+                        logTxn,
+                        meta: meta
+                    )
                     return LogWriter.Recovered(
                         identity: identity,
                         lastSequence: lastSequence,
@@ -185,12 +186,29 @@ struct Recovery {
                         holds: Dictionary(holds, uniquingKeysWith: { $1 }),
                         droppedHolds: Dictionary(dropped, uniquingKeysWith: { $1 }),
                         deadlines: deadlines,
-                        applied: applied
+                        applied: applied,
+                        appliedHistory: appliedHistory
                     )
                 }
             }
         } catch {
             throw SessionStoreError.storage(error, doing: "replaying the log")
         }
+    }
+
+    /// The `prefix<device ID>` keys of `meta`, by device.
+    private static func perDevice(
+        _ prefix: String,
+        _ txn: borrowing some TransactionProtocol & ~Copyable,
+        meta: Database
+    ) throws -> [DeviceID: UInt64] {
+        var values: [DeviceID: UInt64] = [:]
+        for (name, value) in try txn.metaUInt64s(prefix: prefix, in: meta) {
+            guard let device = UInt8(name).flatMap({ DeviceID(rawValue: $0) }) else {
+                throw SessionStoreError(.corruptMetadata(key: prefix + name, detail: "not a device ID"))
+            }
+            values[device] = value
+        }
+        return values
     }
 }

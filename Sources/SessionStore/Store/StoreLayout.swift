@@ -28,6 +28,8 @@ enum StoreLayout {
         static let droppedHoldPrefix = "dropped-hold:"
         static let appliedPrefix = "applied:"
         static let adoptedPrefix = "adopted:"
+        static let appliedHistoryPrefix = "applied-history:"
+        static let history = "history"
     }
 
     static func sequenceKey(_ sequence: UInt64) -> UInt64 { sequence.bigEndian }

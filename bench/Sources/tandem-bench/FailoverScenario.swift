@@ -111,7 +111,10 @@ struct FailoverScenario: AsyncParsableCommand {
         try await Task.sleep(for: .milliseconds(200))
         var lags = Latencies()
         for sample in one.node.takeReplicationLagSamples() {
-            lags.record(UInt64(sample.components.seconds) * 1_000_000_000 + UInt64(sample.components.attoseconds / 1_000_000_000))
+            lags.record(
+                UInt64(sample.components.seconds) * 1_000_000_000
+                    + UInt64(sample.components.attoseconds / 1_000_000_000)
+            )
         }
         report.add("lag_events_per_s", Double(ticks * perTick * 2) / lagElapsed.inSeconds)
         report.add("lag_p50_ms", lags.milliseconds(atPercentile: 50))
@@ -140,7 +143,9 @@ struct FailoverScenario: AsyncParsableCommand {
         let batchEnd = batchFirst + replicatedLogins
         let batchCounter = Atomic<Int>(batchFirst)
         let perCall = batch
-        progress("replicated logins: \(replicatedLogins), \(perCall) per call from \(max(1, concurrency / perCall)) callers")
+        progress(
+            "replicated logins: \(replicatedLogins), \(perCall) per call from \(max(1, concurrency / perCall)) callers"
+        )
         started = nanosecondsNow()
         latencies = try await runCallers(max(1, concurrency / perCall)) { _, latencies in
             while true {
@@ -200,7 +205,11 @@ final class Device: Sendable {
         let configuration = SessionStore.Configuration(deviceID: deviceID, portalGroup: "bench")
         store = try SessionStore.open(at: directory + "/device\(id)", configuration: configuration, logger: logger)
         var link = FailoverLinkService.Configuration(
-            identity: LinkIdentity(deviceID: deviceID, portalGroup: "bench", configurationDigest: Array(repeating: 7, count: 32)),
+            identity: LinkIdentity(
+                deviceID: deviceID,
+                portalGroup: "bench",
+                configurationDigest: Array(repeating: 7, count: 32)
+            ),
             secret: LinkSecret(bytes: Array("the benchmark pair's shared secret".utf8)),
             listen: try SocketAddress(ipAddress: "127.0.0.\(id)", port: port),
             peer: try SocketAddress(ipAddress: "127.0.0.\(id == 1 ? 2 : 1)", port: port)
