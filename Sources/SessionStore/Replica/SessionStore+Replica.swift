@@ -20,7 +20,7 @@ extension SessionStore {
     /// Sets the function called on the writer thread after each commit that logged records, with the last
     /// sequence; it must return at once.
     package func setCommitObserver(_ observer: (@Sendable (UInt64) -> Void)?) {
-        writer.commitObserver.withLock { $0 = observer }
+        writer.commitObserver.withLock { $0 = observer.map(CommitObserver.init) }
     }
 
     /// Applies a batch of the peer's stream; returns once it is committed here.

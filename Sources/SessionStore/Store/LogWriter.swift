@@ -3,6 +3,12 @@ import Logging
 import Metrics
 import Synchronization
 
+/// The function called after each commit; a class, so that loading it from its lock copies a reference.
+final class CommitObserver: Sendable {
+    let call: @Sendable (UInt64) -> Void
+    init(_ call: @escaping @Sendable (UInt64) -> Void) { self.call = call }
+}
+
 /// A caller waiting for the writer's answer.
 typealias Reply<T> = UnsafeContinuation<Result<T, SessionStoreError>, Never>
 
@@ -58,7 +64,7 @@ final class LogWriter: @unchecked Sendable {
     let automaticLogouts: AsyncStream<[Logout]>.Continuation
     let status: Mutex<LogStatusState>
     /// Called on the writer thread after each commit that logged records, with the last sequence.
-    let commitObserver = Mutex<(@Sendable (UInt64) -> Void)?>(nil)
+    let commitObserver = Mutex<CommitObserver?>(nil)
     /// The users table's digest after recent commits (once ``Request/initializeDigest(_:)`` ran).
     let digests = Mutex(DigestHistory())
 
@@ -731,7 +737,7 @@ final class LogWriter: @unchecked Sendable {
                 $0.append(.init(through: lastSequence, applied: applied, value: digest))
             }
         }
-        if !records.isEmpty, let observer = commitObserver.withLock({ $0 }) { observer(lastSequence) }
+        if !records.isEmpty, let observer = commitObserver.withLock({ $0 }) { observer.call(lastSequence) }
         if !peerNotices.isEmpty { automaticLogouts.yield(peerNotices) }
         metaChanges.removeAll(keepingCapacity: true)
         records.removeAll(keepingCapacity: true)
