@@ -176,9 +176,14 @@ public final class FailoverLinkService: Sendable {
         }
     }
 
-    /// The lower device ID connects; until a peer's ID is known, every device with a peer address does.
+    /// The lower device ID connects. Until the peer's ID is known, the device with the lower failover
+    /// address does (both know both addresses), so that two devices starting together open one connection.
     private func shouldInitiate() -> Bool {
-        guard let peer = status.withLock({ $0.peer }) else { return true }
+        guard let peer = status.withLock({ $0.peer }) else {
+            guard let peerAddress = configuration.peer else { return false }
+            let mine = configuration.listen
+            return (mine.ipAddress ?? "", mine.port ?? 0) < (peerAddress.ipAddress ?? "", peerAddress.port ?? 0)
+        }
         return configuration.identity.deviceID < peer.deviceID
     }
 
