@@ -104,6 +104,7 @@ public final class FailoverNode: Sendable {
         var peer: DeviceID?
         var peerTerm: UInt32 = 0
         var connection: Task<Void, Never>?
+        var channel: Channel?
         var connectionID = 0
         var stopped = false
         var digestsCompared = 0
@@ -277,12 +278,16 @@ public final class FailoverNode: Sendable {
     @discardableResult
     public func promote() async throws -> PromotionReport {
         let started = ContinuousClock.now
-        let (peer, peerTerm, connection) = shared.withLock { shared in
-            defer { shared.connection = nil }
-            return (shared.peer, shared.peerTerm, shared.connection)
+        let (peer, peerTerm, connection, channel) = shared.withLock { shared in
+            defer {
+                shared.connection = nil
+                shared.channel = nil
+            }
+            return (shared.peer, shared.peerTerm, shared.connection, shared.channel)
         }
         guard let peer else { throw LinkError(.noPeerKnown) }
-        connection?.cancel()
+        // Closing the connection ends its reader; its applier commits what was received before it ends.
+        try? await channel?.close()
         await connection?.value
         let promotion = try await store.promote(over: peer, peerTerm: peerTerm)
         let ready = started.duration(to: .now)
@@ -329,6 +334,7 @@ public final class FailoverNode: Sendable {
         let (previous, id) = shared.withLock { shared -> (Task<Void, Never>?, Int) in
             shared.connectionID += 1
             shared.peer = connection.peer.deviceID
+            shared.channel = connection.channel.channel
             return (shared.connection, shared.connectionID)
         }
         previous?.cancel()
@@ -369,7 +375,7 @@ public final class FailoverNode: Sendable {
                 try await outbound.write(request.frame())
                 let queue = ApplyQueue()
                 let peerApplied = PeerPosition()
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                try await withThrowingTaskGroup(of: Role.self) { group in
                     group.addTask {
                         try await self.receive(
                             inbound,
@@ -379,11 +385,23 @@ public final class FailoverNode: Sendable {
                             queue: queue,
                             peerApplied: peerApplied
                         )
+                        return .reader
                     }
-                    group.addTask { try await self.apply(outbound, peer: peer, queue: queue, peerApplied: peerApplied) }
-                    group.addTask { try await self.send(outbound, peer: peer, start: start) }
-                    group.addTask { try await self.compareDigests(outbound, peer: peer) }
-                    try await group.next()
+                    group.addTask {
+                        try await self.apply(outbound, peer: peer, queue: queue, peerApplied: peerApplied)
+                        return .applier
+                    }
+                    group.addTask {
+                        try await self.send(outbound, peer: peer, start: start)
+                        return .sender
+                    }
+                    group.addTask {
+                        try await self.compareDigests(outbound, peer: peer)
+                        return .digests
+                    }
+                    // The connection ends when the applier has committed everything the reader received
+                    // before the peer went away, or at the first failure.
+                    while let finished = try await group.next(), finished == .reader {}
                     group.cancelAll()
                 }
             }
@@ -395,6 +413,9 @@ public final class FailoverNode: Sendable {
 
     /// Why a connection ends on purpose.
     private struct Demoted: Error {}
+
+    /// The tasks of a connection.
+    private enum Role: Sendable { case reader, applier, sender, digests }
 
     /// Reads the peer's frames. Stream and snapshot frames are decoded here and queued for ``apply``; the
     /// others are handled at once.
@@ -450,6 +471,8 @@ public final class FailoverNode: Sendable {
                 throw LinkError(.protocolViolation("a \(frame.type) frame after negotiation"))
             }
         }
+        // The connection closed: what was received is still committed before the connection ends.
+        await queue.push(.finish)
     }
 
     /// Applies what the reader queued: all the stream frames waiting at once in one commit, then one ack.
@@ -464,6 +487,8 @@ public final class FailoverNode: Sendable {
             var work = await queue.takeAll()[...]
             while let first = work.popFirst() {
                 switch first {
+                case .finish:
+                    return
                 case .records(var through, var records):
                     while case .records(let nextThrough, let more) = work.first {
                         records += more

@@ -189,6 +189,8 @@ enum PeerWork: Sendable {
     case snapshotBegin([Adoption])
     case snapshotSessions([Session])
     case snapshotEnd(UInt64)
+    /// The connection closed: the applier ends once everything before it is applied.
+    case finish
 }
 
 /// The queue between a connection's reader and its applier. The applier takes everything queued at once,
