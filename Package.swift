@@ -50,10 +50,12 @@ let package = Package(
             dependencies: ["FailoverLink", "SessionStore", .product(name: "NIOCore", package: "swift-nio")],
             path: "tools/fuzz/tandem-frame-fuzzer"
         ),
+        .target(name: "Inspection", dependencies: ["SessionStore"]),
         .executableTarget(
             name: "tandem",
             dependencies: [
                 "SessionStore",
+                "Inspection",
                 "FailoverLink",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -64,6 +66,7 @@ let package = Package(
         ),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "CLMDB"]),
         .testTarget(name: "SessionStoreTests", dependencies: ["SessionStore", "LMDB"]),
+        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "SessionStore", "LMDB"]),
         .testTarget(
             name: "FailoverLinkTests",
             dependencies: [

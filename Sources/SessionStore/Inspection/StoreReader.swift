@@ -227,7 +227,7 @@ public final class StoreReader: Sendable {
             attempt += 1
             do {
                 return try readOnline()
-            } catch where error.kind == .logGap && attempt < 5 {
+            } catch  where error.kind == .logGap && attempt < 5 {
                 continue  // a checkpoint and its truncation ran between the two reads
             }
         }

@@ -43,6 +43,14 @@ public struct SessionTable: Sendable, Hashable {
     }
 }
 
+extension SessionTable {
+    /// Whether `event` changes its address when `current` holds it (`nil`: the address is free), by the
+    /// rules ``apply(_:)`` follows.
+    public static func changes(_ event: Event, current: Session?) -> Bool {
+        ApplyRule.change(for: event, current: current) != nil
+    }
+}
+
 extension Event {
     /// The address the event is about, if it is about one user.
     public var address: IPAddress? {

@@ -1,0 +1,168 @@
+import SessionStore
+
+/// What `tandem log verify` found wrong.
+public struct Problem: Sendable, Hashable, CustomStringConvertible {
+    /// What kind of problem: `corrupt-record`, `sequence-gap`, `table-mismatch`, `corrupt-session`.
+    public var kind: String
+    /// Where and what, precisely.
+    public var detail: String
+
+    public var description: String { "\(kind): \(detail)" }
+}
+
+/// The result of a verification.
+public struct Verification: Sendable {
+    /// Log records read.
+    public var records = 0
+    /// Sessions in the users table on disk.
+    public var checkpointedSessions = 0
+    /// The sequences checked for continuity.
+    public var firstSequence: UInt64?
+    public var lastSequence: UInt64 = 0
+    /// Whether the whole log from sequence 1 was there and intact, so the table was checked against a full
+    /// replay (otherwise against the log after its checkpoint, when that is intact).
+    public var fullReplay = false
+    /// Every problem found.
+    public var problems: [Problem] = []
+}
+
+/// Checks a store: every record's checksum and fields, the sequence's continuity from the first record kept
+/// to the last one logged, every session of the users table, and that the users table equals the log
+/// replayed — from the first record when the log still holds it, otherwise the table at its checkpoint with
+/// the log after it, each event of which must apply.
+///
+/// - Parameters:
+///   - reader: the store.
+///   - progress: called now and then with the fraction done (0...1).
+public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ in }) throws -> Verification {
+    var result = Verification()
+    let positions = try reader.positions()
+    let total = Double(max(1, Int(positions.lastSequence - (positions.firstRetained ?? positions.lastSequence)) + 1))
+
+    // The log: checksums, order, continuity, and a replay of it.
+    var atCheckpoint = SessionTable()
+    var afterCheckpoint: [LogRecord] = []
+    var expected: UInt64?
+    try reader.forEachRawRecord { key, value in
+        result.records += 1
+        if result.records % 65_536 == 0 { progress(0.7 * Double(result.records) / total) }
+        guard key.count == 8 else {
+            result.problems.append(Problem(kind: "corrupt-record", detail: "a log key of \(key.count) bytes"))
+            return true
+        }
+        let sequence = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+        if result.firstSequence == nil { result.firstSequence = sequence }
+        if let expected, sequence != expected {
+            result.problems.append(
+                Problem(kind: "sequence-gap", detail: "records \(expected)...\(sequence - 1) are missing")
+            )
+        }
+        expected = sequence + 1
+        result.lastSequence = sequence
+        do {
+            let record = try RecordCodec.decodeRecord(value)
+            guard record.sequence == sequence else {
+                result.problems.append(
+                    Problem(
+                        kind: "corrupt-record",
+                        detail: "the record at key \(sequence) says sequence \(record.sequence)"
+                    )
+                )
+                return true
+            }
+            if sequence > positions.checkpointSequence {
+                afterCheckpoint.append(record)
+            } else {
+                atCheckpoint.apply(record)
+            }
+        } catch {
+            result.problems.append(Problem(kind: "corrupt-record", detail: "sequence \(sequence): \(error)"))
+        }
+        return true
+    }
+    if positions.lastSequence > result.lastSequence, positions.lastSequence > positions.checkpointSequence {
+        result.problems.append(
+            Problem(
+                kind: "sequence-gap",
+                detail: "records \(result.lastSequence + 1)...\(positions.lastSequence) were logged but are missing"
+            )
+        )
+    }
+    if let first = result.firstSequence, first > positions.checkpointSequence + 1 {
+        result.problems.append(
+            Problem(
+                kind: "sequence-gap",
+                detail: "the log starts at \(first), but the table's checkpoint is \(positions.checkpointSequence)"
+            )
+        )
+    }
+
+    // The users table at its checkpoint, then the log after it.
+    var table: [IPAddress: Session] = [:]
+    do {
+        try reader.forEachCheckpointedSession { session in
+            result.checkpointedSessions += 1
+            table[session.ip] = session
+        }
+    } catch let error as SessionStoreError where error.kind == .corruptRecord {
+        result.problems.append(Problem(kind: "corrupt-session", detail: "\(error)"))
+    }
+    progress(0.85)
+    result.fullReplay = result.firstSequence == 1 || (result.firstSequence == nil && positions.lastSequence == 0)
+    // A damaged record would show as differences of its own: the table is compared with an intact log only.
+    let intact = !result.problems.contains { $0.kind == "corrupt-record" }
+    if !intact {
+        result.fullReplay = false
+    } else if result.fullReplay && positions.checkpointSequence > 0 {
+        // The whole log replayed up to the checkpoint must be the table on disk.
+        compare(table, atCheckpoint.sessions, into: &result.problems)
+    } else if !result.fullReplay {
+        for record in afterCheckpoint {
+            guard let ip = record.event.address else { continue }
+            let applies = SessionTable.changes(record.event, current: table[ip])
+            switch record.event {
+            case .login(let session) where applies:
+                table[ip] = session
+            case .logout where applies:
+                table[ip] = nil
+            case .logout:
+                result.problems.append(
+                    Problem(
+                        kind: "table-mismatch",
+                        detail:
+                            "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
+                    )
+                )
+            default:
+                break
+            }
+        }
+    }
+    progress(1)
+    return result
+}
+
+private func compare(_ table: [IPAddress: Session], _ replayed: [IPAddress: Session], into problems: inout [Problem]) {
+    var reported = 0
+    func report(_ detail: String) {
+        reported += 1
+        if reported <= 100 { problems.append(Problem(kind: "table-mismatch", detail: detail)) }
+    }
+    for (ip, session) in table.sorted(by: { $0.key < $1.key }) {
+        guard let expected = replayed[ip] else {
+            report("\(ip) is in the users table but the log has it offline")
+            continue
+        }
+        if expected != session {
+            report("\(ip) differs from the log: table \(describe(session)), log \(describe(expected))")
+        }
+    }
+    for ip in replayed.keys.sorted() where table[ip] == nil {
+        report("\(ip) is online by the log but missing from the users table")
+    }
+    if reported > 100 { problems.append(Problem(kind: "table-mismatch", detail: "\(reported - 100) more differences")) }
+}
+
+func describe(_ session: Session) -> String {
+    "(user \(session.userName), MAC \(session.mac), owner \(session.owner), generation \(session.generation))"
+}

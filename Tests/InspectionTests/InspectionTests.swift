@@ -1,0 +1,272 @@
+import Foundation
+import Inspection
+import LMDB
+import SessionStore
+import Testing
+
+/// A store in a temporary directory, removed at the end.
+final class ScratchStore {
+    let directory = NSTemporaryDirectory() + "tandem-inspect-" + UUID().uuidString
+    var path: String { directory + "/store" }
+
+    init() throws { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    func open() throws -> SessionStore {
+        var configuration = SessionStore.Configuration(deviceID: 1, portalGroup: "campus")
+        configuration.expiryInterval = nil
+        return try SessionStore.open(at: path, configuration: configuration)
+    }
+}
+
+func user(_ number: Int, owner: DeviceID = 1) -> Session {
+    Session(
+        ip: IPAddress(ipv4: 0x0A00_0000 | UInt32(number)),
+        mac: MACAddress(rawValue: 0x0200_0000_0000 | UInt64(number)),
+        userName: "user\(number)",
+        vlan: 10,
+        accessInterface: "GigabitEthernet1/0/\(number % 48 + 1)",
+        portalGroup: "campus",
+        owner: owner,
+        loginTime: Timestamp(microsecondsSinceEpoch: 1_795_000_000_000_000 + Int64(number)),
+        sessionTimeout: 0
+    )
+}
+
+/// A store with a known history: users 1...5 log in, 2 and 4 log off (for different reasons), 6 logs in.
+/// The whole log is kept (a hold at 1), and the store is closed (checkpointed).
+func knownHistory(_ scratch: ScratchStore) async throws {
+    let store = try scratch.open()
+    try await store.holdLog("inspection", from: 1)
+    for number in 1...5 { try await store.login(user(number)) }
+    try await store.logout(user(2).ip, reason: .deleteUser)
+    try await store.logout(user(4).ip, reason: .idleTimeout)
+    try await store.login(user(6))
+    await store.close()
+}
+
+/// Masks the time column (the store stamps records with the time they were logged).
+func maskTimes(_ text: String) -> String {
+    text.replacingOccurrences(
+        of: #"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"#,
+        with: "<time>",
+        options: .regularExpression
+    )
+}
+
+@Suite("Log inspection")
+struct InspectionTests {
+    @Test("dump prints one aligned line per record (golden output), and filters")
+    func golden() async throws {
+        let scratch = try ScratchStore()
+        try await knownHistory(scratch)
+        let reader = try StoreReader(path: scratch.path)
+        var lines: [String] = []
+        try dumpLog(reader, filter: LogFilter(), json: false) { lines.append(maskTimes($0)) }
+        let golden = """
+                     1  <time>  dev 1    login             10.0.0.1                                 02:00:00:00:00:01  user1
+                     2  <time>  dev 1    login             10.0.0.2                                 02:00:00:00:00:02  user2
+                     3  <time>  dev 1    login             10.0.0.3                                 02:00:00:00:00:03  user3
+                     4  <time>  dev 1    login             10.0.0.4                                 02:00:00:00:00:04  user4
+                     5  <time>  dev 1    login             10.0.0.5                                 02:00:00:00:00:05  user5
+                     6  <time>  dev 1    logout            10.0.0.2                                 02:00:00:00:00:02  user2  delete-user
+                     7  <time>  dev 1    logout            10.0.0.4                                 02:00:00:00:00:04  user4  idle-timeout
+                     8  <time>  dev 1    login             10.0.0.6                                 02:00:00:00:00:06  user6
+            """
+        #expect(lines.joined(separator: "\n") == golden)
+
+        var filter = LogFilter()
+        filter.kind = .logout
+        var logouts: [String] = []
+        try dumpLog(reader, filter: filter, json: false) { logouts.append($0) }
+        #expect(logouts.count == 2)
+        filter = LogFilter()
+        filter.user = "user4"
+        filter.from = 2
+        var user4: [String] = []
+        try dumpLog(reader, filter: filter, json: false) { user4.append(maskTimes($0)) }
+        #expect(user4.map { $0.prefix(10).trimmingCharacters(in: .whitespaces) } == ["4", "7"])
+    }
+
+    @Test("JSON lines parse back to the records' fields")
+    func jsonRoundTrip() async throws {
+        let scratch = try ScratchStore()
+        try await knownHistory(scratch)
+        let reader = try StoreReader(path: scratch.path)
+        var records: [LogRecord] = []
+        try reader.forEachRecord {
+            records.append($0)
+            return true
+        }
+        var lines: [String] = []
+        try dumpLog(reader, filter: LogFilter(), json: true) { lines.append($0) }
+        #expect(lines.count == records.count)
+        for (line, record) in zip(lines, records) {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(object["sequence"] as? Int == Int(record.sequence))
+            #expect(object["kind"] as? String == record.event.kind.description)
+            #expect(object["time"] as? String == record.time.description)
+            #expect(object["origin"] as? Int == 1)
+            #expect(object["ip"] as? String == record.event.address.map { "\($0)" })
+            if case .logout(let logout) = record.event {
+                #expect(object["reason"] as? String == logout.reason.description)
+                #expect(object["user"] as? String == logout.userName)
+            }
+        }
+    }
+
+    @Test("verify finds a clean store clean")
+    func verifyClean() async throws {
+        let scratch = try ScratchStore()
+        try await knownHistory(scratch)
+        let result = try verifyStore(try StoreReader(path: scratch.path))
+        #expect(result.problems.isEmpty)
+        #expect(result.records == 8)
+        #expect(result.fullReplay)
+        #expect(result.checkpointedSessions == 4)
+    }
+
+    @Test("verify catches a corrupted record, a sequence gap and a table that disagrees with its log")
+    func verifyProblems() async throws {
+        // A flipped byte inside record 3.
+        var scratch = try ScratchStore()
+        try await knownHistory(scratch)
+        try editLog(scratch.path) { txn, log in
+            let key = withUnsafeBytes(of: UInt64(3).bigEndian) { Array($0) }
+            var value = try #require(try txn.value(forKey: key, in: log))
+            value[12] ^= 0x40
+            _ = try txn.put(key, value, in: log)
+        }
+        var result = try verifyStore(try StoreReader(path: scratch.path))
+        #expect(result.problems.map(\.kind) == ["corrupt-record"])
+        #expect(result.problems.first?.detail.contains("sequence 3") == true)
+
+        // Record 5 deleted.
+        scratch = try ScratchStore()
+        try await knownHistory(scratch)
+        try editLog(scratch.path) { txn, log in
+            _ = try withUnsafeBytes(of: UInt64(5).bigEndian) { try txn.delete(key: $0, in: log) }
+        }
+        result = try verifyStore(try StoreReader(path: scratch.path))
+        #expect(result.problems.contains { $0.kind == "sequence-gap" && $0.detail.contains("records 5...5") })
+
+        // User 3 removed from the users table, outside the log.
+        scratch = try ScratchStore()
+        try await knownHistory(scratch)
+        do {
+            let environment = try Environment(path: scratch.path + "/users.mdb")
+            let users = try environment.openDatabase("users")
+            try environment.write { txn in _ = try user(3).ip.withUnsafeBytes { try txn.delete(key: $0, in: users) } }
+        }
+        result = try verifyStore(try StoreReader(path: scratch.path))
+        #expect(result.problems.map(\.kind) == ["table-mismatch"])
+        #expect(result.problems.first?.detail.contains("10.0.0.3") == true)
+    }
+
+    @Test("users --at rebuilds who was online at a past time from the log")
+    func usersAt() async throws {
+        let scratch = try ScratchStore()
+        let store = try scratch.open()
+        try await store.holdLog("inspection", from: 1)
+        try await store.login(user(1))
+        try await store.login(user(2))
+        try await Task.sleep(for: .milliseconds(5))
+        let first = Timestamp.now
+        try await Task.sleep(for: .milliseconds(5))
+        try await store.logout(user(1).ip, reason: .user)
+        try await store.login(user(3))
+        try await Task.sleep(for: .milliseconds(5))
+        let second = Timestamp.now
+        try await Task.sleep(for: .milliseconds(5))
+        try await store.logout(user(2).ip, reason: .portalServer)
+        await store.close()
+
+        let reader = try StoreReader(path: scratch.path)
+        #expect(try sessions(at: first, in: reader).map(\.userName) == ["user1", "user2"])
+        #expect(try sessions(at: second, in: reader).map(\.userName) == ["user2", "user3"])
+        #expect(try sessions(at: .now, in: reader).map(\.userName) == ["user3"])
+        #expect(try reader.onlineSessions().map(\.userName) == ["user3"])
+    }
+
+    @Test("--at on a log truncated behind a checkpoint says why it cannot answer")
+    func usersAtTruncated() async throws {
+        let scratch = try ScratchStore()
+        let store = try scratch.open()
+        for number in 1...3 { try await store.login(user(number)) }
+        await store.close()
+        let reopened = try scratch.open()
+        try await reopened.login(user(9))
+        _ = try await reopened.checkpoint()
+        await reopened.close()
+        let error = #expect(throws: InspectionError.self) {
+            try sessions(at: .now, in: try StoreReader(path: scratch.path))
+        }
+        #expect(error?.description.contains("truncated") == true)
+    }
+
+    @Test("diff finds a planted difference, and nothing between a store and its copy")
+    func diff() async throws {
+        let scratch = try ScratchStore()
+        let store = try scratch.open()
+        for number in 1...20 { try await store.login(user(number)) }
+        let copy = scratch.directory + "/copy"
+        try await store.copy(to: copy)
+        #expect(
+            differences(
+                try StoreReader(path: scratch.path).onlineSessions(),
+                try StoreReader(path: copy).onlineSessions()
+            ).isEmpty
+        )
+        try await store.logout(user(7).ip, reason: .cutConnection)
+        try await store.login(user(30))
+        await store.close()
+        let found = differences(
+            try StoreReader(path: scratch.path).onlineSessions(),
+            try StoreReader(path: copy).onlineSessions()
+        )
+        #expect(found.map(\.kind) == [.onlyInSecond, .onlyInFirst])
+        #expect(found.map(\.ip) == [user(7).ip, user(30).ip])
+    }
+
+    @Test("a missing directory, a foreign directory and a store of a newer format are refused clearly")
+    func refusals() async throws {
+        let scratch = try ScratchStore()
+        var error = #expect(throws: SessionStoreError.self) { try StoreReader(path: scratch.directory + "/nothing") }
+        #expect(error?.kind == .notAStore)
+        #expect(error?.description.contains("does not exist") == true)
+        error = #expect(throws: SessionStoreError.self) { try StoreReader(path: scratch.directory) }
+        #expect(error?.kind == .notAStore)
+        #expect(error?.description.contains("log.mdb is missing") == true)
+
+        try await knownHistory(scratch)
+        do {
+            let environment = try Environment(path: scratch.path + "/log.mdb")
+            let meta = try environment.openDatabase("meta")
+            try environment.write { txn in
+                _ = try txn.put(Array("format".utf8), withUnsafeBytes(of: UInt64(9).bigEndian) { Array($0) }, in: meta)
+            }
+        }
+        error = #expect(throws: SessionStoreError.self) { try StoreReader(path: scratch.path) }
+        #expect(error?.kind == .unsupportedFormat)
+    }
+
+    @Test("a reader follows a store that a device has open, without stopping its writes")
+    func liveStore() async throws {
+        let scratch = try ScratchStore()
+        let store = try scratch.open()
+        for number in 1...100 { try await store.login(user(number)) }
+        let reader = try StoreReader(path: scratch.path)
+        #expect(try reader.onlineSessions().count == 100)
+        for number in 101...150 { try await store.login(user(number)) }
+        #expect(try reader.onlineSessions().count == 150)
+        #expect(try reader.positions().lastSequence == 150)
+        await store.close()
+    }
+}
+
+/// Edits a closed store's log database directly (to damage it on purpose).
+func editLog(_ path: String, _ body: (borrowing WriteTransaction, Database) throws -> Void) throws {
+    let environment = try Environment(path: path + "/log.mdb")
+    let log = try environment.openDatabase("log")
+    try environment.write { txn in try body(txn, log) }
+}
