@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "LMDB", targets: ["LMDB"]),
         .library(name: "SessionStore", targets: ["SessionStore"]),
         .library(name: "FailoverLink", targets: ["FailoverLink"]),
+        .library(name: "Inspection", targets: ["Inspection"]),
         .executable(name: "tandem-frame-fuzzer", targets: ["tandem-frame-fuzzer"]),
         .executable(name: "tandem", targets: ["tandem"]),
     ],

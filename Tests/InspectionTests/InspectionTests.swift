@@ -115,6 +115,17 @@ struct InspectionTests {
         }
     }
 
+    @Test("JSON lines escape what a user name may hold")
+    func jsonEscaping() throws {
+        var session = user(1)
+        session.userName = #"o"brien\d ü"#
+        let record = LogRecord(sequence: 1, term: 1, origin: 1, time: .now, event: .login(session))
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(LogLine.json(record).utf8)) as? [String: Any]
+        )
+        #expect(object["user"] as? String == session.userName)
+    }
+
     @Test("verify finds a clean store clean")
     func verifyClean() async throws {
         let scratch = try ScratchStore()
