@@ -40,7 +40,7 @@ public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ 
     let total = Double(max(1, Int(positions.lastSequence - (positions.firstRetained ?? positions.lastSequence)) + 1))
 
     // The log: checksums, order, continuity, and a replay of it.
-    var atCheckpoint = SessionTable()
+    var atCheckpoint = SessionTable(reservingCapacity: positions.checkpointedUsers)
     var afterCheckpoint: [LogRecord] = []
     var expected: UInt64?
     try reader.forEachRawRecord { key, value in
@@ -70,10 +70,10 @@ public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ 
                 )
                 return true
             }
-            if sequence > positions.checkpointSequence {
-                afterCheckpoint.append(record)
-            } else {
+            if sequence <= positions.checkpointSequence {
                 atCheckpoint.apply(record)
+            } else if result.firstSequence != 1 {
+                afterCheckpoint.append(record)  // checked against the table, below
             }
         } catch {
             result.problems.append(Problem(kind: "corrupt-record", detail: "sequence \(sequence): \(error)"))
@@ -97,26 +97,46 @@ public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ 
         )
     }
 
-    // The users table at its checkpoint, then the log after it.
+    // The users table at its checkpoint, against the log.
+    result.fullReplay = result.firstSequence == 1 || (result.firstSequence == nil && positions.lastSequence == 0)
+    // A damaged record would show as differences of its own: the table is compared with an intact log only.
+    let intact = !result.problems.contains { $0.kind == "corrupt-record" }
+    if !intact { result.fullReplay = false }
+    let replayed = atCheckpoint.sessions
+    var mismatches = Mismatches()
     var table: [IPAddress: Session] = [:]
+    var matched = 0
     do {
         try reader.forEachCheckpointedSession { session in
             result.checkpointedSessions += 1
-            table[session.ip] = session
+            if result.fullReplay {
+                // The whole log replayed up to the checkpoint must be the table on disk.
+                guard let expected = replayed[session.ip] else {
+                    mismatches.report("\(session.ip) is in the users table but the log has it offline")
+                    return
+                }
+                matched += 1
+                if expected != session {
+                    mismatches.report(
+                        "\(session.ip) differs from the log: table \(describe(session)), log \(describe(expected))"
+                    )
+                }
+            } else if intact {
+                table[session.ip] = session
+            }
         }
     } catch let error as SessionStoreError where error.kind == .corruptRecord {
         result.problems.append(Problem(kind: "corrupt-session", detail: "\(error)"))
     }
     progress(0.85)
-    result.fullReplay = result.firstSequence == 1 || (result.firstSequence == nil && positions.lastSequence == 0)
-    // A damaged record would show as differences of its own: the table is compared with an intact log only.
-    let intact = !result.problems.contains { $0.kind == "corrupt-record" }
-    if !intact {
-        result.fullReplay = false
-    } else if result.fullReplay && positions.checkpointSequence > 0 {
-        // The whole log replayed up to the checkpoint must be the table on disk.
-        compare(table, atCheckpoint.sessions, into: &result.problems)
-    } else if !result.fullReplay {
+    if result.fullReplay && matched < replayed.count {
+        var present = Set<IPAddress>()
+        try reader.forEachCheckpointedSession { present.insert($0.ip) }
+        for ip in replayed.keys.sorted() where !present.contains(ip) {
+            mismatches.report("\(ip) is online by the log but missing from the users table")
+        }
+    } else if !result.fullReplay && intact {
+        // The log after the checkpoint must apply to the table: every logout ends a session it holds.
         for record in afterCheckpoint {
             guard let ip = record.event.address else { continue }
             let applies = SessionTable.changes(record.event, current: table[ip])
@@ -126,41 +146,32 @@ public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ 
             case .logout where applies:
                 table[ip] = nil
             case .logout:
-                result.problems.append(
-                    Problem(
-                        kind: "table-mismatch",
-                        detail:
-                            "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
-                    )
+                mismatches.report(
+                    "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
                 )
             default:
                 break
             }
         }
     }
+    result.problems += mismatches.problems
     progress(1)
     return result
 }
 
-private func compare(_ table: [IPAddress: Session], _ replayed: [IPAddress: Session], into problems: inout [Problem]) {
-    var reported = 0
-    func report(_ detail: String) {
-        reported += 1
-        if reported <= 100 { problems.append(Problem(kind: "table-mismatch", detail: detail)) }
-    }
-    for (ip, session) in table.sorted(by: { $0.key < $1.key }) {
-        guard let expected = replayed[ip] else {
-            report("\(ip) is in the users table but the log has it offline")
-            continue
-        }
-        if expected != session {
-            report("\(ip) differs from the log: table \(describe(session)), log \(describe(expected))")
+/// Table mismatches, the first 100 in full and then a count.
+private struct Mismatches {
+    private(set) var problems: [Problem] = []
+    private var count = 0
+
+    mutating func report(_ detail: String) {
+        count += 1
+        if count <= 100 {
+            problems.append(Problem(kind: "table-mismatch", detail: detail))
+        } else if count == 101 {
+            problems.append(Problem(kind: "table-mismatch", detail: "more differences (only the first 100 are listed)"))
         }
     }
-    for ip in replayed.keys.sorted() where table[ip] == nil {
-        report("\(ip) is online by the log but missing from the users table")
-    }
-    if reported > 100 { problems.append(Problem(kind: "table-mismatch", detail: "\(reported - 100) more differences")) }
 }
 
 func describe(_ session: Session) -> String {

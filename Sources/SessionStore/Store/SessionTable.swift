@@ -25,6 +25,12 @@ public struct SessionTable: Sendable, Hashable {
     /// An empty table.
     public init() {}
 
+    /// An empty table with room for `capacity` sessions.
+    /// - Parameter capacity: the sessions expected.
+    public init(reservingCapacity capacity: Int) {
+        sessions.reserveCapacity(capacity)
+    }
+
     /// The number of online users.
     public var count: Int { sessions.count }
 
