@@ -76,83 +76,110 @@ public enum LogLine {
 
     /// The record's fields as one JSON object on one line (absent fields left out).
     public static func json(_ record: LogRecord) -> String {
-        var object = JSONObject()
-        object.add("sequence", record.sequence)
-        object.add("term", UInt64(record.term))
-        object.add("origin", UInt64(record.origin.rawValue))
-        object.add("time", record.time.description)
-        object.add("kind", record.event.kind.description)
-        switch record.event {
-        case .login(let session):
-            object.add("ip", session.ip.description)
-            object.add("mac", session.mac.description)
-            object.add("user", session.userName)
-            object.add("owner", UInt64(session.owner.rawValue))
-            object.add("vlan", UInt64(session.vlan))
-            object.add("interface", session.accessInterface)
-            object.add("generation", session.generation.description)
-        case .logout(let logout):
-            object.add("ip", logout.ip.description)
-            object.add("mac", logout.mac.description)
-            object.add("user", logout.userName)
-            object.add("owner", UInt64(logout.owner.rawValue))
-            object.add("reason", logout.reason.description)
-            object.add("generation", logout.generation.description)
-        case .deviceIDChanged(let from, let to):
-            object.add("from", UInt64(from.rawValue))
-            object.add("to", UInt64(to.rawValue))
-        case .takeover(let from, let to, let term):
-            object.add("from", UInt64(from.rawValue))
-            object.add("to", UInt64(to.rawValue))
-            object.add("new_term", UInt64(term))
+        var bytes: [UInt8] = []
+        appendJSON(record, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends ``json(_:)``'s object to `bytes`, without a newline.
+    public static func appendJSON(_ record: LogRecord, to bytes: inout [UInt8]) {
+        withUnsafeMutablePointer(to: &bytes) { pointer in
+            var object = JSONObject(pointer)
+            object.add("sequence", record.sequence)
+            object.add("term", UInt64(record.term))
+            object.add("origin", UInt64(record.origin.rawValue))
+            object.add("time", record.time.description)
+            object.add("kind", record.event.kind.description)
+            switch record.event {
+            case .login(let session):
+                object.add("ip", session.ip.description)
+                object.add("mac", session.mac.description)
+                object.add("user", session.userName)
+                object.add("owner", UInt64(session.owner.rawValue))
+                object.add("vlan", UInt64(session.vlan))
+                object.add("interface", session.accessInterface)
+                object.add("generation", session.generation.description)
+            case .logout(let logout):
+                object.add("ip", logout.ip.description)
+                object.add("mac", logout.mac.description)
+                object.add("user", logout.userName)
+                object.add("owner", UInt64(logout.owner.rawValue))
+                object.add("reason", logout.reason.description)
+                object.add("generation", logout.generation.description)
+            case .deviceIDChanged(let from, let to):
+                object.add("from", UInt64(from.rawValue))
+                object.add("to", UInt64(to.rawValue))
+            case .takeover(let from, let to, let term):
+                object.add("from", UInt64(from.rawValue))
+                object.add("to", UInt64(to.rawValue))
+                object.add("new_term", UInt64(term))
+            }
+            object.finish()
         }
-        return object.finish()
     }
 }
 
 /// A JSON object built by appending, for the hot path of `tandem log dump --json` (a million lines a second
 /// leaves no room for a general serializer).
-struct JSONObject {
-    private var bytes: [UInt8] = [UInt8(ascii: "{")]
+struct JSONObject: ~Copyable {
+    private let bytes: UnsafeMutablePointer<[UInt8]>
+    private var empty = true
 
-    init() { bytes.reserveCapacity(320) }
+    /// An object appended to `bytes`, which must outlive it (it is used within one call).
+    init(_ bytes: UnsafeMutablePointer<[UInt8]>) {
+        self.bytes = bytes
+        bytes.pointee.append(UInt8(ascii: "{"))
+    }
 
     private mutating func key(_ name: StaticString) {
-        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
-        bytes.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        if !empty { bytes.pointee.append(UInt8(ascii: ",")) }
+        empty = false
+        bytes.pointee.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { bytes.pointee.append(contentsOf: $0) }
+        bytes.pointee.append(UInt8(ascii: "\""))
+        bytes.pointee.append(UInt8(ascii: ":"))
     }
 
     mutating func add(_ name: StaticString, _ value: UInt64) {
         key(name)
-        bytes.append(contentsOf: String(value).utf8)
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var value = value
+            var index = buffer.count
+            repeat {
+                index -= 1
+                buffer[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            } while value > 0
+            bytes.pointee.append(contentsOf: buffer[index...])
+        }
     }
 
     mutating func add(_ name: StaticString, _ value: String) {
         key(name)
-        bytes.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                bytes.append(UInt8(ascii: "\\"))
-                bytes.append(byte)
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: Array("\\u00".utf8))
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 15)])
-            default:
-                bytes.append(byte)
+        bytes.pointee.append(UInt8(ascii: "\""))
+        var value = value
+        value.withUTF8 { utf8 in
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                    bytes.pointee.append(UInt8(ascii: "\\"))
+                    bytes.pointee.append(byte)
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    bytes.pointee.append(contentsOf: Array("\\u00".utf8))
+                    bytes.pointee.append(hex[Int(byte >> 4)])
+                    bytes.pointee.append(hex[Int(byte & 15)])
+                default:
+                    bytes.pointee.append(byte)
+                }
             }
         }
-        bytes.append(UInt8(ascii: "\""))
+        bytes.pointee.append(UInt8(ascii: "\""))
     }
 
-    consuming func finish() -> String {
-        bytes.append(UInt8(ascii: "}"))
-        return String(decoding: bytes, as: UTF8.self)
+    consuming func finish() {
+        bytes.pointee.append(UInt8(ascii: "}"))
     }
 }
 
@@ -170,7 +197,8 @@ func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
     return right ? fill + text : text + fill
 }
 
-/// Writes `tandem log dump`'s output for the records `filter` passes.
+/// Writes `tandem log dump`'s output for the records `filter` passes: lines of text or JSON, handed to
+/// `flush` in chunks of about 1 MiB.
 ///
 /// - Returns: the records written.
 @discardableResult
@@ -178,14 +206,26 @@ public func dumpLog(
     _ reader: StoreReader,
     filter: LogFilter,
     json: Bool,
-    write: (String) -> Void
+    flush: ([UInt8]) -> Void
 ) throws -> Int {
     var written = 0
+    var buffer: [UInt8] = []
+    buffer.reserveCapacity(1 << 20 + 4096)
     try reader.forEachRecord(from: filter.from ?? 0, through: filter.to ?? .max) { record in
         guard filter.matches(record) else { return true }
-        write(json ? LogLine.json(record) : LogLine.text(record))
+        if json {
+            LogLine.appendJSON(record, to: &buffer)
+        } else {
+            buffer.append(contentsOf: LogLine.text(record).utf8)
+        }
+        buffer.append(UInt8(ascii: "\n"))
         written += 1
+        if buffer.count >= 1 << 20 {
+            flush(buffer)
+            buffer.removeAll(keepingCapacity: true)
+        }
         return true
     }
+    if !buffer.isEmpty { flush(buffer) }
     return written
 }

@@ -45,6 +45,11 @@ func knownHistory(_ scratch: ScratchStore) async throws {
     await store.close()
 }
 
+/// The lines of a chunk of output.
+func splitLines(_ chunk: [UInt8]) -> [String] {
+    String(decoding: chunk, as: UTF8.self).split(separator: "\n").map(String.init)
+}
+
 /// Masks the time column (the store stamps records with the time they were logged).
 func maskTimes(_ text: String) -> String {
     text.replacingOccurrences(
@@ -62,7 +67,7 @@ struct InspectionTests {
         try await knownHistory(scratch)
         let reader = try StoreReader(path: scratch.path)
         var lines: [String] = []
-        try dumpLog(reader, filter: LogFilter(), json: false) { lines.append(maskTimes($0)) }
+        try dumpLog(reader, filter: LogFilter(), json: false) { lines += splitLines($0).map(maskTimes) }
         let golden = """
                      1  <time>  dev 1    login             10.0.0.1                                 02:00:00:00:00:01  user1
                      2  <time>  dev 1    login             10.0.0.2                                 02:00:00:00:00:02  user2
@@ -78,13 +83,13 @@ struct InspectionTests {
         var filter = LogFilter()
         filter.kind = .logout
         var logouts: [String] = []
-        try dumpLog(reader, filter: filter, json: false) { logouts.append($0) }
+        try dumpLog(reader, filter: filter, json: false) { logouts += splitLines($0) }
         #expect(logouts.count == 2)
         filter = LogFilter()
         filter.user = "user4"
         filter.from = 2
         var user4: [String] = []
-        try dumpLog(reader, filter: filter, json: false) { user4.append(maskTimes($0)) }
+        try dumpLog(reader, filter: filter, json: false) { user4 += splitLines($0).map(maskTimes) }
         #expect(user4.map { $0.prefix(10).trimmingCharacters(in: .whitespaces) } == ["4", "7"])
     }
 
@@ -99,7 +104,7 @@ struct InspectionTests {
             return true
         }
         var lines: [String] = []
-        try dumpLog(reader, filter: LogFilter(), json: true) { lines.append($0) }
+        try dumpLog(reader, filter: LogFilter(), json: true) { lines += splitLines($0) }
         #expect(lines.count == records.count)
         for (line, record) in zip(lines, records) {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])

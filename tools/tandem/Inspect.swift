@@ -35,7 +35,7 @@ struct Log: ParsableCommand {
         func run() throws {
             let reader = try StoreReader(path: path)
             let output = Output()
-            try dumpLog(reader, filter: try filter.filter(), json: json) { output.line($0) }
+            try dumpLog(reader, filter: try filter.filter(), json: json) { output.bytes($0) }
         }
     }
 
@@ -363,6 +363,12 @@ final class Output {
         buffer.append(contentsOf: text.utf8)
         buffer.append(UInt8(ascii: "\n"))
         if buffer.count >= 1 << 16 { flush() }
+    }
+
+    func bytes(_ chunk: [UInt8]) {
+        flush()
+        buffer = chunk
+        flush()
     }
 
     func colour(_ text: String, red: Bool) -> String {

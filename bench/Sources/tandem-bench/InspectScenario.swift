@@ -56,18 +56,8 @@ struct InspectScenario: AsyncParsableCommand {
         let reader = try StoreReader(path: directory)
         progress("dump --json to /dev/null")
         let sink = FileHandle(forWritingAtPath: "/dev/null")!
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(1 << 20)
         var started = nanosecondsNow()
-        let dumped = try dumpLog(reader, filter: LogFilter(), json: true) { line in
-            buffer.append(contentsOf: line.utf8)
-            buffer.append(10)
-            if buffer.count >= 1 << 20 {
-                sink.write(Data(buffer))
-                buffer.removeAll(keepingCapacity: true)
-            }
-        }
-        sink.write(Data(buffer))
+        let dumped = try dumpLog(reader, filter: LogFilter(), json: true) { sink.write(Data($0)) }
         let dumpSeconds = seconds(since: started)
         report.add("dump_events", dumped)
         report.add("dump_events_per_s", Double(dumped) / dumpSeconds)
