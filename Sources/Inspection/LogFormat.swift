@@ -132,12 +132,10 @@ struct JSONObject: ~Copyable {
     }
 
     private mutating func key(_ name: StaticString) {
-        if !empty { bytes.pointee.append(UInt8(ascii: ",")) }
+        bytes.pointee.append(contentsOf: empty ? [UInt8(ascii: "\"")] : [UInt8(ascii: ","), UInt8(ascii: "\"")])
         empty = false
-        bytes.pointee.append(UInt8(ascii: "\""))
         name.withUTF8Buffer { bytes.pointee.append(contentsOf: $0) }
-        bytes.pointee.append(UInt8(ascii: "\""))
-        bytes.pointee.append(UInt8(ascii: ":"))
+        bytes.pointee.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
     }
 
     mutating func add(_ name: StaticString, _ value: UInt64) {
@@ -160,6 +158,11 @@ struct JSONObject: ~Copyable {
         bytes.pointee.append(UInt8(ascii: "\""))
         var value = value
         value.withUTF8 { utf8 in
+            // Most values need no escaping: one copy.
+            guard utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) else {
+                bytes.pointee.append(contentsOf: utf8)
+                return
+            }
             for byte in utf8 {
                 switch byte {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"):
