@@ -77,11 +77,11 @@ final class LogWriter: @unchecked Sendable {
     private var thread: StoreThread?
 
     // Writer-thread state.
-    var lastSequence: UInt64
+    private var lastSequence: UInt64
     private var checkpointSequence: UInt64
     private var firstRetained: UInt64?
     private var holds: [String: UInt64]
-    var deadlines = DeadlineHeap()
+    private var deadlines = DeadlineHeap()
     private var checkpointWaiters: [(UInt64, Reply<UInt64>)] = []
     private var checkpointRunning = false
     private var checkpointFailedWhileClosing = false
