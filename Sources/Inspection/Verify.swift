@@ -34,7 +34,23 @@ public struct Verification: Sendable {
 /// - Parameters:
 ///   - reader: the store.
 ///   - progress: called now and then with the fraction done (0...1).
+///
+/// On a store that a device is writing, a checkpoint committed part-way through the reads can look like a
+/// table that disagrees with its log; the verification is then run again (up to three times in all) once
+/// the checkpoint has moved on.
 public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ in }) throws -> Verification {
+    var attempt = 1
+    while true {
+        let before = try reader.positions().checkpointSequence
+        let result = try verifyOnce(reader, progress: progress)
+        guard attempt < 3, result.problems.contains(where: { $0.kind == "table-mismatch" }),
+            try reader.positions().checkpointSequence != before
+        else { return result }
+        attempt += 1
+    }
+}
+
+private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throws -> Verification {
     var result = Verification()
     let positions = try reader.positions()
     let total = Double(max(1, Int(positions.lastSequence - (positions.firstRetained ?? positions.lastSequence)) + 1))
@@ -149,6 +165,7 @@ public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ 
                 mismatches.report(
                     "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
                 )
+
             default:
                 break
             }
