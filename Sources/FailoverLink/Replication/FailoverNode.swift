@@ -569,19 +569,32 @@ public final class FailoverNode: Sendable {
             needSnapshot = true
         }
         var heldFrom = position + 1
+        var lastHoldMove = ContinuousClock.now
+        let holdMoving = InFlight()
         var buffer: [UInt8] = []
         buffer.reserveCapacity(configuration.batchBytes + 4096)
         while !Task.isCancelled {
             if forceSnapshot.exchange(false, ordering: .sequentiallyConsistent) { needSnapshot = true }
             if needSnapshot {
+                // A hold still moving forward must land before the snapshot places its own.
+                while holdMoving.busy { try await Task.sleep(for: .milliseconds(1)) }
                 position = try await sendSnapshot(outbound, holdName: holdName)
                 heldFrom = position + 1
                 needSnapshot = false
             }
-            let acked = acks.acked
-            if acked + 1 > heldFrom + 65_536 || (acked + 1 > heldFrom && !acks.hasWaiters && acked == position) {
-                try? await store.holdLog(holdName, from: acked + 1)
-                heldFrom = acked + 1
+            // The hold follows the acknowledgements (never past what the stream still has to send), at most
+            // every 100 ms and off the stream's path: moving it is a commit of its own, which the next batch
+            // must not wait for.
+            let keepFrom = min(acks.acked, position) + 1
+            let now = ContinuousClock.now
+            if keepFrom > heldFrom, now - lastHoldMove >= .milliseconds(100), holdMoving.begin() {
+                let store = self.store
+                Task {
+                    try? await store.holdLog(holdName, from: keepFrom)
+                    holdMoving.end()
+                }
+                heldFrom = keepFrom
+                lastHoldMove = now
             }
             let pokes = commits.pokes
             buffer.removeAll(keepingCapacity: true)

@@ -41,6 +41,9 @@ struct FailoverScenario: AsyncParsableCommand {
     @Option(help: "Logins of each replicated phase.")
     var replicatedLogins = 200_000
 
+    @Option(help: "Seconds between checkpoints on both devices (the store's default is 1).")
+    var checkpointInterval = 1.0
+
     @Option(help: "Concurrent callers of the replicated phase, one login per call.")
     var concurrency = 512
 
@@ -68,7 +71,7 @@ struct FailoverScenario: AsyncParsableCommand {
 
         // Device 1 and its users, before the standby exists.
         progress("building device 1 with \(users) users")
-        let one = try Device(id: 1, directory: directory, port: port)
+        let one = try Device(id: 1, directory: directory, port: port, checkpointInterval: checkpointInterval)
         try await one.fill(users)
         try await one.node.start()
 
@@ -76,7 +79,7 @@ struct FailoverScenario: AsyncParsableCommand {
         progress("full sync of a fresh device 2")
         var started = nanosecondsNow()
         let syncCPU = cpuSeconds()
-        let two = try Device(id: 2, directory: directory, port: port)
+        let two = try Device(id: 2, directory: directory, port: port, checkpointInterval: checkpointInterval)
         try await two.node.start()
         while two.store.count < users { try await Task.sleep(for: .milliseconds(2)) }
         let fullSync = seconds(since: started)
@@ -86,6 +89,9 @@ struct FailoverScenario: AsyncParsableCommand {
         while two.node.status.appliedFromPeer < one.store.logStatus.lastSequence {
             try await Task.sleep(for: .milliseconds(5))
         }
+        // The standby's checkpoint of the synced users finishes before the steady phase.
+        _ = try await two.store.checkpoint()
+        _ = try await one.store.checkpoint()
 
         // Lag at a steady rate.
         progress("lag: \(lagRate) events/s for \(lagSeconds) s")
@@ -208,11 +214,12 @@ final class Device: Sendable {
     let store: SessionStore
     let node: FailoverNode
 
-    init(id: UInt8, directory: String, port: Int) throws {
+    init(id: UInt8, directory: String, port: Int, checkpointInterval: Double) throws {
         var logger = Logger(label: "bench.device\(id)")
         logger.logLevel = .warning
         let deviceID = DeviceID(rawValue: id)!
-        let configuration = SessionStore.Configuration(deviceID: deviceID, portalGroup: "bench")
+        var configuration = SessionStore.Configuration(deviceID: deviceID, portalGroup: "bench")
+        configuration.checkpointInterval = .milliseconds(Int64(checkpointInterval * 1000))
         store = try SessionStore.open(at: directory + "/device\(id)", configuration: configuration, logger: logger)
         var link = FailoverLinkService.Configuration(
             identity: LinkIdentity(
