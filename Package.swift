@@ -66,7 +66,8 @@ let package = Package(
             path: "tools/tandem"
         ),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "CLMDB"]),
-        .testTarget(name: "SessionStoreTests", dependencies: ["SessionStore", "LMDB"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SessionStoreTests", dependencies: ["SessionStore", "LMDB", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "SessionStore", "LMDB"]),
         .testTarget(
             name: "FailoverLinkTests",
@@ -74,6 +75,7 @@ let package = Package(
                 "FailoverLink",
                 "SessionStore",
                 "LMDB",
+                "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

@@ -1,24 +1,10 @@
 import Foundation
 import SessionStore
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import FailoverLink
-
-/// The `tandem` executable built beside the tests.
-private func tandemExecutable() -> URL {
-    let tests = URL(
-        fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? CommandLine.arguments[0]
-    )
-    var directory = tests.deletingLastPathComponent()
-    while directory.path != "/" {
-        let candidate = directory.appendingPathComponent("tandem")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        directory.deleteLastPathComponent()
-    }
-    return tests.deletingLastPathComponent().appendingPathComponent("tandem")
-}
 
 /// A `tandem node` process; its output lines are collected as they come.
 private final class NodeChild: @unchecked Sendable {
