@@ -39,9 +39,11 @@ public final class SessionStore: Sendable {
     private let overlay: Overlay
     let writer: LogWriter
 
-    /// The logouts the store makes by itself: sessions past their session-timeout deadline, logged out
-    /// every ``Configuration/expiryInterval``, in batches, so that the controller can remove them from its
-    /// data plane. One consumer; if it falls more than 4,096 batches behind, the oldest are dropped from
+    /// The logouts of this device's users that its controller did not ask for, in batches, so that the
+    /// controller can remove them from its data plane: sessions past their session-timeout deadline (logged
+    /// out every ``Configuration/expiryInterval``), and, in a failover pair, this device's users that the
+    /// peer logged out (R7: `portal delete-user` on the device holding the backup copy) or replaced with a
+    /// newer session of the same address (reason ``LogoutReason/superseded``). One consumer; if it falls more than 4,096 batches behind, the oldest are dropped from
     /// this sequence (never from the log). It finishes when the store closes.
     public let automaticLogouts: AsyncStream<[Logout]>
 
