@@ -16,6 +16,11 @@ public struct LogFilter: Sendable {
     /// Every record.
     public init() {}
 
+    /// Whether the only conditions are on the sequence.
+    var onlySequenceRange: Bool {
+        since == nil && until == nil && origin == nil && ip == nil && mac == nil && user == nil && kind == nil
+    }
+
     /// Whether `record` passes every condition set.
     public func matches(_ record: LogRecord) -> Bool {
         if let from, record.sequence < from { return false }
@@ -84,28 +89,28 @@ public enum LogLine {
     /// Appends ``json(_:)``'s object to `bytes`, without a newline.
     public static func appendJSON(_ record: LogRecord, to bytes: inout [UInt8]) {
         withUnsafeMutablePointer(to: &bytes) { pointer in
-            var object = JSONObject(pointer)
+            var object = JSONWriter(pointer)
             object.add("sequence", record.sequence)
             object.add("term", UInt64(record.term))
             object.add("origin", UInt64(record.origin.rawValue))
-            object.add("time", record.time.description)
+            object.add("time", record.time)
             object.add("kind", record.event.kind.description)
             switch record.event {
             case .login(let session):
                 object.add("ip", session.ip.description)
-                object.add("mac", session.mac.description)
+                object.add("mac", session.mac)
                 object.add("user", session.userName)
                 object.add("owner", UInt64(session.owner.rawValue))
                 object.add("vlan", UInt64(session.vlan))
                 object.add("interface", session.accessInterface)
-                object.add("generation", session.generation.description)
+                object.add("generation", session.generation)
             case .logout(let logout):
                 object.add("ip", logout.ip.description)
-                object.add("mac", logout.mac.description)
+                object.add("mac", logout.mac)
                 object.add("user", logout.userName)
                 object.add("owner", UInt64(logout.owner.rawValue))
                 object.add("reason", logout.reason.description)
-                object.add("generation", logout.generation.description)
+                object.add("generation", logout.generation)
             case .deviceIDChanged(let from, let to):
                 object.add("from", UInt64(from.rawValue))
                 object.add("to", UInt64(to.rawValue))
@@ -116,73 +121,6 @@ public enum LogLine {
             }
             object.finish()
         }
-    }
-}
-
-/// A JSON object built by appending, for the hot path of `tandem log dump --json` (a million lines a second
-/// leaves no room for a general serializer).
-struct JSONObject: ~Copyable {
-    private let bytes: UnsafeMutablePointer<[UInt8]>
-    private var empty = true
-
-    /// An object appended to `bytes`, which must outlive it (it is used within one call).
-    init(_ bytes: UnsafeMutablePointer<[UInt8]>) {
-        self.bytes = bytes
-        bytes.pointee.append(UInt8(ascii: "{"))
-    }
-
-    private mutating func key(_ name: StaticString) {
-        bytes.pointee.append(contentsOf: empty ? [UInt8(ascii: "\"")] : [UInt8(ascii: ","), UInt8(ascii: "\"")])
-        empty = false
-        name.withUTF8Buffer { bytes.pointee.append(contentsOf: $0) }
-        bytes.pointee.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
-    }
-
-    mutating func add(_ name: StaticString, _ value: UInt64) {
-        key(name)
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            var value = value
-            var index = buffer.count
-            repeat {
-                index -= 1
-                buffer[index] = UInt8(ascii: "0") + UInt8(value % 10)
-                value /= 10
-            } while value > 0
-            bytes.pointee.append(contentsOf: buffer[index...])
-        }
-    }
-
-    mutating func add(_ name: StaticString, _ value: String) {
-        key(name)
-        bytes.pointee.append(UInt8(ascii: "\""))
-        var value = value
-        value.withUTF8 { utf8 in
-            // Most values need no escaping: one copy.
-            guard utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) else {
-                bytes.pointee.append(contentsOf: utf8)
-                return
-            }
-            for byte in utf8 {
-                switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                    bytes.pointee.append(UInt8(ascii: "\\"))
-                    bytes.pointee.append(byte)
-                case 0..<0x20:
-                    let hex = Array("0123456789abcdef".utf8)
-                    bytes.pointee.append(contentsOf: Array("\\u00".utf8))
-                    bytes.pointee.append(hex[Int(byte >> 4)])
-                    bytes.pointee.append(hex[Int(byte & 15)])
-                default:
-                    bytes.pointee.append(byte)
-                }
-            }
-        }
-        bytes.pointee.append(UInt8(ascii: "\""))
-    }
-
-    consuming func finish() {
-        bytes.pointee.append(UInt8(ascii: "}"))
     }
 }
 
@@ -214,6 +152,26 @@ public func dumpLog(
     var written = 0
     var buffer: [UInt8] = []
     buffer.reserveCapacity(1 << 20 + 4096)
+    if json && filter.onlySequenceRange {
+        // JSON straight from the encoded records, without decoding them into values.
+        try reader.forEachRawRecord(from: filter.from ?? 0, through: filter.to ?? .max) { key, value in
+            do throws(CorruptRecordError) {
+                try RecordCodec.appendJSON(ofRecord: value, to: &buffer)
+            } catch {
+                let sequence = key.count == 8 ? UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)) : 0
+                throw SessionStoreError.corruptRecord(error, location: "log sequence \(sequence)")
+            }
+            buffer.append(UInt8(ascii: "\n"))
+            written += 1
+            if buffer.count >= 1 << 20 {
+                flush(buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+            return true
+        }
+        if !buffer.isEmpty { flush(buffer) }
+        return written
+    }
     try reader.forEachRecord(from: filter.from ?? 0, through: filter.to ?? .max) { record in
         guard filter.matches(record) else { return true }
         if json {

@@ -131,6 +131,46 @@ struct InspectionTests {
         #expect(object["user"] as? String == session.userName)
     }
 
+    @Test("the fast JSON path, read from the encoded records, prints exactly what the decoded records print")
+    func fastJSONMatchesDecoded() async throws {
+        let scratch = try ScratchStore()
+        let store = try scratch.open()
+        try await store.holdLog("inspection", from: 1)
+        for number in 1...40 {
+            var session = user(number)
+            if number % 3 == 0 { session.ip = IPAddress("2001:db8::\(number)")! }
+            if number % 5 == 0 { session.userName = #"o"brien\\"# + "\(number)" }
+            try await store.login(session)
+        }
+        for number in stride(from: 1, through: 40, by: 4) {
+            let ip = number % 3 == 0 ? IPAddress("2001:db8::\(number)")! : user(number).ip
+            try await store.logout(ip, reason: LogoutReason.allCases[number % LogoutReason.allCases.count])
+        }
+        _ = try await store.promote(over: 2, peerTerm: 1)
+        _ = try await store.changeDeviceID(to: 3)
+        await store.close()
+
+        let reader = try StoreReader(path: scratch.path)
+        var kinds = Set<String>()
+        try reader.forEachRawRecord { _, value in
+            var fast: [UInt8] = []
+            try RecordCodec.appendJSON(ofRecord: value, to: &fast)
+            let record = try RecordCodec.decodeRecord(value)
+            kinds.insert(record.event.kind.description)
+            #expect(String(decoding: fast, as: UTF8.self) == LogLine.json(record))
+            return true
+        }
+        #expect(kinds == ["login", "logout", "takeover", "device-id-change"])
+        // The whole dump is the same whichever path prints it (a time filter takes the decoding path).
+        var fastDump: [UInt8] = []
+        try dumpLog(reader, filter: LogFilter(), json: true) { fastDump += $0 }
+        var filter = LogFilter()
+        filter.since = Timestamp(microsecondsSinceEpoch: 0)
+        var decodedDump: [UInt8] = []
+        try dumpLog(reader, filter: filter, json: true) { decodedDump += $0 }
+        #expect(fastDump == decodedDump)
+    }
+
     @Test("verify finds a clean store clean")
     func verifyClean() async throws {
         let scratch = try ScratchStore()

@@ -262,7 +262,7 @@ public enum RecordCodec {
 
     /// Checks the length, checksum and version of a unit, and returns its kind and where its fields end.
     @inline(__always)
-    private static func openUnit(
+    static func openUnit(
         _ bytes: UnsafeRawBufferPointer
     ) throws(CorruptRecordError) -> (kind: UInt8, base: UnsafeRawPointer, end: Int) {
         guard bytes.count >= envelopeSize, let base = bytes.baseAddress else {

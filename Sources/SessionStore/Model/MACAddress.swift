@@ -96,7 +96,12 @@ extension MACAddress {
 extension MACAddress: CustomStringConvertible {
     /// The address as six lowercase hexadecimal pairs separated by colons, `aa:bb:cc:dd:ee:ff`.
     public var description: String {
-        String(unsafeUninitializedCapacity: 17) { buffer in
+        String(unsafeUninitializedCapacity: 17) { writeDescription(into: $0) }
+    }
+
+    /// Writes ``description``'s 17 bytes into `buffer`; returns 17.
+    func writeDescription(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        do {
             var index = 0
             for shift in stride(from: 40, through: 0, by: -8) {
                 if shift != 40 {

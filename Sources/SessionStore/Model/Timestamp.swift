@@ -117,10 +117,15 @@ private func floorDivide(_ value: Int64, by divisor: Int64) -> (quotient: Int64,
 extension Timestamp: CustomStringConvertible {
     /// The time in ISO 8601, UTC, with microseconds: `2026-11-21T07:34:20.123456Z`.
     public var description: String {
+        String(unsafeUninitializedCapacity: 40) { writeDescription(into: $0) }
+    }
+
+    /// Writes ``description``'s bytes into `buffer`, which has room for 40; returns how many it wrote.
+    func writeDescription(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let (seconds, microseconds) = floorDivide(microsecondsSinceEpoch, by: 1_000_000)
         let (days, secondOfDay) = floorDivide(seconds, by: 86_400)
         let (year, month, day) = civilFromDays(days)
-        return String(unsafeUninitializedCapacity: 40) { buffer in
+        do {
             var index = 0
             func put(_ value: Int64, width: Int) {
                 var divisor: Int64 = 1

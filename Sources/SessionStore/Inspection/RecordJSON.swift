@@ -1,0 +1,208 @@
+/// A JSON object written by appending bytes, for the hot path of `tandem log dump --json`: a million lines a
+/// second leaves no room for a general serializer or for a `String` per field.
+package struct JSONWriter: ~Copyable {
+    private let bytes: UnsafeMutablePointer<[UInt8]>
+    private var empty = true
+
+    /// An object appended to `bytes`, which must outlive it (use it within one call).
+    package init(_ bytes: UnsafeMutablePointer<[UInt8]>) {
+        self.bytes = bytes
+        bytes.pointee.append(UInt8(ascii: "{"))
+    }
+
+    /// `,"name":` (no comma first), in one append.
+    private mutating func key(_ name: StaticString) {
+        var scratch: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes: names are short
+        let comma = !empty
+        empty = false
+        withUnsafeMutableBytes(of: &scratch) { buffer in
+            var index = 0
+            if comma {
+                buffer[0] = UInt8(ascii: ",")
+                index = 1
+            }
+            buffer[index] = UInt8(ascii: "\"")
+            index += 1
+            name.withUTF8Buffer { utf8 in
+                for byte in utf8 {
+                    buffer[index] = byte
+                    index += 1
+                }
+            }
+            buffer[index] = UInt8(ascii: "\"")
+            buffer[index + 1] = UInt8(ascii: ":")
+            bytes.pointee.append(contentsOf: buffer[..<(index + 2)])
+        }
+    }
+
+    package mutating func add(_ name: StaticString, _ value: UInt64) {
+        key(name)
+        appendDigits(value)
+    }
+
+    private mutating func appendDigits(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var value = value
+            var index = buffer.count
+            repeat {
+                index -= 1
+                buffer[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            } while value > 0
+            bytes.pointee.append(contentsOf: buffer[index...])
+        }
+    }
+
+    package mutating func add(_ name: StaticString, _ value: String) {
+        var value = value
+        value.withUTF8 { add(name, utf8: $0) }
+    }
+
+    package mutating func add(_ name: StaticString, utf8: UnsafeBufferPointer<UInt8>) {
+        key(name)
+        bytes.pointee.append(UInt8(ascii: "\""))
+        // Most values need no escaping: one copy.
+        if utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) {
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                    bytes.pointee.append(UInt8(ascii: "\\"))
+                    bytes.pointee.append(byte)
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    bytes.pointee.append(contentsOf: Array("\\u00".utf8))
+                    bytes.pointee.append(hex[Int(byte >> 4)])
+                    bytes.pointee.append(hex[Int(byte & 15)])
+                default:
+                    bytes.pointee.append(byte)
+                }
+            }
+        } else {
+            bytes.pointee.append(contentsOf: utf8)
+        }
+        bytes.pointee.append(UInt8(ascii: "\""))
+    }
+
+    /// A generation as `term.sequence`, quoted.
+    package mutating func add(_ name: StaticString, _ generation: Generation) {
+        key(name)
+        bytes.pointee.append(UInt8(ascii: "\""))
+        appendDigits(UInt64(generation.term))
+        bytes.pointee.append(UInt8(ascii: "."))
+        appendDigits(generation.sequence)
+        bytes.pointee.append(UInt8(ascii: "\""))
+    }
+
+    package mutating func add(_ name: StaticString, _ time: Timestamp) {
+        var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes
+        withUnsafeMutableBytes(of: &scratch) { raw in
+            let buffer = raw.bindMemory(to: UInt8.self)
+            add(name, utf8: UnsafeBufferPointer(rebasing: buffer[..<time.writeDescription(into: buffer)]))
+        }
+    }
+
+    package mutating func add(_ name: StaticString, _ mac: MACAddress) {
+        var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes
+        withUnsafeMutableBytes(of: &scratch) { raw in
+            let buffer = raw.bindMemory(to: UInt8.self)
+            add(name, utf8: UnsafeBufferPointer(rebasing: buffer[..<mac.writeDescription(into: buffer)]))
+        }
+    }
+
+    package consuming func finish() {
+        bytes.pointee.append(UInt8(ascii: "}"))
+    }
+}
+
+extension RecordCodec {
+    /// Appends the JSON object of `tandem log dump --json` for the encoded log record `unit`, read in place:
+    /// no `LogRecord` or `Session` is built. The checksum, the version, the kind and every length are
+    /// checked; the fields' values are not (``decodeRecord(_:)`` does, and `tandem log verify`).
+    ///
+    /// - Throws: ``CorruptRecordError`` when the record is damaged; nothing is appended then.
+    package static func appendJSON(
+        ofRecord unit: UnsafeRawBufferPointer,
+        to bytes: inout [UInt8]
+    ) throws(CorruptRecordError) {
+        let (kindByte, base, end) = try openUnit(unit)
+        guard let kind = Event.Kind(rawValue: kindByte) else {
+            throw .unknownKind(found: kindByte, expected: "1 login, 2 logout, 3 device-id-change or 4 takeover")
+        }
+        var reader = UnitReader(base: base, offset: 2, end: end)
+        let sequence = try reader.readVarint("sequence")
+        let term = try reader.readVarint32("term")
+        let origin = try reader.readDeviceID("origin")
+        let time = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("time"))
+        let start = bytes.count
+        do throws(CorruptRecordError) {
+            try withUnsafeMutablePointer(to: &bytes) { (pointer) throws(CorruptRecordError) in
+                var json = JSONWriter(pointer)
+                json.add("sequence", sequence)
+                json.add("term", UInt64(term))
+                json.add("origin", UInt64(origin.rawValue))
+                json.add("time", time)
+                json.add("kind", kind.description)
+                switch kind {
+                case .login:
+                    let ip = try reader.readIP()
+                    let mac = try reader.readMAC()
+                    let generation = try readGeneration(from: &reader)
+                    _ = try reader.readSignedVarint("loginTime")
+                    _ = try reader.readVarint32("sessionTimeout")
+                    let user = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+                    _ = try reader.readVarint32("idleTimeout")
+                    let vlan = try reader.readVarint16("vlan")
+                    let interface = try reader.readLengthPrefixed(
+                        "accessInterface",
+                        maximum: FieldRules.maximumAccessInterfaceBytes
+                    )
+                    _ = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
+                    _ = try reader.readByte()
+                    let owner = try reader.readDeviceID("owner")
+                    json.add("ip", ip.description)
+                    json.add("mac", mac)
+                    json.add("user", utf8: user)
+                    json.add("owner", UInt64(owner.rawValue))
+                    json.add("vlan", UInt64(vlan))
+                    json.add("interface", utf8: interface)
+                    json.add("generation", generation)
+                case .logout:
+                    let ip = try reader.readIP()
+                    let mac = try reader.readMAC()
+                    let owner = try reader.readDeviceID("owner")
+                    let generation = try readGeneration(from: &reader)
+                    let reasonByte = try reader.readByte()
+                    guard let reason = LogoutReason(rawValue: reasonByte) else {
+                        throw .invalidField(at: reader.offset - 1, field: "reason", detail: "\(reasonByte)")
+                    }
+                    let user = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+                    json.add("ip", ip.description)
+                    json.add("mac", mac)
+                    json.add("user", utf8: user)
+                    json.add("owner", UInt64(owner.rawValue))
+                    json.add("reason", reason.description)
+                    json.add("generation", generation)
+                case .deviceIDChanged:
+                    json.add("from", UInt64(try reader.readDeviceID("from").rawValue))
+                    json.add("to", UInt64(try reader.readDeviceID("to").rawValue))
+                case .takeover:
+                    json.add("from", UInt64(try reader.readDeviceID("from").rawValue))
+                    json.add("to", UInt64(try reader.readDeviceID("to").rawValue))
+                    json.add("new_term", UInt64(try reader.readVarint32("term")))
+                }
+                json.finish()
+            }
+        } catch {
+            bytes.removeSubrange(start...)
+            throw error
+        }
+    }
+}
+
+extension SessionStoreError {
+    /// A damaged record at `location`, for readers outside the store that decode records themselves.
+    package static func corruptRecord(_ error: CorruptRecordError, location: String) -> SessionStoreError {
+        SessionStoreError(.corruptRecord(error, location: location))
+    }
+}
