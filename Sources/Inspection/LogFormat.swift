@@ -152,6 +152,15 @@ public func dumpLog(
     var written = 0
     var buffer: [UInt8] = []
     buffer.reserveCapacity(1 << 20 + 4096)
+    /// Ends the line just appended, and hands the buffer on once it holds 1 MiB.
+    func endLine() {
+        buffer.append(UInt8(ascii: "\n"))
+        written += 1
+        if buffer.count >= 1 << 20 {
+            flush(buffer)
+            buffer.removeAll(keepingCapacity: true)
+        }
+    }
     if json && filter.onlySequenceRange {
         // JSON straight from the encoded records, without decoding them into values.
         try reader.forEachRawRecord(from: filter.from ?? 0, through: filter.to ?? .max) { key, value in
@@ -161,31 +170,20 @@ public func dumpLog(
                 let sequence = key.count == 8 ? UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)) : 0
                 throw SessionStoreError.corruptRecord(error, location: "log sequence \(sequence)")
             }
-            buffer.append(UInt8(ascii: "\n"))
-            written += 1
-            if buffer.count >= 1 << 20 {
-                flush(buffer)
-                buffer.removeAll(keepingCapacity: true)
-            }
+            endLine()
             return true
         }
-        if !buffer.isEmpty { flush(buffer) }
-        return written
-    }
-    try reader.forEachRecord(from: filter.from ?? 0, through: filter.to ?? .max) { record in
-        guard filter.matches(record) else { return true }
-        if json {
-            LogLine.appendJSON(record, to: &buffer)
-        } else {
-            buffer.append(contentsOf: LogLine.text(record).utf8)
+    } else {
+        try reader.forEachRecord(from: filter.from ?? 0, through: filter.to ?? .max) { record in
+            guard filter.matches(record) else { return true }
+            if json {
+                LogLine.appendJSON(record, to: &buffer)
+            } else {
+                buffer.append(contentsOf: LogLine.text(record).utf8)
+            }
+            endLine()
+            return true
         }
-        buffer.append(UInt8(ascii: "\n"))
-        written += 1
-        if buffer.count >= 1 << 20 {
-            flush(buffer)
-            buffer.removeAll(keepingCapacity: true)
-        }
-        return true
     }
     if !buffer.isEmpty { flush(buffer) }
     return written

@@ -101,20 +101,18 @@ extension MACAddress: CustomStringConvertible {
 
     /// Writes ``description``'s 17 bytes into `buffer`; returns 17.
     func writeDescription(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
-        do {
-            var index = 0
-            for shift in stride(from: 40, through: 0, by: -8) {
-                if shift != 40 {
-                    buffer[index] = UInt8(ascii: ":")
-                    index += 1
-                }
-                let byte = UInt8(truncatingIfNeeded: rawValue >> UInt64(shift))
-                buffer[index] = asciiLowercaseHexDigit(byte >> 4)
-                buffer[index + 1] = asciiLowercaseHexDigit(byte & 0xF)
-                index += 2
+        var index = 0
+        for shift in stride(from: 40, through: 0, by: -8) {
+            if shift != 40 {
+                buffer[index] = UInt8(ascii: ":")
+                index += 1
             }
-            return index
+            let byte = UInt8(truncatingIfNeeded: rawValue >> UInt64(shift))
+            buffer[index] = asciiLowercaseHexDigit(byte >> 4)
+            buffer[index + 1] = asciiLowercaseHexDigit(byte & 0xF)
+            index += 2
         }
+        return index
     }
 }
 

@@ -125,45 +125,43 @@ extension Timestamp: CustomStringConvertible {
         let (seconds, microseconds) = floorDivide(microsecondsSinceEpoch, by: 1_000_000)
         let (days, secondOfDay) = floorDivide(seconds, by: 86_400)
         let (year, month, day) = civilFromDays(days)
-        do {
-            var index = 0
-            func put(_ value: Int64, width: Int) {
-                var divisor: Int64 = 1
-                for _ in 1..<width {
-                    divisor *= 10
-                }
-                while divisor > 0 {
-                    buffer[index] = UInt8(ascii: "0") + UInt8(value / divisor % 10)
-                    index += 1
-                    divisor /= 10
-                }
+        var index = 0
+        func put(_ value: Int64, width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width {
+                divisor *= 10
             }
-            func put(_ character: Unicode.Scalar) {
-                buffer[index] = UInt8(ascii: character)
+            while divisor > 0 {
+                buffer[index] = UInt8(ascii: "0") + UInt8(value / divisor % 10)
                 index += 1
+                divisor /= 10
             }
-            if year < 0 {
-                put("-")
-            } else if year > 9999 {
-                put("+")
-            }
-            let magnitude = year.magnitude
-            put(Int64(magnitude), width: max(4, magnitude >= 100_000 ? 6 : magnitude >= 10_000 ? 5 : 4))
-            put("-")
-            put(month, width: 2)
-            put("-")
-            put(day, width: 2)
-            put("T")
-            put(secondOfDay / 3600, width: 2)
-            put(":")
-            put(secondOfDay / 60 % 60, width: 2)
-            put(":")
-            put(secondOfDay % 60, width: 2)
-            put(".")
-            put(microseconds, width: 6)
-            put("Z")
-            return index
         }
+        func put(_ character: Unicode.Scalar) {
+            buffer[index] = UInt8(ascii: character)
+            index += 1
+        }
+        if year < 0 {
+            put("-")
+        } else if year > 9999 {
+            put("+")
+        }
+        let magnitude = year.magnitude
+        put(Int64(magnitude), width: max(4, magnitude >= 100_000 ? 6 : magnitude >= 10_000 ? 5 : 4))
+        put("-")
+        put(month, width: 2)
+        put("-")
+        put(day, width: 2)
+        put("T")
+        put(secondOfDay / 3600, width: 2)
+        put(":")
+        put(secondOfDay / 60 % 60, width: 2)
+        put(":")
+        put(secondOfDay % 60, width: 2)
+        put(".")
+        put(microseconds, width: 6)
+        put("Z")
+        return index
     }
 }
 
