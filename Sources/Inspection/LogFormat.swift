@@ -124,8 +124,8 @@ public enum LogLine {
     }
 }
 
-/// A JSON object on one line, keys sorted.
-func jsonLine(_ object: [String: Any]) -> String {
+/// A JSON object on one line, keys sorted (for the tools' small objects; log lines use a faster writer).
+public func jsonLine(_ object: [String: Any]) -> String {
     let data =
         (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
         ?? Data("{}".utf8)

@@ -103,7 +103,7 @@ struct Log: ParsableCommand {
                 if let first = positions.firstRetained { object["first_retained"] = first }
                 if let time = stats.firstTime { object["first_time"] = time.description }
                 if let time = stats.lastTime { object["last_time"] = time.description }
-                Output().line(jsonObject(object))
+                Output().line(jsonLine(object))
                 return
             }
             let output = Output()
@@ -179,7 +179,7 @@ struct Log: ParsableCommand {
             let output = Output()
             if json {
                 output.line(
-                    jsonObject([
+                    jsonLine([
                         "clean": result.problems.isEmpty, "records": result.records,
                         "checkpointed_sessions": result.checkpointedSessions, "full_replay": result.fullReplay,
                         "problems": result.problems.map { ["kind": $0.kind, "detail": $0.detail] },
@@ -409,9 +409,4 @@ final class ProgressBar {
     func finish() {
         if terminal && shown >= 0 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
-}
-
-func jsonObject(_ object: [String: Any]) -> String {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-    return String(decoding: data, as: UTF8.self)
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import FailoverLink
 import Foundation
+import Inspection
 import Logging
 import NIOCore
 import SessionStore
@@ -277,8 +278,7 @@ final class Console: Sendable {
         if json {
             var object = fields
             object["type"] = type
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            write(String(decoding: data, as: UTF8.self) + "\n")
+            write(jsonLine(object) + "\n")
         } else {
             let words = fields.keys.sorted().map { key in
                 "\(key)=\(fields[key]!.replacingOccurrences(of: " ", with: "_"))"
