@@ -27,10 +27,14 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let snapshotSessions = FrameType(rawValue: 20)
     /// Replication: the snapshot is complete at a sequence.
     public static let snapshotEnd = FrameType(rawValue: 21)
-    /// Replication: the digest of the sender's users table at a pair of positions.
+    /// Replication: a digest point of the sender's users table, in its stream after the records through it.
     public static let digest = FrameType(rawValue: 22)
     /// Replication: the sender asks for a full resynchronization of the receiver's users.
     public static let resyncRequest = FrameType(rawValue: 23)
+    /// Replication: the sender asks for a digest point in the receiver's stream.
+    public static let digestRequest = FrameType(rawValue: 24)
+    /// Replication: the sender compared the tables at the receiver's digest point and found them equal.
+    public static let digestMatch = FrameType(rawValue: 25)
 
     /// The frame type's name.
     public var description: String {
@@ -47,6 +51,8 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .snapshotEnd: "snapshot-end"
         case .digest: "digest"
         case .resyncRequest: "resync-request"
+        case .digestRequest: "digest-request"
+        case .digestMatch: "digest-match"
         default: "type \(rawValue)"
         }
     }

@@ -26,6 +26,9 @@ public enum IndependenceReason: Sendable, Hashable, CustomStringConvertible {
     case configurationMismatch(local: [UInt8], peer: [UInt8])
     /// Negotiation failed.
     case negotiationFailed(LinkError)
+    /// The link is up, but the two users tables are not yet known to agree: a snapshot is on its way, or the
+    /// digests after it (or after the connection began) have not been compared yet.
+    case catchingUp(CatchUp)
 
     /// The reason as an operator reads it.
     public var description: String {
@@ -37,6 +40,28 @@ public enum IndependenceReason: Sendable, Hashable, CustomStringConvertible {
                 + "\(hex(peer.prefix(6))) there): make them consistent on both devices (R8)"
         case .negotiationFailed(let error):
             "negotiation failed: \(error)"
+        case .catchingUp(let step):
+            "catching up with the peer: \(step)"
+        }
+    }
+}
+
+/// What a pair whose link is up still does before it is in synchronization.
+public enum CatchUp: Sendable, Hashable, CustomStringConvertible {
+    /// This device's copy of the peer's users is being rebuilt from the peer's snapshot.
+    case receivingSnapshot
+    /// This device sends the peer a snapshot of its users.
+    case sendingSnapshot
+    /// The two users tables' digests have not yet been compared at matching positions since the connection
+    /// began or the last snapshot.
+    case comparingDigests
+
+    /// The step as an operator reads it.
+    public var description: String {
+        switch self {
+        case .receivingSnapshot: "receiving the peer's users (snapshot)"
+        case .sendingSnapshot: "sending this device's users to the peer (snapshot)"
+        case .comparingDigests: "comparing the users tables' digests"
         }
     }
 }

@@ -118,10 +118,7 @@ struct HostilePeerTests {
         let hostile: [(String, Frame)] = [
             ("garbage records", Frame(type: .records, payload: garbage)),
             ("a batch cut short", truncatedBatch),
-            (
-                "a record claiming the listener's own device ID",
-                recordsFrame(through: 1, [login(1, sequence: 1, origin: 2)])
-            ),
+            ("a record of a third device", recordsFrame(through: 1, [login(1, sequence: 1, origin: 3)])),
             ("records out of order", recordsFrame(through: 9, [login(1, sequence: 5), login(2, sequence: 3)])),
             (
                 "a login owned by another device",
@@ -146,11 +143,15 @@ struct HostilePeerTests {
             #expect(two.store.logStatus.lastSequence == 0, "\(name): something was logged")
         }
 
-        // A valid batch is applied; the same sealed frame sent again is refused.
+        // A valid batch is applied; the same sealed frame sent again is refused. A record of the listener's own
+        // about one of its own users (as if sent back) changes nothing.
         let peer = try await RawPeer.connect(to: address, group: group, secret: pair.secret)
         try await peer.send(request)
-        let sealed = try await peer.send(recordsFrame(through: 1, [login(1, sequence: 1)]))
+        let sealed = try await peer.send(
+            recordsFrame(through: 2, [login(1, sequence: 1), login(2, sequence: 2, origin: 2)])
+        )
         #expect(await eventually { two.store.count == 1 })
+        #expect(try two.store.session(for: pairSession(2, owner: 2).ip) == nil)
         try await peer.sendRaw(sealed)
         #expect(await peer.closedByPeer(), "a replayed frame was accepted")
         #expect(two.store.count == 1)

@@ -106,6 +106,13 @@ final class Pair: @unchecked Sendable {
         await eventually { nodes.values.allSatisfy { $0.link.state == .synchronization } }
     }
 
+    /// Whether both devices report synchronization: the link is up and their tables were found equal.
+    func verified(within limit: Duration = .seconds(10)) async -> Bool {
+        await eventually(within: limit) {
+            nodes.count == 2 && nodes.values.allSatisfy { $0.status.state == .synchronization }
+        }
+    }
+
     /// Whether both stores hold exactly the same sessions.
     func converged(within limit: Duration = .seconds(10)) async -> Bool {
         await eventually(within: limit) {

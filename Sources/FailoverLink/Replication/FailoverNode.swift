@@ -66,6 +66,10 @@ public final class FailoverNode: Sendable {
         case demoted(term: UInt32, discardedEvents: Int)
         /// The two users tables differed at the same positions; both sides resynchronize.
         case digestMismatch(through: UInt64, peerThrough: UInt64)
+        /// The two users tables were compared at matching positions (this device's sequence `through`, the
+        /// peer's `peerThrough`) and found equal, for the first time since the connection began or the last
+        /// snapshot: the pair is in synchronization.
+        case synchronized(through: UInt64, peerThrough: UInt64)
     }
 
     /// What a promotion did.
@@ -82,7 +86,9 @@ public final class FailoverNode: Sendable {
 
     /// Where replication stands.
     public struct Status: Sendable, Hashable {
-        /// Synchronization, or independence and why.
+        /// Synchronization, or independence and why. Synchronization means that the link is up and the two
+        /// users tables were found equal at matching positions since the connection began and since the last
+        /// snapshot; until then the reason is ``IndependenceReason/catchingUp(_:)``.
         public var state: FailoverState
         /// The peer's device ID, once known.
         public var peer: DeviceID?
@@ -106,6 +112,8 @@ public final class FailoverNode: Sendable {
         var connection: Task<Void, Never>?
         var channel: Channel?
         var connectionID = 0
+        /// The current connection's verification.
+        var verification: Verification?
         var stopped = false
         var digestsCompared = 0
         var digestMismatches = 0
@@ -201,7 +209,7 @@ public final class FailoverNode: Sendable {
     public var status: Status {
         let shared = shared.withLock { $0 }
         return Status(
-            state: link.state,
+            state: state(linkState: link.state, verification: shared.verification),
             peer: shared.peer,
             term: store.term,
             acknowledgedByPeer: acks.acked,
@@ -211,6 +219,15 @@ public final class FailoverNode: Sendable {
             snapshotsSent: shared.snapshotsSent,
             snapshotsReceived: shared.snapshotsReceived
         )
+    }
+
+    /// The link's state, unless the link is up and the tables are not yet known to agree.
+    private func state(linkState: FailoverState, verification: Verification?) -> FailoverState {
+        guard linkState == .synchronization else { return linkState }
+        guard let verification else { return .independence(.catchingUp(.comparingDigests)) }
+        return verification.current.catchUp(installing: store.isInstallingSnapshot).map {
+            .independence(.catchingUp($0))
+        } ?? .synchronization
     }
 
     // MARK: - Writes
@@ -258,7 +275,7 @@ public final class FailoverNode: Sendable {
         guard case .replicated(let timeout) = durability else { return }
         let limit = timeout ?? configuration.replicationTimeout
         guard await acks.wait(for: sequence, timeout: limit) else {
-            throw LinkError(.notReplicated(sequence: sequence, timeout: limit, state: "\(link.state)"))
+            throw LinkError(.notReplicated(sequence: sequence, timeout: limit, state: "\(status.state)"))
         }
     }
 
@@ -375,6 +392,9 @@ public final class FailoverNode: Sendable {
                 try await outbound.write(request.frame())
                 let queue = ApplyQueue()
                 let peerApplied = PeerPosition()
+                let verification = Verification(installsBase: store.snapshotInstalls)
+                shared.withLock { $0.verification = verification }
+                defer { shared.withLock { if $0.verification === verification { $0.verification = nil } } }
                 try await withThrowingTaskGroup(of: Role.self) { group in
                     group.addTask {
                         try await self.receive(
@@ -383,20 +403,27 @@ public final class FailoverNode: Sendable {
                             peer: peer,
                             start: start,
                             queue: queue,
-                            peerApplied: peerApplied
+                            peerApplied: peerApplied,
+                            verification: verification
                         )
                         return .reader
                     }
                     group.addTask {
-                        try await self.apply(outbound, peer: peer, queue: queue, peerApplied: peerApplied)
+                        try await self.apply(
+                            outbound,
+                            peer: peer,
+                            queue: queue,
+                            peerApplied: peerApplied,
+                            verification: verification
+                        )
                         return .applier
                     }
                     group.addTask {
-                        try await self.send(outbound, peer: peer, start: start)
+                        try await self.send(outbound, peer: peer, start: start, verification: verification)
                         return .sender
                     }
                     group.addTask {
-                        try await self.compareDigests(outbound, peer: peer)
+                        try await self.requestDigests(outbound, verification: verification)
                         return .digests
                     }
                     // The connection ends when the applier has committed everything the reader received
@@ -425,7 +452,8 @@ public final class FailoverNode: Sendable {
         peer: DeviceID,
         start: StartSignal,
         queue: ApplyQueue,
-        peerApplied: PeerPosition
+        peerApplied: PeerPosition,
+        verification: Verification
     ) async throws {
         for try await frame in inbound {
             try Task.checkCancellation()
@@ -439,7 +467,7 @@ public final class FailoverNode: Sendable {
                 peerApplied.history = request.history
                 shared.withLock { $0.peerTerm = request.term }
                 if mustDemote(for: request, peer: peer) {
-                    try await demote(term: request.term, keepThrough: peerApplied.sequence)
+                    try await demote(term: request.term, keepThrough: peerApplied.sequence, peer: peer)
                 }
                 acks.reset(to: peerApplied.sequence)
                 lag.clearPending()
@@ -455,13 +483,21 @@ public final class FailoverNode: Sendable {
                 }
                 await queue.push(.snapshotSessions(sessions))
             case .snapshotEnd:
-                await queue.push(.snapshotEnd(try SequenceMessage.decode(frame.payload, .snapshotEnd)))
+                await queue.push(.snapshotEnd(try SnapshotEndMessage.decode(frame.payload)))
             case .ack:
                 let sequence = try SequenceMessage.decode(frame.payload, .ack)
                 acks.acknowledge(sequence)
                 for sample in lag.acknowledged(sequence, at: .now) { lagTimer.record(duration: sample) }
             case .digest:
-                try await checkDigest(try DigestMessage.decode(frame.payload), outbound, peer: peer)
+                await queue.push(.digest(try DigestMessage.decode(frame.payload)))
+            case .digestRequest:
+                guard frame.payload.readableBytes == 0 else {
+                    throw LinkError(.malformed("a digest request with a payload"))
+                }
+                verification.withState { $0.peerRequested = true }
+                commits.poke()
+            case .digestMatch:
+                peerMatched(try DigestMatchMessage.decode(frame.payload), verification: verification)
             case .resyncRequest:
                 guard frame.payload.readableBytes == 0 else {
                     throw LinkError(.malformed("a resync request with a payload"))
@@ -480,7 +516,8 @@ public final class FailoverNode: Sendable {
         _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
         peer: DeviceID,
         queue: ApplyQueue,
-        peerApplied: PeerPosition
+        peerApplied: PeerPosition,
+        verification: Verification
     ) async throws {
         var snapshotSessions = 0
         while !Task.isCancelled {
@@ -499,10 +536,11 @@ public final class FailoverNode: Sendable {
                         .records(origin: peer, through: through, history: peerApplied.history, records)
                     )
                     if let takeover = result.takeover {
-                        try await demote(term: takeover.term, keepThrough: peerApplied.sequence)
+                        try await demote(term: takeover.term, keepThrough: peerApplied.sequence, peer: peer)
                     }
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
                 case .snapshotBegin(let adoptions):
+                    verification.withState { $0.unverify() }
                     _ = try await store.applyPeer(.snapshotBegin(origin: peer, adoptions: adoptions))
                     snapshotSessions = 0
                 case .snapshotSessions(var sessions):
@@ -512,17 +550,28 @@ public final class FailoverNode: Sendable {
                     }
                     _ = try await store.applyPeer(.snapshotSessions(origin: peer, sessions))
                     snapshotSessions += sessions.count
-                case .snapshotEnd(let position):
+                case .snapshotEnd(let end):
+                    let position = end.position
                     let result = try await store.applyPeer(
-                        .snapshotEnd(origin: peer, position: position, history: peerApplied.history)
+                        .snapshotEnd(
+                            origin: peer,
+                            position: position,
+                            wholeFrom: end.wholeFrom,
+                            history: peerApplied.history
+                        )
                     )
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
+                    // The copy is compared with the peer's table as soon as it is whole: ask for a point now.
+                    verification.withState { $0.requested(at: .now) }
+                    try await outbound.write(Frame(type: .digestRequest, payload: ByteBuffer()))
                     shared.withLock { $0.snapshotsReceived += 1 }
                     logger.info(
                         "copy of the peer's users rebuilt from its snapshot",
                         metadata: ["tandem.sessions": "\(snapshotSessions)", "tandem.position": "\(position)"]
                     )
                     eventsContinuation.yield(.snapshotReceived(sessions: snapshotSessions, position: position))
+                case .digest(let point):
+                    try await compare(point, outbound, peer: peer, verification: verification)
                 }
             }
         }
@@ -539,8 +588,8 @@ public final class FailoverNode: Sendable {
         return mine?.term == term && mine?.to == store.deviceID && peer < store.deviceID
     }
 
-    private func demote(term: UInt32, keepThrough: UInt64) async throws {
-        let discarded = try await store.resetForResync(term: term, keepThrough: keepThrough)
+    private func demote(term: UInt32, keepThrough: UInt64, peer: DeviceID) async throws {
+        let discarded = try await store.resetForResync(term: term, keepThrough: keepThrough, from: peer)
         logger.warning(
             "the peer's term \(term) prevails: this device steps down and resynchronizes from the peer",
             metadata: ["tandem.discarded_events": "\(discarded)"]
@@ -554,14 +603,20 @@ public final class FailoverNode: Sendable {
         commits.poke()
     }
 
-    private func send(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, peer: DeviceID, start: StartSignal) async throws
-    {
+    private func send(
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        peer: DeviceID,
+        start: StartSignal,
+        verification: Verification
+    ) async throws {
         let requested = await start.wait()
         try Task.checkCancellation()
         let holdName = "peer-\(peer)"
-        // No position (another history of this log) or one past its end: only a snapshot makes the copy right.
+        // No position (another history of this log), none yet, or one past its end: only a snapshot makes the
+        // copy right. A peer that has nothing of this device's gets one too, rather than the whole log: the
+        // snapshot brings this device's takeovers first, so the peer knows who owns what before the stream.
         var position = requested ?? 0
-        var needSnapshot = requested == nil || position > store.lastLoggedSequence
+        var needSnapshot = requested == nil || position == 0 || position > store.lastLoggedSequence
         do {
             if !needSnapshot { try await store.holdLog(holdName, from: position + 1) }
         } catch {
@@ -578,7 +633,9 @@ public final class FailoverNode: Sendable {
             if needSnapshot {
                 // A hold still moving forward must land before the snapshot places its own.
                 while holdMoving.busy { try await Task.sleep(for: .milliseconds(1)) }
+                verification.withState { $0.beginSnapshot() }
                 position = try await sendSnapshot(outbound, holdName: holdName)
+                verification.withState { $0.endSnapshot() }
                 heldFrom = position + 1
                 needSnapshot = false
             }
@@ -600,7 +657,7 @@ public final class FailoverNode: Sendable {
             buffer.removeAll(keepingCapacity: true)
             switch try store.readStream(
                 after: position,
-                excluding: peer,
+                for: peer,
                 maxBytes: configuration.batchBytes,
                 into: &buffer
             ) {
@@ -614,8 +671,16 @@ public final class FailoverNode: Sendable {
                 if through > position {
                     try await outbound.write(RecordsMessage.frame(through: through, records: buffer))
                     position = through
-                } else {
-                    await commits.wait(beyond: position, pokesSeen: pokes)
+                }
+                let answered = try await answerDigestRequest(outbound, at: position, peer: peer, verification)
+                if through == position && !answered {
+                    // Caught up. A digest request waits for a point at a commit's end; the point is noted just
+                    // after the commit, so look again shortly rather than at the next commit.
+                    if verification.current.peerRequested {
+                        try await Task.sleep(for: .milliseconds(2))
+                    } else {
+                        await commits.wait(beyond: position, pokesSeen: pokes)
+                    }
                 }
             }
         }
@@ -628,6 +693,7 @@ public final class FailoverNode: Sendable {
         try await outbound.write(SnapshotBeginMessage.frame(adoptions: Array(store.adoptions.byDevice.values)))
         var after: IPAddress?
         var checkpoint: UInt64?
+        var wholeFrom: UInt64 = 0
         var sessions = 0
         var buffer: [UInt8] = []
         repeat {
@@ -635,6 +701,7 @@ public final class FailoverNode: Sendable {
             buffer.removeAll(keepingCapacity: true)
             let read = try store.readSnapshot(after: after, maxSessions: configuration.snapshotBatch, into: &buffer)
             if checkpoint == nil { checkpoint = read.checkpoint }
+            wholeFrom = max(wholeFrom, read.checkpoint)
             if read.count > 0 {
                 var payload = ByteBuffer()
                 payload.writeBytes(buffer)
@@ -644,7 +711,7 @@ public final class FailoverNode: Sendable {
             after = read.last
         } while after != nil
         let position = checkpoint ?? 0
-        try await outbound.write(SequenceMessage(sequence: position).frame(.snapshotEnd))
+        try await outbound.write(SnapshotEndMessage(position: position, wholeFrom: max(wholeFrom, position)).frame())
         shared.withLock { $0.snapshotsSent += 1 }
         snapshotCounter.increment()
         logger.info(
@@ -657,52 +724,125 @@ public final class FailoverNode: Sendable {
 
     // MARK: - Digests
 
-    private func compareDigests(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, peer: DeviceID) async throws {
+    /// Asks the peer for a digest point in its stream: at once on a new connection, soon again after each
+    /// answer while the tables are not known to agree, then every ``Configuration/digestInterval``.
+    private func requestDigests(
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        verification: Verification
+    ) async throws {
         while !Task.isCancelled {
-            try await Task.sleep(for: configuration.digestInterval)
-            guard let point = store.digestHistory.latest else { continue }
-            let message = DigestMessage(
-                through: point.through,
-                appliedOfYou: point.applied[peer] ?? 0,
-                value: point.value
-            )
-            try await outbound.write(message.frame())
+            let now = ContinuousClock.now
+            if let delay = verification.current.requestDelay(now: now, interval: configuration.digestInterval) {
+                try await Task.sleep(for: delay)
+                continue
+            }
+            verification.withState { $0.requested(at: now) }
+            try await outbound.write(Frame(type: .digestRequest, payload: ByteBuffer()))
         }
     }
 
-    private func checkDigest(
-        _ message: DigestMessage,
+    /// Sends the digest point at `position` when the peer asked for one and this device's table stood there
+    /// whole; returns whether it did.
+    private func answerDigestRequest(
         _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
-        peer: DeviceID
-    ) async throws {
-        // The peer's table at (its sequence, this device's sequence applied) against this device's table when
-        // it stood at the same two positions, if it did recently.
-        guard
-            let mine = store.digestHistory.point(
-                through: message.appliedOfYou,
-                peer: peer,
-                peerApplied: message.through
-            )
-        else { return }
-        let now = ContinuousClock.now
-        let act = shared.withLock { shared -> Bool in
-            shared.digestsCompared += 1
-            guard mine.value != message.value else { return false }
-            shared.digestMismatches += 1
-            if let last = shared.lastResyncRequest, last.duration(to: now) < .seconds(5) { return false }
-            shared.lastResyncRequest = now
-            return true
-        }
-        guard mine.value != message.value else { return }
-        mismatchCounter.increment()
-        logger.error(
-            "the users table differs from the peer's at the same positions: both resynchronize",
-            metadata: ["tandem.sequence": "\(message.appliedOfYou)", "tandem.peer.sequence": "\(message.through)"]
+        at position: UInt64,
+        peer: DeviceID,
+        _ verification: Verification
+    ) async throws -> Bool {
+        guard verification.current.peerRequested, !store.isInstallingSnapshot,
+            let point = store.digestHistory.latest(through: position), point.whole
+        else { return false }
+        let message = DigestMessage(
+            through: position,
+            appliedOfYou: point.applied[peer] ?? 0,
+            appliedHistoryOfYou: point.appliedHistory[peer] ?? 0,
+            value: point.value,
+            installedOfYou: UInt32(truncatingIfNeeded: point.installs - verification.installsBase)
         )
-        guard act else { return }
-        eventsContinuation.yield(.digestMismatch(through: message.appliedOfYou, peerThrough: message.through))
-        try await outbound.write(Frame(type: .resyncRequest, payload: ByteBuffer()))
-        requestSnapshot()
+        verification.withState { $0.sentPoint(through: position, installs: point.installs) }
+        try await outbound.write(message.frame())
+        return true
+    }
+
+    /// Compares this device's table with the peer's digest point, which arrived after every record through
+    /// it was applied here.
+    private func compare(
+        _ peerPoint: DigestMessage,
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        peer: DeviceID,
+        verification: Verification
+    ) async throws {
+        let outcome = DigestComparison.compare(
+            peerPoint,
+            with: store.isInstallingSnapshot
+                ? nil : store.digestHistory.first(applying: peer, through: peerPoint.through),
+            history: store.historyID,
+            snapshotsSent: verification.current.snapshotsSent
+        )
+        let now = ContinuousClock.now
+        verification.withState { $0.answered(at: now) }
+        switch outcome {
+        case .inconclusive:
+            return
+        case .equal(let mine):
+            shared.withLock { $0.digestsCompared += 1 }
+            try await outbound.write(
+                DigestMatchMessage(
+                    atYour: peerPoint.through,
+                    through: mine.through,
+                    installedOfYou: UInt32(truncatingIfNeeded: mine.installs - verification.installsBase)
+                ).frame()
+            )
+            if verification.withState({ $0.matched() }) {
+                announceSynchronized(through: mine.through, peerThrough: peerPoint.through)
+            }
+        case .differ(let mine):
+            verification.withState { $0.unverify() }
+            let act = shared.withLock { shared -> Bool in
+                shared.digestsCompared += 1
+                shared.digestMismatches += 1
+                if let last = shared.lastResyncRequest, last.duration(to: now) < .seconds(5) { return false }
+                shared.lastResyncRequest = now
+                return true
+            }
+            mismatchCounter.increment()
+            logger.error(
+                "the users table differs from the peer's at the same positions: both resynchronize",
+                metadata: [
+                    "tandem.sequence": "\(mine.through)", "tandem.peer.sequence": "\(peerPoint.through)",
+                    "tandem.digest": "\(mine.value)", "tandem.peer.digest": "\(peerPoint.value)",
+                ]
+            )
+            guard act else { return }
+            eventsContinuation.yield(.digestMismatch(through: mine.through, peerThrough: peerPoint.through))
+            try await outbound.write(Frame(type: .resyncRequest, payload: ByteBuffer()))
+            requestSnapshot()
+        }
+    }
+
+    /// The peer found the tables equal at this device's digest point.
+    private func peerMatched(_ message: DigestMatchMessage, verification: Verification) {
+        let installs = store.snapshotInstalls
+        let installing = store.isInstallingSnapshot
+        let newly = verification.withState { state -> Bool in
+            guard !installing,
+                state.acceptsPeerMatch(
+                    atYour: message.atYour,
+                    installedOfYou: message.installedOfYou,
+                    installs: installs
+                )
+            else { return false }
+            return state.matched()
+        }
+        if newly { announceSynchronized(through: message.atYour, peerThrough: message.through) }
+    }
+
+    private func announceSynchronized(through: UInt64, peerThrough: UInt64) {
+        logger.info(
+            "the users tables match the peer's: in synchronization",
+            metadata: ["tandem.sequence": "\(through)", "tandem.peer.sequence": "\(peerThrough)"]
+        )
+        eventsContinuation.yield(.synchronized(through: through, peerThrough: peerThrough))
     }
 }
 

@@ -1,7 +1,7 @@
 import NIOCore
 import SessionStore
 
-// The payloads of the replication frames (types 16 to 23), all big-endian. Each decoder checks every
+// The payloads of the replication frames (types 16 to 25), all big-endian. Each decoder checks every
 // length and rejects bytes left over, so a malformed frame fails the connection and stores nothing.
 
 /// Where a device stands, sent first on each connection: its term and its log's history ID; how far it has
@@ -117,18 +117,49 @@ enum SnapshotBeginMessage {
     }
 }
 
-/// The digest of the sender's users table, with the positions it stood at: the sender's last sequence, and
-/// how far it had applied the receiver's stream.
+/// The end of a snapshot: the sender's sequence it stood at (the stream goes on after it), and the sequence
+/// from which the receiver's copy is whole again (the snapshot was read in several transactions, the last of
+/// them at that sequence).
+struct SnapshotEndMessage: Sendable, Hashable {
+    var position: UInt64
+    var wholeFrom: UInt64
+
+    func frame() -> Frame {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(position)
+        buffer.writeInteger(wholeFrom)
+        return Frame(type: .snapshotEnd, payload: buffer)
+    }
+
+    static func decode(_ payload: ByteBuffer) throws(LinkError) -> SnapshotEndMessage {
+        var buffer = payload
+        guard let position = buffer.readInteger(as: UInt64.self), let wholeFrom = buffer.readInteger(as: UInt64.self),
+            buffer.readableBytes == 0
+        else { throw LinkError(.malformed("a snapshot-end frame of \(payload.readableBytes) bytes, expected 16")) }
+        return SnapshotEndMessage(position: position, wholeFrom: wholeFrom)
+    }
+}
+
+/// A digest point of the sender, sent in its stream right after the records through `through`, in answer
+/// to a digest request: the digest of its users table as it stood at its sequence `through`, how far it had
+/// applied the receiver's stream then (and in which history of the receiver's log), and how many of the
+/// receiver's snapshots it had installed on this connection.
 struct DigestMessage: Sendable, Hashable {
     var through: UInt64
     var appliedOfYou: UInt64
+    var appliedHistoryOfYou: UInt64
     var value: UInt64
+    var installedOfYou: UInt32
+
+    static let size = 36
 
     func frame() -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(through)
         buffer.writeInteger(appliedOfYou)
+        buffer.writeInteger(appliedHistoryOfYou)
         buffer.writeInteger(value)
+        buffer.writeInteger(installedOfYou)
         return Frame(type: .digest, payload: buffer)
     }
 
@@ -136,8 +167,47 @@ struct DigestMessage: Sendable, Hashable {
         var buffer = payload
         guard let through = buffer.readInteger(as: UInt64.self),
             let applied = buffer.readInteger(as: UInt64.self),
-            let value = buffer.readInteger(as: UInt64.self), buffer.readableBytes == 0
-        else { throw LinkError(.malformed("a digest frame of \(payload.readableBytes) bytes, expected 24")) }
-        return DigestMessage(through: through, appliedOfYou: applied, value: value)
+            let history = buffer.readInteger(as: UInt64.self),
+            let value = buffer.readInteger(as: UInt64.self),
+            let installed = buffer.readInteger(as: UInt32.self), buffer.readableBytes == 0
+        else {
+            throw LinkError(.malformed("a digest frame of \(payload.readableBytes) bytes, expected \(size)"))
+        }
+        return DigestMessage(
+            through: through,
+            appliedOfYou: applied,
+            appliedHistoryOfYou: history,
+            value: value,
+            installedOfYou: installed
+        )
+    }
+}
+
+/// The sender compared its users table, as it stood at its sequence `through`, with the receiver's digest
+/// point at the receiver's sequence `atYour` and found them equal, having installed `installedOfYou` of the
+/// receiver's snapshots on this connection.
+struct DigestMatchMessage: Sendable, Hashable {
+    var atYour: UInt64
+    var through: UInt64
+    var installedOfYou: UInt32
+
+    static let size = 20
+
+    func frame() -> Frame {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(atYour)
+        buffer.writeInteger(through)
+        buffer.writeInteger(installedOfYou)
+        return Frame(type: .digestMatch, payload: buffer)
+    }
+
+    static func decode(_ payload: ByteBuffer) throws(LinkError) -> DigestMatchMessage {
+        var buffer = payload
+        guard let atYour = buffer.readInteger(as: UInt64.self), let through = buffer.readInteger(as: UInt64.self),
+            let installed = buffer.readInteger(as: UInt32.self), buffer.readableBytes == 0
+        else {
+            throw LinkError(.malformed("a digest-match frame of \(payload.readableBytes) bytes, expected \(size)"))
+        }
+        return DigestMatchMessage(atYour: atYour, through: through, installedOfYou: installed)
     }
 }

@@ -188,7 +188,9 @@ enum PeerWork: Sendable {
     case records(through: UInt64, [LogRecord])
     case snapshotBegin([Adoption])
     case snapshotSessions([Session])
-    case snapshotEnd(UInt64)
+    case snapshotEnd(SnapshotEndMessage)
+    /// A digest point of the peer, compared once everything before it is applied.
+    case digest(DigestMessage)
     /// The connection closed: the applier ends once everything before it is applied.
     case finish
 }

@@ -11,13 +11,15 @@ package enum PeerBatch: Sendable {
     /// Sessions of the peer's users table.
     case snapshotSessions(origin: DeviceID, [Session])
     /// The snapshot is complete; it stood at the peer's sequence `position` of history `history`, and the
-    /// stream goes on after it.
-    case snapshotEnd(origin: DeviceID, position: UInt64, history: UInt64)
+    /// stream goes on after it. Read in several transactions, it holds states of the peer's table up to its
+    /// sequence `wholeFrom`: once the stream is applied through there, this device's copy is the peer's
+    /// table at a position again.
+    case snapshotEnd(origin: DeviceID, position: UInt64, wholeFrom: UInt64, history: UInt64)
 
     var origin: DeviceID {
         switch self {
         case .records(let origin, _, _, _), .snapshotBegin(let origin, _), .snapshotSessions(let origin, _),
-            .snapshotEnd(let origin, _, _):
+            .snapshotEnd(let origin, _, _, _):
             origin
         }
     }
@@ -44,14 +46,28 @@ package struct Promotion: Sendable {
 }
 
 /// The users table's digest after recent commits, with the positions it stood at.
+///
+/// Two devices' tables are compared at a *digest point* of one of them, `(through, applied)`, and a point of
+/// the other that had applied the first one's stream through exactly `through`. Both tables then hold the
+/// same changes when the second device's own changes up to its point had all reached the first
+/// (``Point/ownThrough`` at most the first one's `applied`), and when neither table was half-way through a
+/// snapshot (``Point/whole``).
 package struct DigestHistory: Sendable {
     package struct Point: Sendable, Equatable {
         /// This store's last sequence.
         package var through: UInt64
         /// The peer positions applied.
         package var applied: [DeviceID: UInt64]
+        /// The history of each peer's log that `applied` counts in.
+        package var appliedHistory: [DeviceID: UInt64]
         /// The digest of every session in the table.
         package var value: UInt64
+        /// The last sequence of a record this store logged of its own, not applied from a peer's stream.
+        package var ownThrough: UInt64
+        /// How many snapshots this store had begun to install since it was opened.
+        package var installs: UInt64
+        /// Whether no snapshot was half-way installed: the table is a state the peer's table was in too.
+        package var whole: Bool
     }
 
     static let capacity = 4096
@@ -77,9 +93,20 @@ package struct DigestHistory: Sendable {
         points.isEmpty ? nil : points[(next + points.count - 1) % points.count]
     }
 
-    /// The point at which this store stood at `through` with `peer` applied through `peerApplied`.
-    package func point(through: UInt64, peer: DeviceID, peerApplied: UInt64) -> Point? {
-        points.last { $0.through == through && ($0.applied[peer] ?? 0) == peerApplied }
+    /// The points from the oldest to the latest.
+    package var chronological: [Point] { Array(points[next...] + points[..<next]) }
+
+    /// The latest point at this store's sequence `through`.
+    package func latest(through: UInt64) -> Point? {
+        chronological.last { $0.through == through }
+    }
+
+    /// The first whole point, after this store's latest snapshot install began, at which it had applied
+    /// `peer`'s stream through exactly `peerApplied`.
+    package func first(applying peer: DeviceID, through peerApplied: UInt64) -> Point? {
+        guard let installs = latest?.installs else { return nil }
+        return points.filter { $0.installs == installs && $0.whole && ($0.applied[peer] ?? 0) == peerApplied }
+            .min { $0.through < $1.through }
     }
 }
 
@@ -94,11 +121,14 @@ extension LogWriter {
             )
         }
         let known = stagedApplied[peer] ?? applied[peer] ?? 0
+        stagingPeer = true
+        defer { stagingPeer = false }
         switch batch {
         case .records(_, let through, let history, let records):
             var previous: UInt64 = 0
             for record in records {
-                guard record.origin == peer else {
+                // The peer's own events, and this device's that the peer sends back (see `readStream`).
+                guard record.origin == peer || record.origin == origin else {
                     throw SessionStoreError(
                         .invalidArgument("a record of device \(record.origin) in device \(peer)'s stream")
                     )
@@ -110,7 +140,9 @@ extension LogWriter {
                         )
                     )
                 }
-                if case .login(let session) = record.event, session.owner != peer {
+                if case .login(let session) = record.event, session.owner != peer,
+                    record.origin == peer || session.owner != origin
+                {
                     throw SessionStoreError(
                         .invalidArgument("device \(peer) streamed a login of a session owned by \(session.owner)")
                     )
@@ -120,7 +152,12 @@ extension LogWriter {
             var position = max(known, through)
             var takeover: Adoption?
             for record in records where record.sequence > known {
-                if case .takeover(let from, let to, let newTerm) = record.event, from == origin, newTerm > term {
+                // This device's own event, back from the peer: it matters only to the copy of the peer's
+                // users, which a snapshot may have rebuilt without it; this device's own users have it.
+                if record.origin == origin, !concernsCopy(of: peer, record.event) { continue }
+                if case .takeover(let from, let to, let newTerm) = record.event, from == origin, newTerm > term,
+                    record.origin == peer
+                {
                     takeover = Adoption(from: from, to: to, term: newTerm)
                     position = record.sequence - 1
                     break
@@ -130,6 +167,7 @@ extension LogWriter {
             stagedApplied[peer] = position
             metaChanges.append(.applied(peer, position))
             metaChanges.append(.appliedHistory(peer, history))
+            if let wholeFrom = stagedInstalling[peer], position >= wholeFrom { stageInstalling(peer, nil) }
             return PeerApplied(through: position, takeover: takeover)
         case .snapshotBegin(_, let peerAdoptions):
             for adoption in peerAdoptions {
@@ -150,8 +188,12 @@ extension LogWriter {
             }
             stagedApplied[peer] = 0
             metaChanges.append(.applied(peer, 0))
+            stageInstalling(peer, .max)
             return PeerApplied(through: 0, takeover: nil)
         case .snapshotSessions(_, let sessions):
+            guard stagedInstalling[peer] == .max else {
+                throw SessionStoreError(.invalidArgument("device \(peer) sent snapshot sessions outside a snapshot"))
+            }
             for session in sessions where adoptions.effectiveOwner(of: session) != peer {
                 throw SessionStoreError(
                     .invalidArgument(
@@ -164,11 +206,37 @@ extension LogWriter {
                 try applyPeerEvent(.login(session), term: term, origin: peer, time: now, txn: txn)
             }
             return PeerApplied(through: known, takeover: nil)
-        case .snapshotEnd(_, let position, let history):
+        case .snapshotEnd(_, let position, let wholeFrom, let history):
+            guard stagedInstalling[peer] == .max else {
+                throw SessionStoreError(.invalidArgument("device \(peer) ended a snapshot it never began"))
+            }
+            guard wholeFrom >= position else {
+                throw SessionStoreError(
+                    .invalidArgument("device \(peer)'s snapshot at \(position) claims to be whole from \(wholeFrom)")
+                )
+            }
             stagedApplied[peer] = position
             metaChanges.append(.applied(peer, position))
             metaChanges.append(.appliedHistory(peer, history))
+            stageInstalling(peer, wholeFrom > position ? wholeFrom : nil)
             return PeerApplied(through: position, takeover: nil)
+        }
+    }
+
+    private func stageInstalling(_ peer: DeviceID, _ wholeFrom: UInt64?) {
+        stagedInstalling[peer] = wholeFrom
+        metaChanges.append(.installing(peer, wholeFrom))
+    }
+
+    /// Whether `event` changes a session that `peer` owns in effect (a login or logout of one).
+    private func concernsCopy(of peer: DeviceID, _ event: Event) -> Bool {
+        switch event {
+        case .login(let session):
+            adoptions.effectiveOwner(of: session) == peer
+        case .logout(let logout):
+            adoptions.effectiveOwner(owner: logout.owner, term: logout.generation.term) == peer
+        case .deviceIDChanged, .takeover:
+            false
         }
     }
 

@@ -34,10 +34,14 @@ extension SessionStore {
         try await writer.submit { .promote(peer: peer, peerTerm: peerTerm, $0) }.get()
     }
 
-    /// Empties the store for a full resynchronization from a peer of term `term`; returns how many of this
+    /// Empties the store for a full resynchronization from `peer`, of term `term`; returns how many of this
     /// device's events came after `keepThrough` (the peer never acknowledged them).
-    package func resetForResync(term: UInt32, keepThrough: UInt64) async throws(SessionStoreError) -> Int {
-        try await writer.submit { .reset(term: term, keepThrough: keepThrough, $0) }.get()
+    package func resetForResync(
+        term: UInt32,
+        keepThrough: UInt64,
+        from peer: DeviceID
+    ) async throws(SessionStoreError) -> Int {
+        try await writer.submit { .reset(term: term, keepThrough: keepThrough, peer: peer, $0) }.get()
     }
 
     /// Starts keeping the users table's digest (one pass over the table, then O(1) per change).
@@ -56,6 +60,14 @@ extension SessionStore {
     /// The last sequence logged (without reading the log's size, as ``logStatus`` does).
     package var lastLoggedSequence: UInt64 { writer.status.withLock { $0.lastSequence } }
 
+    /// Whether a snapshot of the peer's users is being installed: until the stream after it has been applied
+    /// far enough, this device's copy of the peer's users is incomplete.
+    package var isInstallingSnapshot: Bool { !writer.status.withLock { $0.installing.isEmpty } }
+
+    /// How many snapshots of a peer's users this store began to install since it was opened (see
+    /// ``DigestHistory/Point/installs``).
+    package var snapshotInstalls: UInt64 { writer.status.withLock { $0.installs } }
+
     /// The digest after recent commits.
     package var digestHistory: DigestHistory { writer.digests.withLock { $0 } }
 
@@ -66,7 +78,7 @@ extension SessionStore {
 
     // MARK: Reading the stream
 
-    /// What ``readStream(after:excluding:maxBytes:into:)`` found.
+    /// What ``readStream(after:for:maxBytes:into:)`` found.
     package enum StreamRead: Sendable, Equatable {
         /// Records were appended (possibly none); the stream is complete through `through`.
         case records(through: UInt64, count: Int)
@@ -74,14 +86,23 @@ extension SessionStore {
         case truncated
     }
 
-    /// Appends to `buffer` the log records after `position` that did not come from `peer`, each as a
-    /// 4-byte big-endian length and the record's bytes, up to about `maxBytes`.
+    /// Appends to `buffer` the log records after `position` that `peer` must receive, each as a 4-byte
+    /// big-endian length and the record's bytes, up to about `maxBytes`.
+    ///
+    /// Every record of this device's own is sent. A record that came from `peer` is left out, since the peer
+    /// has it, unless it is about a session this device owns in effect: a logout the peer made of one of this
+    /// device's users (R7), or a login or logout of a user this device took over from the peer. The peer
+    /// applies those only to its copy of this device's users, where they change nothing unless that copy was
+    /// rebuilt from a snapshot that did not hold them yet. A snapshot and the stream after it thereby hold
+    /// every change to this device's users, whichever device made it.
     package func readStream(
         after position: UInt64,
-        excluding peer: DeviceID,
+        for peer: DeviceID,
         maxBytes: Int,
         into buffer: inout [UInt8]
     ) throws(SessionStoreError) -> StreamRead {
+        let me = deviceID
+        let adoptions = self.adoptions
         do {
             return try files.logEnvironment.read { txn in
                 let last = try txn.metaUInt64(StoreLayout.MetaKey.lastSequence, in: files.logMeta) ?? 0
@@ -98,7 +119,7 @@ extension SessionStore {
                     let start = buffer.count
                     while let (key, value) = entry, buffer.count - start < maxBytes {
                         guard let sequence = StoreLayout.decodeSequenceKey(key) else { break }
-                        if RecordCodec.peekOrigin(value) != peer {
+                        if Self.peerMustReceive(value, peer: peer, me: me, adoptions: adoptions) {
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)
                             count += 1
@@ -116,7 +137,19 @@ extension SessionStore {
         }
     }
 
-    /// Decodes a stream batch made by ``readStream(after:excluding:maxBytes:into:)``; damage anywhere
+    /// Whether the record `bytes` goes to `peer` (see ``readStream(after:for:maxBytes:into:)``).
+    private static func peerMustReceive(
+        _ bytes: UnsafeRawBufferPointer,
+        peer: DeviceID,
+        me: DeviceID,
+        adoptions: Adoptions
+    ) -> Bool {
+        guard RecordCodec.peekOrigin(bytes) == peer else { return true }
+        guard let subject = RecordCodec.peekSubject(bytes) else { return false }
+        return adoptions.effectiveOwner(owner: subject.owner, term: subject.term) == me
+    }
+
+    /// Decodes a stream batch made by ``readStream(after:for:maxBytes:into:)``; damage anywhere
     /// fails the whole batch.
     package static func decodeStream(_ bytes: UnsafeRawBufferPointer) throws(SessionStoreError) -> [LogRecord] {
         var records: [LogRecord] = []
@@ -227,18 +260,5 @@ extension SessionStore {
         }
         defer { offset += length }
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length])
-    }
-}
-
-extension RecordCodec {
-    /// The origin of an encoded log record, read without decoding it; `nil` when the bytes are too short.
-    static func peekOrigin(_ bytes: UnsafeRawBufferPointer) -> DeviceID? {
-        var offset = 2  // version, kind
-        for _ in 0..<2 {  // sequence, term
-            while offset < bytes.count, bytes[offset] & 0x80 != 0 { offset += 1 }
-            offset += 1
-        }
-        guard offset < bytes.count else { return nil }
-        return DeviceID(rawValue: bytes[offset])
     }
 }

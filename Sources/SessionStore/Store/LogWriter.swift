@@ -35,9 +35,9 @@ final class LogWriter: @unchecked Sendable {
         case applyPeer(PeerBatch, Reply<PeerApplied>)
         /// Takes over the peer's users and raises the term above the peer's.
         case promote(peer: DeviceID, peerTerm: UInt32, Reply<Promotion>)
-        /// Demotion: empties the store and adopts the peer's term; the count of own events after
-        /// `keepThrough` (never acknowledged) is returned.
-        case reset(term: UInt32, keepThrough: UInt64, Reply<Int>)
+        /// Demotion: empties the store and adopts the peer's term, for a snapshot of `peer`'s users; the
+        /// count of own events after `keepThrough` (never acknowledged) is returned.
+        case reset(term: UInt32, keepThrough: UInt64, peer: DeviceID, Reply<Int>)
         /// Computes the users table's digest once; commits keep it up to date from then on.
         case initializeDigest(Reply<Void>)
     }
@@ -89,6 +89,15 @@ final class LogWriter: @unchecked Sendable {
     private var nextExpiry: UInt64
     /// The highest sequence of each peer's stream applied (committed).
     var applied: [DeviceID: UInt64]
+    /// The history of each peer's log that `applied` counts in.
+    private var appliedHistory: [DeviceID: UInt64]
+    /// The peers whose snapshot is being installed, with the position of their stream from which this
+    /// device's copy of their users is whole again (`UInt64.max` until the snapshot's end is applied).
+    var installing: [DeviceID: UInt64]
+    /// How many snapshots this store began to install since it was opened.
+    var installs: UInt64 = 0
+    /// The last sequence of a record this device logged of its own (not applied from a peer's stream).
+    private var ownThrough: UInt64
     /// The users table's digest, once computed (``digestReady``).
     private var digest: UInt64 = 0
     private var digestReady = false
@@ -108,6 +117,12 @@ final class LogWriter: @unchecked Sendable {
     var adoptions: Adoptions
     /// Peer positions this batch applies.
     var stagedApplied: [DeviceID: UInt64] = [:]
+    /// `installing` as this batch leaves it.
+    var stagedInstalling: [DeviceID: UInt64] = [:]
+    /// Whether the records staged now come from a peer's stream.
+    var stagingPeer = false
+    /// `ownThrough` as this batch leaves it.
+    private var stagedOwnThrough: UInt64 = 0
     /// Own users that the peer's events logged off or replaced, for ``automaticLogouts``.
     var peerNotices: [Logout] = []
     var metaChanges: [MetaChange] = []
@@ -123,6 +138,9 @@ final class LogWriter: @unchecked Sendable {
         case adoption(Adoption)
         case applied(DeviceID, UInt64)
         case appliedHistory(DeviceID, UInt64)
+        /// A snapshot of the peer's users is being installed, whole again from this position of its stream
+        /// on; `nil`: the copy is whole.
+        case installing(DeviceID, UInt64?)
     }
 
     private let commitTimer = Metrics.Timer(label: "tandem_commit_duration")
@@ -140,6 +158,8 @@ final class LogWriter: @unchecked Sendable {
         var changesInMemory = 0
         var applied: [DeviceID: UInt64] = [:]
         var appliedHistory: [DeviceID: UInt64] = [:]
+        var installing: [DeviceID: UInt64] = [:]
+        var installs: UInt64 = 0
     }
 
     struct Recovered {
@@ -152,6 +172,7 @@ final class LogWriter: @unchecked Sendable {
         var deadlines: DeadlineHeap
         var applied: [DeviceID: UInt64]
         var appliedHistory: [DeviceID: UInt64]
+        var installing: [DeviceID: UInt64]
     }
 
     init(
@@ -177,6 +198,10 @@ final class LogWriter: @unchecked Sendable {
         self.term = recovered.identity.term
         self.adoptions = recovered.identity.adoptions
         self.applied = recovered.applied
+        self.appliedHistory = recovered.appliedHistory
+        self.installing = recovered.installing
+        // What came before this open counts as this device's own: comparisons wait until the peer has it all.
+        self.ownThrough = recovered.lastSequence
         self.status = Mutex(
             LogStatusState(
                 lastSequence: recovered.lastSequence,
@@ -185,7 +210,8 @@ final class LogWriter: @unchecked Sendable {
                 holds: recovered.holds,
                 droppedHolds: recovered.droppedHolds,
                 applied: recovered.applied,
-                appliedHistory: recovered.appliedHistory
+                appliedHistory: recovered.appliedHistory,
+                installing: recovered.installing
             )
         )
         let now = monotonicNanoseconds()
@@ -465,6 +491,9 @@ final class LogWriter: @unchecked Sendable {
         countDelta = 0
         digestDelta = 0
         stagedApplied.removeAll()
+        stagedInstalling = installing
+        stagedOwnThrough = ownThrough
+        stagingPeer = false
         peerNotices.removeAll()
         sequence = lastSequence
         (origin, term, adoptions) = identity.withLock { ($0.deviceID, $0.term, $0.adoptions) }
@@ -479,7 +508,7 @@ final class LogWriter: @unchecked Sendable {
             swap(&outcomes, &spareOutcomes)
         }
         var checkpointResults: [Result<UInt64, SessionStoreError>] = []
-        var resets: [(UInt32, UInt64, Reply<Int>)] = []
+        var resets: [(UInt32, UInt64, DeviceID, Reply<Int>)] = []
         var digestRequests: [Reply<Void>] = []
         do {
             try files.usersEnvironment.read { txn in
@@ -582,8 +611,8 @@ final class LogWriter: @unchecked Sendable {
                                 }
                             )
                         )
-                    case .reset(let newTerm, let keepThrough, let reply):
-                        resets.append((newTerm, keepThrough, reply))
+                    case .reset(let newTerm, let keepThrough, let peer, let reply):
+                        resets.append((newTerm, keepThrough, peer, reply))
                     case .initializeDigest(let reply):
                         digestRequests.append(reply)
                     }
@@ -598,8 +627,8 @@ final class LogWriter: @unchecked Sendable {
         for result in checkpointResults { checkpointCompleted(result) }
         commit(&outcomes)
         outcomes.resume()
-        for (newTerm, keepThrough, reply) in resets {
-            reply.resume(returning: reset(term: newTerm, keepThrough: keepThrough))
+        for (newTerm, keepThrough, peer, reply) in resets {
+            reply.resume(returning: reset(term: newTerm, keepThrough: keepThrough, peer: peer))
         }
         if !digestRequests.isEmpty {
             let result = initializeDigest()
@@ -662,6 +691,10 @@ final class LogWriter: @unchecked Sendable {
                             history,
                             in: files.logMeta
                         )
+                    case .installing(let peer, let position?):
+                        try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", position, in: files.logMeta)
+                    case .installing(let peer, nil):
+                        try txn.deleteMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", in: files.logMeta)
                     }
                 }
                 guard mayTruncate else { return (0, firstRetained) }
@@ -695,10 +728,12 @@ final class LogWriter: @unchecked Sendable {
         if !records.isEmpty {
             overlay.apply(changes, countDelta: countDelta, throughSequence: sequence)
             lastSequence = sequence
+            ownThrough = stagedOwnThrough
             for item in newDeadlines { deadlines.push(item) }
             digest &+= digestDelta
         }
         for (peer, position) in stagedApplied { applied[peer] = position }
+        installing = stagedInstalling
         var holdsChanged = false
         for change in metaChanges {
             switch change {
@@ -709,7 +744,14 @@ final class LogWriter: @unchecked Sendable {
                 }
             case .applied:
                 break
+            case .installing(let peer, let position):
+                if position == .max { installs += 1 }
+                status.withLock { [installs] in
+                    $0.installing[peer] = position
+                    $0.installs = installs
+                }
             case .appliedHistory(let peer, let history):
+                appliedHistory[peer] = history
                 status.withLock { $0.appliedHistory[peer] = history }
             case .deviceID(let id):
                 identity.withLock { $0.deviceID = id }
@@ -732,11 +774,7 @@ final class LogWriter: @unchecked Sendable {
                 for case .hold(let name, _) in metaChanges { state.droppedHolds[name] = nil }
             }
         }
-        if digestReady && (!records.isEmpty || !stagedApplied.isEmpty) {
-            digests.withLock { [lastSequence, applied, digest] in
-                $0.append(.init(through: lastSequence, applied: applied, value: digest))
-            }
-        }
+        if digestReady && (!records.isEmpty || !stagedApplied.isEmpty) { recordDigestPoint() }
         if !records.isEmpty, let observer = commitObserver.withLock({ $0 }) { observer.call(lastSequence) }
         if !peerNotices.isEmpty { automaticLogouts.yield(peerNotices) }
         metaChanges.removeAll(keepingCapacity: true)
@@ -748,10 +786,11 @@ final class LogWriter: @unchecked Sendable {
     /// from where it was, so that the peer never mistakes new records for the discarded ones.
     ///
     /// The users table is emptied first: a crash between the two transactions leaves the old term, and the
-    /// next connection to the peer resets again.
+    /// next connection to the peer resets again. The emptied store counts as installing `peer`'s snapshot
+    /// until one is installed: its table is no state the peer's was in.
     ///
     /// - Returns: the number of this device's events after `keepThrough`, which the peer never acknowledged.
-    private func reset(term newTerm: UInt32, keepThrough: UInt64) -> Result<Int, SessionStoreError> {
+    private func reset(term newTerm: UInt32, keepThrough: UInt64, peer: DeviceID) -> Result<Int, SessionStoreError> {
         while checkpointRunning {
             guard waitForRunningCheckpoint() else { return .failure(SessionStoreError(.closed)) }
         }
@@ -782,13 +821,14 @@ final class LogWriter: @unchecked Sendable {
                 try txn.putMeta(StoreLayout.MetaKey.history, newHistory, in: files.logMeta)
                 for prefix in [
                     StoreLayout.MetaKey.appliedPrefix, StoreLayout.MetaKey.adoptedPrefix,
-                    StoreLayout.MetaKey.appliedHistoryPrefix,
+                    StoreLayout.MetaKey.appliedHistoryPrefix, StoreLayout.MetaKey.installingPrefix,
                     StoreLayout.MetaKey.holdPrefix, StoreLayout.MetaKey.droppedHoldPrefix,
                 ] {
                     for (name, _) in try txn.metaUInt64s(prefix: prefix, in: files.logMeta) {
                         try txn.deleteMeta(prefix + name, in: files.logMeta)
                     }
                 }
+                try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", .max, in: files.logMeta)
             }
         } catch let error as SessionStoreError {
             return .failure(error)
@@ -802,6 +842,9 @@ final class LogWriter: @unchecked Sendable {
         firstRetained = nil
         holds = [:]
         applied = [:]
+        appliedHistory = [:]
+        installing = [peer: .max]
+        installs += 1
         deadlines = DeadlineHeap()
         digest = 0
         digestReady = true
@@ -818,6 +861,8 @@ final class LogWriter: @unchecked Sendable {
             $0.droppedHolds = [:]
             $0.applied = [:]
             $0.appliedHistory = [:]
+            $0.installing = [peer: .max]
+            $0.installs = installs
             $0.changesInMemory = 0
         }
         logger.warning(
@@ -840,10 +885,22 @@ final class LogWriter: @unchecked Sendable {
             return .failure(SessionStoreError.storage(error, doing: "reading the users table"))
         }
         digestReady = true
-        digests.withLock { [lastSequence, applied, digest] in
-            $0.append(.init(through: lastSequence, applied: applied, value: digest))
-        }
+        recordDigestPoint()
         return .success(())
+    }
+
+    /// Notes the digest of the table as it stands after a commit, with the positions it stands at.
+    private func recordDigestPoint() {
+        let point = DigestHistory.Point(
+            through: lastSequence,
+            applied: applied,
+            appliedHistory: appliedHistory,
+            value: digest,
+            ownThrough: ownThrough,
+            installs: installs,
+            whole: installing.isEmpty
+        )
+        digests.withLock { $0.append(point) }
     }
 
     /// Whether log entries behind the checkpoint wait to be deleted.
@@ -928,6 +985,7 @@ final class LogWriter: @unchecked Sendable {
         let start = buffer.count
         encode(&buffer)
         records.append((sequence, start..<buffer.count))
+        if !stagingPeer { stagedOwnThrough = sequence }
     }
 
     /// Stages the new state of `ip`, which `current` held until now.
@@ -1088,7 +1146,7 @@ final class LogWriter: @unchecked Sendable {
         case .release(_, let reply): reply.resume(returning: .failure(error))
         case .applyPeer(_, let reply): reply.resume(returning: .failure(error))
         case .promote(_, _, let reply): reply.resume(returning: .failure(error))
-        case .reset(_, _, let reply): reply.resume(returning: .failure(error))
+        case .reset(_, _, _, let reply): reply.resume(returning: .failure(error))
         case .initializeDigest(let reply): reply.resume(returning: .failure(error))
         case .checkpointDone: break
         }

@@ -178,6 +178,7 @@ struct Recovery {
                         logTxn,
                         meta: meta
                     )
+                    let installing = try Self.perDevice(StoreLayout.MetaKey.installingPrefix, logTxn, meta: meta)
                     return LogWriter.Recovered(
                         identity: identity,
                         lastSequence: lastSequence,
@@ -187,7 +188,8 @@ struct Recovery {
                         droppedHolds: Dictionary(dropped, uniquingKeysWith: { $1 }),
                         deadlines: deadlines,
                         applied: applied,
-                        appliedHistory: appliedHistory
+                        appliedHistory: appliedHistory,
+                        installing: installing
                     )
                 }
             }

@@ -29,6 +29,7 @@ enum StoreLayout {
         static let appliedPrefix = "applied:"
         static let adoptedPrefix = "adopted:"
         static let appliedHistoryPrefix = "applied-history:"
+        static let installingPrefix = "installing:"
         static let history = "history"
     }
 

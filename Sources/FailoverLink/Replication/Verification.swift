@@ -1,0 +1,134 @@
+import SessionStore
+import Synchronization
+
+/// Whether one connection's two users tables are known to agree, and when to ask the peer for a digest
+/// point to find out: the rules, without sockets or a clock of their own.
+///
+/// A connection starts unverified; receiving or sending a snapshot makes it unverified again. It is verified
+/// when a comparison at matching positions made after that finds the tables equal, whichever device made it.
+/// While unverified, a device asks again soon after each answer; once verified, every `interval`.
+struct VerificationState: Sendable {
+    /// The tables were found equal since the connection began or the last snapshot.
+    private(set) var verified = false
+    /// This device is sending a snapshot.
+    private(set) var sendingSnapshot = false
+    /// Snapshots this device sent on this connection.
+    private(set) var snapshotsSent: UInt32 = 0
+    /// When this device's digest request went out, while it waits for the peer's point.
+    private(set) var requestedAt: ContinuousClock.Instant?
+    /// When this device last had an answer (or gave up waiting for one).
+    private(set) var answeredAt: ContinuousClock.Instant?
+    /// The peer waits for a digest point in this device's stream.
+    var peerRequested = false
+    /// The last digest point this device sent: its sequence and the snapshot installs it came after.
+    private(set) var pointSent: (through: UInt64, installs: UInt64)?
+
+    /// How soon an unverified device asks again after an answer that settled nothing.
+    static let retryDelay: Duration = .milliseconds(20)
+    /// How long a request may go unanswered before it is sent again.
+    static let answerTimeout: Duration = .seconds(1)
+
+    /// How long to wait before the next digest request; `nil`: send it now.
+    func requestDelay(now: ContinuousClock.Instant, interval: Duration) -> Duration? {
+        if let requestedAt {
+            let waited = requestedAt.duration(to: now)
+            return waited >= Self.answerTimeout ? nil : min(Self.answerTimeout - waited, .milliseconds(10))
+        }
+        guard let answeredAt else { return nil }
+        let pause = verified ? interval : Self.retryDelay
+        let since = answeredAt.duration(to: now)
+        return since >= pause ? nil : pause - since
+    }
+
+    mutating func requested(at now: ContinuousClock.Instant) { requestedAt = now }
+
+    /// The peer's point arrived and was compared (or could not be).
+    mutating func answered(at now: ContinuousClock.Instant) {
+        requestedAt = nil
+        answeredAt = now
+    }
+
+    /// A comparison found the tables equal; `true` when that made the connection verified.
+    mutating func matched() -> Bool {
+        defer { verified = true }
+        return !verified
+    }
+
+    /// A difference was found, or a snapshot of the peer's users began here.
+    mutating func unverify() { verified = false }
+
+    mutating func beginSnapshot() {
+        sendingSnapshot = true
+        snapshotsSent += 1
+        verified = false
+    }
+
+    mutating func endSnapshot() { sendingSnapshot = false }
+
+    mutating func sentPoint(through: UInt64, installs: UInt64) {
+        pointSent = (through, installs)
+        peerRequested = false
+    }
+
+    /// Whether the peer's report that the tables matched at this device's point `atYour` verifies the
+    /// connection: the point is the last one sent, no snapshot of the peer's began here since
+    /// (`installs`), and the peer had installed every snapshot this device sent.
+    func acceptsPeerMatch(atYour: UInt64, installedOfYou: UInt32, installs: UInt64) -> Bool {
+        guard let pointSent else { return false }
+        return pointSent.through == atYour && pointSent.installs == installs && installedOfYou == snapshotsSent
+    }
+
+    /// What the pair still does before it is in synchronization; `nil` when nothing.
+    func catchUp(installing: Bool) -> CatchUp? {
+        if installing { return .receivingSnapshot }
+        if sendingSnapshot { return .sendingSnapshot }
+        return verified ? nil : .comparingDigests
+    }
+}
+
+/// The comparison of this device's users table with the peer's digest point.
+enum DigestComparison: Sendable, Equatable {
+    /// The tables held the same changes at the two points, and their digests are equal.
+    case equal(DigestHistory.Point)
+    /// The tables held the same changes at the two points, and their digests differ.
+    case differ(DigestHistory.Point)
+    /// No point of this device matches the peer's: nothing is known.
+    case inconclusive
+
+    /// Compares the peer's point with this device's first whole point after its latest snapshot install at
+    /// which it had applied the peer's stream through the peer's point.
+    ///
+    /// - Parameters:
+    ///   - peerPoint: the peer's digest point.
+    ///   - mine: this device's point that applied the peer's stream through exactly `peerPoint.through`.
+    ///   - history: this device's log history.
+    ///   - snapshotsSent: this device's snapshots to the peer on this connection.
+    static func compare(
+        _ peerPoint: DigestMessage,
+        with mine: DigestHistory.Point?,
+        history: UInt64,
+        snapshotsSent: UInt32
+    ) -> DigestComparison {
+        // The peer's point must come after it installed every snapshot this device sent, count its position
+        // in this device's current history (any history, at position 0), and every change this device made up
+        // to its own point must have reached the peer by the peer's point.
+        guard let mine, peerPoint.installedOfYou == snapshotsSent,
+            peerPoint.appliedHistoryOfYou == history || peerPoint.appliedOfYou == 0,
+            mine.ownThrough <= peerPoint.appliedOfYou
+        else { return .inconclusive }
+        return mine.value == peerPoint.value ? .equal(mine) : .differ(mine)
+    }
+}
+
+/// One connection's ``VerificationState``, shared by its tasks.
+final class Verification: Sendable {
+    private let state = Mutex(VerificationState())
+    /// The store's snapshot installs when the connection began.
+    let installsBase: UInt64
+
+    init(installsBase: UInt64) { self.installsBase = installsBase }
+
+    func withState<T>(_ body: (inout VerificationState) -> T) -> T { state.withLock { body(&$0) } }
+
+    var current: VerificationState { state.withLock { $0 } }
+}

@@ -1,0 +1,50 @@
+// Fields of an encoded log record read without decoding it: what the replication stream's sender needs to
+// decide, per record, whether the peer must receive it.
+
+extension RecordCodec {
+    /// The origin of an encoded log record, read without decoding it; `nil` when the bytes are too short.
+    static func peekOrigin(_ bytes: UnsafeRawBufferPointer) -> DeviceID? {
+        var offset = 2  // version, kind
+        for _ in 0..<2 {  // sequence, term
+            while offset < bytes.count, bytes[offset] & 0x80 != 0 { offset += 1 }
+            offset += 1
+        }
+        guard offset < bytes.count else { return nil }
+        return DeviceID(rawValue: bytes[offset])
+    }
+
+    /// The session an encoded login or logout record is about: its owner and the term of its generation,
+    /// read without decoding the record (the checksum is not checked; the reader of the bytes checks it).
+    ///
+    /// - Returns: `nil` for the other kinds of record, and for bytes that do not hold those fields.
+    static func peekSubject(_ bytes: UnsafeRawBufferPointer) -> (owner: DeviceID, term: UInt32)? {
+        guard bytes.count > envelopeSize, let base = bytes.baseAddress,
+            let kind = Event.Kind(rawValue: bytes[1]), kind == .login || kind == .logout
+        else { return nil }
+        var reader = UnitReader(base: base, offset: 2, end: bytes.count - 4)
+        do throws(CorruptRecordError) {
+            _ = try reader.readVarint("sequence")
+            _ = try reader.readVarint32("term")
+            _ = try reader.readDeviceID("origin")
+            _ = try reader.readSignedVarint("time")
+            _ = try reader.readIP()
+            _ = try reader.readMAC()
+            if kind == .logout {
+                let owner = try reader.readDeviceID("owner")
+                return (owner, try readGeneration(from: &reader).term)
+            }
+            let term = try readGeneration(from: &reader).term
+            _ = try reader.readSignedVarint("loginTime")
+            _ = try reader.readVarint32("sessionTimeout")
+            _ = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+            _ = try reader.readVarint32("idleTimeout")
+            _ = try reader.readVarint16("vlan")
+            _ = try reader.readLengthPrefixed("accessInterface", maximum: FieldRules.maximumAccessInterfaceBytes)
+            _ = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
+            _ = try reader.readByte()  // authentication mode
+            return (try reader.readDeviceID("owner"), term)
+        } catch {
+            return nil
+        }
+    }
+}

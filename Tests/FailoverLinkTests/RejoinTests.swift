@@ -1,0 +1,114 @@
+import Foundation
+import LMDB
+import SessionStore
+import Testing
+
+@testable import FailoverLink
+
+/// The rejoin of a device after a failover, and full resynchronizations sent while the sender's checkpoint lags
+/// behind its log: the snapshot and the stream after it must hold every change, whichever device made it.
+@Suite("Rejoin and resynchronization while the checkpoint lags", .serialized)
+struct RejoinTests {
+    /// A store whose users table on disk stays behind its log: no checkpoint runs unless asked for.
+    static func lagging(_ configuration: inout SessionStore.Configuration) {
+        configuration.checkpointInterval = .seconds(3600)
+        configuration.checkpointThreshold = 1_000_000
+        configuration.maxChangesInMemory = 2_000_000
+    }
+
+    @Test(
+        "a device restarted soon after the failover gets back every login it acknowledged and none of the users it logged out"
+    )
+    func quickRejoinAfterFailover() async throws {
+        let pair = try await Pair()
+        try await pair.start(1)
+        try await pair.start(2, tune: Self.lagging)
+        #expect(await pair.verified())
+        for number in 0..<300 {
+            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+        }
+        for number in 0..<20 {
+            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+        }
+        // Device 1 logs some of its users off just before it goes, and one of device 2's (R7).
+        for number in 0..<50 {
+            try await pair[1].logout(
+                pairSession(number, owner: 1).ip,
+                reason: .user,
+                durability: .replicated(timeout: .seconds(10))
+            )
+        }
+        try await pair[1].logout(
+            pairSession(7, owner: 2).ip,
+            reason: .deleteUser,
+            durability: .replicated(timeout: .seconds(10))
+        )
+        await pair.stop(1)
+
+        let promoted = pair[2]
+        try await promoted.promote()
+        // The new master goes on: a taken-over user logs off, a new user logs in.
+        try await promoted.logout(pairSession(100, owner: 1).ip, reason: .user)
+        try await promoted.login(pairSession(500, owner: 2))
+        #expect(promoted.store.logStatus.checkpointSequence < promoted.store.logStatus.lastSequence)
+
+        let returning = try await pair.start(1)
+        var events = returning.events.makeAsyncIterator()
+        #expect(await events.next() == .demoted(term: 2, discardedEvents: 0))
+        #expect(await pair.verified())
+        // What the pair reports is true the moment it reports it.
+        let expected = try promoted.store.allSessions()
+        #expect(try returning.store.allSessions() == expected)
+        let online = Set(try returning.store.allSessions().map(\.ip))
+        for number in 50..<300 where number != 100 { #expect(online.contains(pairSession(number, owner: 1).ip)) }
+        for number in 0..<50 { #expect(!online.contains(pairSession(number, owner: 1).ip)) }
+        #expect(!online.contains(pairSession(100, owner: 1).ip))
+        #expect(!online.contains(pairSession(7, owner: 2).ip))
+        #expect(online.contains(pairSession(500, owner: 2).ip))
+        #expect(returning.status.acknowledgedByPeer == promoted.status.appliedFromPeer)
+
+        // A second failover right away loses nothing: the rejoined device holds every user.
+        await pair.stop(2)
+        let again = try await returning.promote()
+        #expect(again.term == 3)
+        #expect(Set(try returning.store.allSessions().map(\.ip)) == Set(expected.map(\.ip)))
+        for session in expected { #expect(returning.store.effectiveOwner(of: session) == 1) }
+        await pair.tearDown()
+    }
+
+    @Test(
+        "a snapshot sent while the sender's checkpoint lags keeps the logouts the receiver made of the sender's users"
+    )
+    func snapshotKeepsReceiversLogouts() async throws {
+        let pair = try await Pair()
+        try await pair.start(1)
+        try await pair.start(2, tune: Self.lagging)
+        for number in 0..<100 { try await pair[2].login(pairSession(number, owner: 2), durability: .replicated()) }
+        _ = try await pair[2].store.checkpoint()
+        // Device 1 logs ten of device 2's users off (R7); device 2 applies that after its checkpoint.
+        for number in 0..<10 {
+            try await pair[1].logout(
+                pairSession(number, owner: 2).ip,
+                reason: .deleteUser,
+                durability: .replicated(timeout: .seconds(10))
+            )
+        }
+        try await pair[1].login(pairSession(1, owner: 1), durability: .replicated(timeout: .seconds(10)))
+        #expect(await pair.converged())
+        await pair.stop(1)
+        // Device 1's position in device 2's stream no longer names device 2's history: it gets a snapshot.
+        do {
+            let environment = try Environment(path: pair.path(1) + "/log.mdb")
+            let meta = try environment.openDatabase("meta")
+            let value = withUnsafeBytes(of: UInt64(12345).bigEndian) { Array($0) }
+            try environment.write { txn in try txn.put(Array("applied-history:2".utf8), value, in: meta) }
+        }
+        let one = try await pair.start(1)
+        #expect(await eventually { one.status.snapshotsReceived == 1 })
+        #expect(await pair.verified())
+        #expect(try one.store.allSessions() == (try pair[2].store.allSessions()))
+        for number in 0..<10 { #expect(try one.store.session(for: pairSession(number, owner: 2).ip) == nil) }
+        #expect(one.store.count == 91)
+        await pair.tearDown()
+    }
+}
