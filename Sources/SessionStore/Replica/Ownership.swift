@@ -71,7 +71,8 @@ public struct Adoptions: Sendable, Hashable {
 
 /// An order-free digest of a users table: the wrapping sum of a 64-bit hash of each session, so that a
 /// session added or removed changes it in O(1), and two tables with the same sessions have the same digest
-/// whatever the order they were built in.
+/// whatever the order they were built in. Every field of a session goes into its hash, so that two tables
+/// differing in any field of any session differ in their digests (but for a collision of 64-bit hashes).
 enum TableDigest {
     static func contribution(of session: Session) -> UInt64 {
         var hash: UInt64 = 0x9E37_79B9_7F4A_7C15
@@ -79,16 +80,34 @@ enum TableDigest {
             hash = (hash ^ value) &* 0xBF58_476D_1CE4_E5B9
             hash ^= hash >> 31
         }
+        func mix(_ bytes: some Sequence<UInt8>) {
+            var folded: UInt64 = 0xcbf2_9ce4_8422_2325
+            var count: UInt64 = 0
+            for byte in bytes {
+                folded = (folded ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+                count &+= 1
+            }
+            mix(folded ^ count << 56)
+        }
         mix(session.ip.high)
         mix(session.ip.low)
         mix(session.mac.rawValue)
         mix(UInt64(session.owner.rawValue) << 32 | UInt64(session.generation.term))
         mix(session.generation.sequence)
         mix(UInt64(bitPattern: session.loginTime.microsecondsSinceEpoch))
-        mix(UInt64(session.vlan))
-        var name: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in session.userName.utf8 { name = (name ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        mix(name)
+        mix(UInt64(session.vlan) << 40 | UInt64(session.authenticationMode.rawValue) << 32)
+        mix(UInt64(session.sessionTimeout) << 32 | UInt64(session.idleTimeout))
+        mix(session.userName.utf8)
+        mix(session.accessInterface.utf8)
+        mix(session.portalGroup.name.utf8)
+        if let nasIP = session.radius.nasIP {
+            mix(nasIP.high)
+            mix(nasIP.low)
+        } else {
+            mix(0xFFFF_FFFF_FFFF_FFFF)
+        }
+        mix(session.radius.acctSessionID.utf8)
+        mix(session.radius.classAttribute)
         hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
         return hash ^ (hash >> 31)
     }

@@ -68,13 +68,34 @@ package struct DigestHistory: Sendable {
         package var installs: UInt64
         /// Whether no snapshot was half-way installed: the table is a state the peer's table was in too.
         package var whole: Bool
+
+        package init(
+            through: UInt64,
+            applied: [DeviceID: UInt64],
+            appliedHistory: [DeviceID: UInt64],
+            value: UInt64,
+            ownThrough: UInt64,
+            installs: UInt64,
+            whole: Bool
+        ) {
+            self.through = through
+            self.applied = applied
+            self.appliedHistory = appliedHistory
+            self.value = value
+            self.ownThrough = ownThrough
+            self.installs = installs
+            self.whole = whole
+        }
     }
 
-    static let capacity = 4096
+    /// How many points are kept.
+    package static let capacity = 4096
+
+    package init() {}
     private(set) var points: [Point] = []
     private var next = 0
 
-    mutating func append(_ point: Point) {
+    package mutating func append(_ point: Point) {
         if points.count < Self.capacity {
             points.append(point)
         } else {

@@ -293,6 +293,7 @@ struct SessionStoreTests {
     func sessionTimeout() async throws {
         let directory = TemporaryDirectory()
         let store = try SessionStore.open(at: directory.path, configuration: .test())
+        try await store.holdLog("test", from: 1)  // checkpoints do not truncate the logouts counted below
         let longAgo = Timestamp.now.adding(seconds: -7200)
         for number in 0..<10 { try await store.login(testSession(number, loginTime: longAgo, sessionTimeout: 3600)) }
         try await store.checkpoint()  // these deadlines are now indexed on disk

@@ -1,0 +1,163 @@
+import SessionStore
+import Testing
+
+@testable import FailoverLink
+
+/// The rules that decide when the pair is in synchronization, without sockets: the comparison of two digest
+/// points and the state of one connection's verification.
+@Suite("Digest comparison and verification rules")
+struct VerificationTests {
+    static let history: UInt64 = 0xABCD
+
+    static func point(
+        through: UInt64 = 50,
+        applied: UInt64 = 40,
+        value: UInt64 = 7,
+        ownThrough: UInt64 = 30,
+        installs: UInt64 = 0,
+        whole: Bool = true
+    ) -> DigestHistory.Point {
+        DigestHistory.Point(
+            through: through,
+            applied: [2: applied],
+            appliedHistory: [2: 99],
+            value: value,
+            ownThrough: ownThrough,
+            installs: installs,
+            whole: whole
+        )
+    }
+
+    static func peer(
+        appliedOfYou: UInt64 = 35,
+        history: UInt64 = history,
+        value: UInt64 = 7,
+        installed: UInt32 = 0
+    )
+        -> DigestMessage
+    {
+        DigestMessage(
+            through: 40,
+            appliedOfYou: appliedOfYou,
+            appliedHistoryOfYou: history,
+            value: value,
+            installedOfYou: installed
+        )
+    }
+
+    @Test("points that hold the same changes are compared: equal digests match, different ones differ")
+    func comparable() {
+        let mine = Self.point()
+        #expect(
+            DigestComparison.compare(Self.peer(), with: mine, history: Self.history, snapshotsSent: 0) == .equal(mine)
+        )
+        #expect(
+            DigestComparison.compare(Self.peer(value: 8), with: mine, history: Self.history, snapshotsSent: 0)
+                == .differ(mine)
+        )
+    }
+
+    @Test(
+        "no comparison when a change of this device had not reached the peer, when the peer's position counts in another history, or before it installed every snapshot sent"
+    )
+    func inconclusive() {
+        let mine = Self.point(ownThrough: 36)
+        #expect(
+            DigestComparison.compare(Self.peer(), with: mine, history: Self.history, snapshotsSent: 0) == .inconclusive
+        )
+        let settled = Self.point()
+        #expect(
+            DigestComparison.compare(Self.peer(history: 5), with: settled, history: Self.history, snapshotsSent: 0)
+                == .inconclusive
+        )
+        #expect(
+            DigestComparison.compare(Self.peer(), with: settled, history: Self.history, snapshotsSent: 1)
+                == .inconclusive
+        )
+        #expect(
+            DigestComparison.compare(Self.peer(installed: 1), with: settled, history: Self.history, snapshotsSent: 1)
+                == .equal(settled)
+        )
+        #expect(
+            DigestComparison.compare(Self.peer(), with: nil, history: Self.history, snapshotsSent: 0) == .inconclusive
+        )
+        // Position 0 is the same in every history: nothing of this device's.
+        let fresh = Self.point(ownThrough: 0)
+        #expect(
+            DigestComparison.compare(
+                Self.peer(appliedOfYou: 0, history: 0),
+                with: fresh,
+                history: Self.history,
+                snapshotsSent: 0
+            )
+                == .equal(fresh)
+        )
+    }
+
+    @Test(
+        "this device's point for a comparison is the first whole one after its latest install that applied the peer's position"
+    )
+    func firstWholePoint() {
+        var history = DigestHistory()
+        history.append(Self.point(through: 10, applied: 40, installs: 0))
+        history.append(Self.point(through: 11, applied: 0, installs: 1, whole: false))
+        history.append(Self.point(through: 12, applied: 40, installs: 1, whole: false))
+        history.append(Self.point(through: 13, applied: 40, installs: 1))
+        history.append(Self.point(through: 14, applied: 40, installs: 1))
+        #expect(history.first(applying: 2, through: 40)?.through == 13)
+        #expect(history.first(applying: 2, through: 41) == nil)
+        #expect(history.latest(through: 12)?.whole == false)
+    }
+
+    @Test("the ring of points keeps the newest and finds the latest point at a sequence")
+    func ring() {
+        var history = DigestHistory()
+        for index in 0..<(DigestHistory.capacity + 10) {
+            history.append(Self.point(through: UInt64(index / 2), value: UInt64(index)))
+        }
+        #expect(history.chronological.count == DigestHistory.capacity)
+        #expect(history.chronological.first?.value == 10)
+        #expect(history.latest?.value == UInt64(DigestHistory.capacity + 9))
+        // Two points stand at each sequence; the later one is the latest.
+        #expect(history.latest(through: 100)?.value == 201)
+    }
+
+    @Test(
+        "a connection asks at once, again soon after an answer that settled nothing, and every interval once verified"
+    )
+    func requestTiming() {
+        let start = ContinuousClock.now
+        var state = VerificationState()
+        #expect(state.requestDelay(now: start, interval: .seconds(1)) == nil)
+        state.requested(at: start)
+        #expect(state.requestDelay(now: start + .milliseconds(5), interval: .seconds(1)) == .milliseconds(10))
+        #expect(state.requestDelay(now: start + .seconds(1), interval: .seconds(1)) == nil)  // unanswered: again
+        state.answered(at: start)
+        #expect(state.requestDelay(now: start + .milliseconds(5), interval: .seconds(1)) == .milliseconds(15))
+        #expect(state.requestDelay(now: start + .milliseconds(20), interval: .seconds(1)) == nil)
+        let first = state.matched()
+        let again = state.matched()
+        #expect(first && !again)
+        #expect(state.requestDelay(now: start + .milliseconds(500), interval: .seconds(1)) == .milliseconds(500))
+    }
+
+    @Test("snapshots unverify; the peer's match counts only for the last point sent, after every snapshot sent")
+    func snapshotsAndPeerMatches() {
+        var state = VerificationState()
+        #expect(state.catchUp(installing: false) == .comparingDigests)
+        #expect(state.catchUp(installing: true) == .receivingSnapshot)
+        _ = state.matched()
+        #expect(state.catchUp(installing: false) == nil)
+        state.beginSnapshot()
+        #expect(state.catchUp(installing: false) == .sendingSnapshot)
+        state.endSnapshot()
+        #expect(state.catchUp(installing: false) == .comparingDigests)
+        state.peerRequested = true
+        state.sentPoint(through: 80, installs: 2)
+        #expect(!state.peerRequested)
+        #expect(state.acceptsPeerMatch(atYour: 80, installedOfYou: 1, installs: 2))
+        #expect(!state.acceptsPeerMatch(atYour: 79, installedOfYou: 1, installs: 2))
+        #expect(!state.acceptsPeerMatch(atYour: 80, installedOfYou: 0, installs: 2))
+        #expect(!state.acceptsPeerMatch(atYour: 80, installedOfYou: 1, installs: 3))
+    }
+}

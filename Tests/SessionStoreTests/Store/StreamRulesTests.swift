@@ -1,0 +1,129 @@
+import Testing
+
+@testable import SessionStore
+
+/// What a device streams to its peer, and what it applies of the peer's stream, by the rule that a snapshot and
+/// the stream after it hold every change to the sender's users, whichever device made it.
+@Suite("Replication stream rules")
+struct StreamRulesTests {
+    /// The records `store` would stream to device `peer` after `position`.
+    static func streamed(_ store: SessionStore, to peer: DeviceID, after position: UInt64 = 0) throws -> [LogRecord] {
+        var buffer: [UInt8] = []
+        guard case .records = try store.readStream(after: position, for: peer, maxBytes: 1 << 20, into: &buffer) else {
+            Issue.record("the log was truncated")
+            return []
+        }
+        return try buffer.withUnsafeBytes { try SessionStore.decodeStream($0) }
+    }
+
+    /// Device 1's login of its user `number`, as record `sequence` of device 1's log.
+    static func peerLogin(_ number: Int, sequence: UInt64, term: UInt32 = 1) -> (LogRecord, Session) {
+        var session = testSession(number, owner: 1)
+        session.generation = Generation(term: term, sequence: sequence)
+        return (LogRecord(sequence: sequence, term: term, origin: 1, time: .now, event: .login(session)), session)
+    }
+
+    @Test("a login or logout peeked from its bytes names the session's owner and term; other records name none")
+    func peekSubject() {
+        let (login, session) = Self.peerLogin(3, sequence: 9, term: 4)
+        var bytes: [UInt8] = []
+        RecordCodec.encode(login, into: &bytes)
+        #expect(
+            bytes.withUnsafeBytes { RecordCodec.peekSubject($0) }.map { [$0.owner.rawValue, UInt8($0.term)] } == [1, 4]
+        )
+        bytes.removeAll()
+        let logout = LogRecord(
+            sequence: 10,
+            term: 5,
+            origin: 2,
+            time: .now,
+            event: .logout(Logout(ending: session, reason: .user))
+        )
+        RecordCodec.encode(logout, into: &bytes)
+        #expect(
+            bytes.withUnsafeBytes { RecordCodec.peekSubject($0) }.map { [$0.owner.rawValue, UInt8($0.term)] } == [1, 4]
+        )
+        #expect(bytes.dropLast(8).withUnsafeBytes { RecordCodec.peekSubject($0) } == nil)
+        bytes.removeAll()
+        RecordCodec.encode(
+            LogRecord(sequence: 11, term: 5, origin: 2, time: .now, event: .takeover(from: 1, to: 2, term: 5)),
+            into: &bytes
+        )
+        #expect(bytes.withUnsafeBytes { RecordCodec.peekSubject($0) } == nil)
+    }
+
+    @Test(
+        "the peer's changes come back to it only when they concern this device's users: its logouts of them, and its users taken over"
+    )
+    func senderSendsBackWhatConcernsItsUsers() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 2))
+        try await store.holdLog("test", from: 1)  // checkpoints do not truncate what is read here
+        try await store.initializeDigest()
+        let own = try await store.login(testSession(50, owner: 2))
+        // Device 1's stream: two logins of its users, and a logout of device 2's user (R7).
+        let (first, _) = Self.peerLogin(1, sequence: 1)
+        let (second, _) = Self.peerLogin(2, sequence: 2)
+        let logoutOfOwn = LogRecord(
+            sequence: 3,
+            term: 1,
+            origin: 1,
+            time: .now,
+            event: .logout(Logout(ending: own, reason: .deleteUser))
+        )
+        _ = try await store.applyPeer(.records(origin: 1, through: 3, history: 7, [first, second, logoutOfOwn]))
+        #expect(store.count == 2)
+        // Device 2's own login goes out; of device 1's records only the logout of device 2's user does.
+        var kinds = try Self.streamed(store, to: 1).map { "\($0.origin):\($0.event.kind)" }
+        #expect(kinds == ["2:login", "1:logout"])
+        // Once device 2 took device 1's users over, device 1's logins of them go back too.
+        _ = try await store.promote(over: 1, peerTerm: 1)
+        kinds = try Self.streamed(store, to: 1).map { "\($0.origin):\($0.event.kind)" }
+        #expect(kinds == ["2:login", "1:login", "1:login", "1:logout", "2:takeover"])
+        await store.close()
+    }
+
+    @Test(
+        "of its own changes sent back, a device applies those to the copy of the peer's users and leaves its own users alone"
+    )
+    func receiverAppliesOnlyToThePeersCopy() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
+        try await store.initializeDigest()
+        let mine = try await store.login(testSession(1, owner: 1))
+        try await store.logout(mine.ip, reason: .user)
+        // Device 2 took device 1's users of term 1 over; its stream brings back device 1's old login of user 2,
+        // and a stale login of user 1, whom device 1 logged out and still owns in effect at term 2.
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, adoptions: [Adoption(from: 1, to: 2, term: 2)]))
+        _ = try await store.applyPeer(.snapshotEnd(origin: 2, position: 0, wholeFrom: 0, history: 9))
+        let (adopted, adoptedSession) = Self.peerLogin(2, sequence: 40, term: 1)
+        var stale = mine
+        stale.generation = Generation(term: 2, sequence: 1)
+        let staleLogin = LogRecord(sequence: 5, term: 2, origin: 1, time: .now, event: .login(stale))
+        let ownBack = LogRecord(
+            sequence: 2,
+            term: adopted.term,
+            origin: 1,
+            time: adopted.time,
+            event: adopted.event
+        )
+        let applied = try await store.applyPeer(.records(origin: 2, through: 6, history: 9, [ownBack, staleLogin]))
+        #expect(applied.through == 6)
+        #expect(try store.session(for: adoptedSession.ip) == adoptedSession)
+        #expect(store.effectiveOwner(of: adoptedSession) == 2)
+        #expect(try store.session(for: mine.ip) == nil)
+        // A record of a third device is refused, and changes nothing.
+        let foreign = LogRecord(
+            sequence: 7,
+            term: 2,
+            origin: 3,
+            time: .now,
+            event: .logout(Logout(ending: adoptedSession, reason: .user))
+        )
+        await #expect(throws: SessionStoreError.self) {
+            _ = try await store.applyPeer(.records(origin: 2, through: 7, history: 9, [foreign]))
+        }
+        #expect(try store.session(for: adoptedSession.ip) == adoptedSession)
+        await store.close()
+    }
+}
