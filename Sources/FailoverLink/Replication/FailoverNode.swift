@@ -472,24 +472,12 @@ public final class FailoverNode: Sendable {
                 acks.reset(to: peerApplied.sequence)
                 lag.clearPending()
                 start.start(at: current ? request.applied : nil)
-            case .records:
-                let (through, records) = try RecordsMessage.decode(frame.payload)
-                await queue.push(.records(through: through, records))
-            case .snapshotBegin:
-                await queue.push(.snapshotBegin(try SnapshotBeginMessage.decode(frame.payload)))
-            case .snapshotSessions:
-                let sessions = try frame.payload.withUnsafeReadableBytes { bytes throws(SessionStoreError) in
-                    try SessionStore.decodeSnapshot(bytes)
-                }
-                await queue.push(.snapshotSessions(sessions))
-            case .snapshotEnd:
-                await queue.push(.snapshotEnd(try SnapshotEndMessage.decode(frame.payload)))
+            case .records, .snapshotBegin, .snapshotSessions, .snapshotEnd, .digest:
+                if let work = try PeerWork.decode(frame) { await queue.push(work) }
             case .ack:
                 let sequence = try SequenceMessage.decode(frame.payload, .ack)
                 acks.acknowledge(sequence)
                 for sample in lag.acknowledged(sequence, at: .now) { lagTimer.record(duration: sample) }
-            case .digest:
-                await queue.push(.digest(try DigestMessage.decode(frame.payload)))
             case .digestRequest:
                 guard frame.payload.readableBytes == 0 else {
                     throw LinkError(.malformed("a digest request with a payload"))
@@ -533,33 +521,28 @@ public final class FailoverNode: Sendable {
                         work.removeFirst()
                     }
                     let result = try await store.applyPeer(
-                        .records(origin: peer, through: through, history: peerApplied.history, records)
+                        PeerWork.records(through: through, records).batch(origin: peer, history: peerApplied.history)!
                     )
                     if let takeover = result.takeover {
                         try await demote(term: takeover.term, keepThrough: peerApplied.sequence, peer: peer)
                     }
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
-                case .snapshotBegin(let adoptions):
+                case .snapshotBegin:
                     verification.withState { $0.unverify() }
-                    _ = try await store.applyPeer(.snapshotBegin(origin: peer, adoptions: adoptions))
+                    _ = try await store.applyPeer(first.batch(origin: peer, history: peerApplied.history)!)
                     snapshotSessions = 0
                 case .snapshotSessions(var sessions):
                     while case .snapshotSessions(let more) = work.first {
                         sessions += more
                         work.removeFirst()
                     }
-                    _ = try await store.applyPeer(.snapshotSessions(origin: peer, sessions))
+                    _ = try await store.applyPeer(
+                        PeerWork.snapshotSessions(sessions).batch(origin: peer, history: peerApplied.history)!
+                    )
                     snapshotSessions += sessions.count
                 case .snapshotEnd(let end):
                     let position = end.position
-                    let result = try await store.applyPeer(
-                        .snapshotEnd(
-                            origin: peer,
-                            position: position,
-                            wholeFrom: end.wholeFrom,
-                            history: peerApplied.history
-                        )
-                    )
+                    let result = try await store.applyPeer(first.batch(origin: peer, history: peerApplied.history)!)
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
                     // The copy is compared with the peer's table as soon as it is whole: ask for a point now.
                     verification.withState { $0.requested(at: .now) }

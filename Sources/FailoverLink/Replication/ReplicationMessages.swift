@@ -120,9 +120,9 @@ enum SnapshotBeginMessage {
 /// The end of a snapshot: the sender's sequence it stood at (the stream goes on after it), and the sequence
 /// from which the receiver's copy is whole again (the snapshot was read in several transactions, the last of
 /// them at that sequence).
-struct SnapshotEndMessage: Sendable, Hashable {
-    var position: UInt64
-    var wholeFrom: UInt64
+package struct SnapshotEndMessage: Sendable, Hashable {
+    package var position: UInt64
+    package var wholeFrom: UInt64
 
     func frame() -> Frame {
         var buffer = ByteBuffer()
@@ -144,12 +144,12 @@ struct SnapshotEndMessage: Sendable, Hashable {
 /// to a digest request: the digest of its users table as it stood at its sequence `through`, how far it had
 /// applied the receiver's stream then (and in which history of the receiver's log), and how many of the
 /// receiver's snapshots it had installed on this connection.
-struct DigestMessage: Sendable, Hashable {
-    var through: UInt64
-    var appliedOfYou: UInt64
-    var appliedHistoryOfYou: UInt64
-    var value: UInt64
-    var installedOfYou: UInt32
+package struct DigestMessage: Sendable, Hashable {
+    package var through: UInt64
+    package var appliedOfYou: UInt64
+    package var appliedHistoryOfYou: UInt64
+    package var value: UInt64
+    package var installedOfYou: UInt32
 
     static let size = 36
 

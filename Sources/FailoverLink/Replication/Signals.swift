@@ -183,18 +183,6 @@ final class LagRecorder: Sendable {
     }
 }
 
-/// Work from the peer's stream, decoded by the connection's reader and applied by its applier.
-enum PeerWork: Sendable {
-    case records(through: UInt64, [LogRecord])
-    case snapshotBegin([Adoption])
-    case snapshotSessions([Session])
-    case snapshotEnd(SnapshotEndMessage)
-    /// A digest point of the peer, compared once everything before it is applied.
-    case digest(DigestMessage)
-    /// The connection closed: the applier ends once everything before it is applied.
-    case finish
-}
-
 /// The queue between a connection's reader and its applier. The applier takes everything queued at once,
 /// so that the frames that arrived while the last commit was syncing go into one commit (group commit on
 /// the receiving side); the reader stops reading while `limit` items wait, so memory stays bounded and TCP
