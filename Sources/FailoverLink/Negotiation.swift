@@ -29,6 +29,9 @@ public enum IndependenceReason: Sendable, Hashable, CustomStringConvertible {
     /// The link is up, but the two users tables are not yet known to agree: a snapshot is on its way, or the
     /// digests after it (or after the connection began) have not been compared yet.
     case catchingUp(CatchUp)
+    /// The link is up, but this device cannot store the peer's stream (its disk is full, say): its copy of
+    /// the peer's users falls behind until it can.
+    case storageFailed(String)
 
     /// The reason as an operator reads it.
     public var description: String {
@@ -42,6 +45,8 @@ public enum IndependenceReason: Sendable, Hashable, CustomStringConvertible {
             "negotiation failed: \(error)"
         case .catchingUp(let step):
             "catching up with the peer: \(step)"
+        case .storageFailed(let error):
+            "cannot store the peer's stream: \(error)"
         }
     }
 }

@@ -54,7 +54,11 @@ struct RejoinTests {
 
         let returning = try await pair.start(1)
         var events = returning.events.makeAsyncIterator()
-        #expect(await events.next() == .demoted(term: 2, discardedEvents: 0))
+        let demotion = try #require(await events.next())
+        guard case .demoted(2, _, 0, 0) = demotion else {
+            Issue.record("expected a demotion to term 2 that discarded nothing, got \(demotion)")
+            return
+        }
         #expect(await pair.verified())
         // What the pair reports is true the moment it reports it.
         let expected = try promoted.store.allSessions()
@@ -109,6 +113,53 @@ struct RejoinTests {
         #expect(try one.store.allSessions() == (try pair[2].store.allSessions()))
         for number in 0..<10 { #expect(try one.store.session(for: pairSession(number, owner: 2).ip) == nil) }
         #expect(one.store.count == 91)
+        await pair.tearDown()
+    }
+
+    @Test(
+        "a logout the returning device made while the peer could not hear it stays: it is logged again after the demotion, and reaches the new owner (R7)"
+    )
+    func logoutsSurviveTheDemotion() async throws {
+        let pair = try await Pair()
+        try await pair.start(1)
+        try await pair.start(2)
+        for number in 0..<50 {
+            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+        }
+        for number in 0..<5 {
+            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+        }
+        #expect(await pair.converged())
+        // The link goes; device 1 logs off one of its users and one of device 2's, and a new user in.
+        await pair.stop(2)
+        try await pair[1].logout(pairSession(5, owner: 1).ip, reason: .user)
+        try await pair[1].logout(pairSession(3, owner: 2).ip, reason: .cutConnection)
+        try await pair[1].login(pairSession(60, owner: 1))
+        await pair.stop(1)
+        // Device 2 takes over, never having heard of those logouts.
+        let promoted = try await pair.start(2)
+        var notices = promoted.store.automaticLogouts.makeAsyncIterator()
+        try await promoted.promote()
+        #expect(try promoted.store.session(for: pairSession(5, owner: 1).ip) != nil)
+
+        let returning = try await pair.start(1)
+        var events = returning.events.makeAsyncIterator()
+        let demotion = try #require(await events.next())
+        guard case .demoted(2, _, 3, 2) = demotion else {
+            Issue.record("expected three discarded events, two logouts logged again; got \(demotion)")
+            return
+        }
+        #expect(await pair.verified())
+        for node in [promoted, returning] {
+            #expect(try node.store.session(for: pairSession(5, owner: 1).ip) == nil)
+            #expect(try node.store.session(for: pairSession(3, owner: 2).ip) == nil)
+            #expect(try node.store.session(for: pairSession(60, owner: 1).ip) == nil)  // the discarded login
+            #expect(node.store.count == 53)
+        }
+        // The new owner's controller hears of both (R7).
+        var heard: Set<IPAddress> = []
+        while heard.count < 2, let batch = await notices.next() { heard.formUnion(batch.map(\.ip)) }
+        #expect(heard == [pairSession(5, owner: 1).ip, pairSession(3, owner: 2).ip])
         await pair.tearDown()
     }
 }

@@ -20,14 +20,25 @@ struct Node: AsyncParsableCommand {
             `quit`, closes the store cleanly.
 
             Commands:
-              status                      failover state, term, users, positions
+              status                      failover state and why, term, users, positions, counters
+              login NUMBER [local|replicated]
+                                          log user NUMBER in; answers `login-ok number=N sequence=S` or
+                                          `login-failed number=N kind=K message=...` (replicated: once the
+                                          peer has it too, or not-replicated after --replication-timeout)
+              logout NUMBER [REASON] [local|replicated]
+                                          log user NUMBER off, on either device (the peer deletes it too);
+                                          answers `logout-ok number=N` or `logout-failed number=N kind=K ...`
               storm FIRST COUNT [local|replicated] [CONCURRENCY]
                                           log users FIRST..<FIRST+COUNT in, printing `ack N` as each is
                                           acknowledged (replicated: once the peer has it), then `storm-done`
-              logout NUMBER [REASON]      log user NUMBER off (on either device: the peer deletes it too)
               check FIRST COUNT           how many of users FIRST..<FIRST+COUNT are online here
               promote                     take the peer's users over (also on SIGUSR1, for a VRRP notify script)
               quit
+
+            `login` and `logout` run concurrently (up to 1,024 at a time), so their answers may come in
+            another order than the commands; the other commands run one after the other. Every change
+            of the failover state is printed as a `state` line, every replication event as an `event`
+            line (`event=demoted`, `event=synchronized`, ...).
 
             User NUMBER has address 10.0.0.0 + NUMBER and MAC 02:00:00 + NUMBER.
 
@@ -57,6 +68,15 @@ struct Node: AsyncParsableCommand {
     @Option(help: "How long a replicated write waits for the peer, in milliseconds.")
     var replicationTimeout: Int = 1000
 
+    @Option(help: "How long the peer may stay silent before the link is declared down, in milliseconds.")
+    var silenceLimit: Int = 1000
+
+    @Option(help: "The longest time changes stay in memory before a checkpoint, in milliseconds.")
+    var checkpointInterval: Int = 1000
+
+    @Option(help: "The most log kept for a lagging peer, in bytes; past it the peer gets a full resync.")
+    var logQuota: Int = 8 << 30
+
     @Flag(help: "Answer commands with JSON objects.")
     var json = false
 
@@ -80,16 +100,31 @@ struct Node: AsyncParsableCommand {
             peer: try peer.map { try parseAddress($0, option: "--peer") }
         )
         link.maximumBackoff = .milliseconds(500)
+        link.silenceLimit = .milliseconds(Int64(silenceLimit))
         var configuration = FailoverNode.Configuration(link: link)
         configuration.replicationTimeout = .milliseconds(replicationTimeout)
-        let opened = try SessionStore.open(at: store.path, configuration: storeConfiguration, logger: logger)
+        var tuned = storeConfiguration
+        tuned.checkpointInterval = .milliseconds(checkpointInterval)
+        tuned.logQuotaBytes = logQuota
+        let opened = try SessionStore.open(at: store.path, configuration: tuned, logger: logger)
         let node = FailoverNode(store: opened, configuration: configuration, logger: logger)
         try await node.start()
         let console = Console(json: json)
         console.reply("ready", ["device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)"])
 
         let events = Task {
-            for await event in node.events { console.reply("event", ["event": "\(event)"]) }
+            for await event in node.events { console.reply("event", Self.fields(of: event)) }
+        }
+        let states = Task {
+            var last = ""
+            while !Task.isCancelled {
+                let state = "\(node.status.state)"
+                if state != last {
+                    console.reply("state", ["state": state, "synchronized": state == "synchronization" ? "yes" : "no"])
+                    last = state
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
         }
         let handover = Task {
             for await _ in node.takenOver {}  // a controller reinstalls these in its data plane
@@ -98,16 +133,27 @@ struct Node: AsyncParsableCommand {
         let signals = Task {
             for await _ in promotions.signals { await Self.promote(node, console) }
         }
-        for await line in StandardInput.lines() {
-            let words = line.split(separator: " ").map(String.init)
-            guard let command = words.first else { continue }
-            if command == "quit" { break }
-            do {
-                try await execute(command, Array(words.dropFirst()), node: node, console: console)
-            } catch {
-                console.reply("error", ["message": "\(error)"])
+        await withTaskGroup(of: Void.self) { writes in
+            var inFlight = 0
+            for await line in StandardInput.lines() {
+                let words = line.split(separator: " ").map(String.init)
+                guard let command = words.first else { continue }
+                if command == "quit" { break }
+                if command == "login" || command == "logout" {
+                    if inFlight >= 1024, await writes.next() != nil { inFlight -= 1 }
+                    inFlight += 1
+                    writes.addTask { await Self.write(command, Array(words.dropFirst()), node: node, console) }
+                    continue
+                }
+                do {
+                    try await execute(command, Array(words.dropFirst()), node: node, console: console)
+                } catch {
+                    console.reply("error", ["message": "\(error)"])
+                }
             }
+            await writes.waitForAll()
         }
+        states.cancel()
         promotions.stop()
         signals.cancel()
         await node.shutdown()
@@ -121,14 +167,21 @@ struct Node: AsyncParsableCommand {
         switch command {
         case "status":
             let status = node.status
+            let log = node.store.logStatus
             console.reply(
                 "status",
                 [
                     "state": "\(status.state)", "term": "\(status.term)", "users": "\(node.store.count)",
-                    "last_sequence": "\(node.store.logStatus.lastSequence)",
+                    "peer": status.peer.map { "\($0)" } ?? "",
+                    "last_sequence": "\(log.lastSequence)", "checkpoint_sequence": "\(log.checkpointSequence)",
                     "acknowledged_by_peer": "\(status.acknowledgedByPeer)",
                     "applied_from_peer": "\(status.appliedFromPeer)",
                     "synchronized": status.state == .synchronization ? "yes" : "no",
+                    "digests_compared": "\(status.digestsCompared)",
+                    "digest_mismatches": "\(status.digestMismatches)",
+                    "snapshots_sent": "\(status.snapshotsSent)", "snapshots_received": "\(status.snapshotsReceived)",
+                    "holds": log.holds.keys.sorted().joined(separator: ","),
+                    "dropped_holds": log.droppedHolds.keys.sorted().joined(separator: ","),
                 ]
             )
         case "storm":
@@ -140,13 +193,6 @@ struct Node: AsyncParsableCommand {
                 ? .replicated() : .local
             let concurrency = arguments.count > 3 ? Int(arguments[3]) ?? 64 : 64
             try await storm(node, first: first, count: count, durability: durability, concurrency: concurrency, console)
-        case "logout":
-            guard let number = arguments.first.flatMap({ Int($0) }) else {
-                throw ValidationError("usage: logout NUMBER [REASON]")
-            }
-            let reason = arguments.count > 1 ? LogoutReason(name: arguments[1]) ?? .deleteUser : .deleteUser
-            try await node.logout(StormSession.address(number), reason: reason)
-            console.reply("logout-ok", ["number": "\(number)"])
         case "check":
             guard arguments.count == 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
                 throw ValidationError("usage: check FIRST COUNT")
@@ -159,7 +205,66 @@ struct Node: AsyncParsableCommand {
         case "promote":
             await Self.promote(node, console)
         default:
-            throw ValidationError("unknown command '\(command)': status, storm, logout, check, promote or quit")
+            throw ValidationError(
+                "unknown command '\(command)': status, login, logout, storm, check, promote or quit"
+            )
+        }
+    }
+
+    /// A `login` or `logout` command, answered with its user's number.
+    private static func write(_ command: String, _ arguments: [String], node: FailoverNode, _ console: Console) async {
+        guard let number = arguments.first.flatMap({ Int($0) }), number >= 0 else {
+            console.reply("error", ["message": "usage: \(command) NUMBER ..."])
+            return
+        }
+        let durability: FailoverNode.Durability = arguments.contains("replicated") ? .replicated() : .local
+        do {
+            if command == "login" {
+                let session = StormSession.make(
+                    number: number,
+                    portalGroup: node.store.portalGroup,
+                    owner: node.store.deviceID
+                )
+                let stored = try await node.login(session, durability: durability)
+                console.reply("login-ok", ["number": "\(number)", "sequence": "\(stored.generation.sequence)"])
+            } else {
+                let reason =
+                    arguments.dropFirst().first { $0 != "local" && $0 != "replicated" }
+                    .flatMap { LogoutReason(name: $0) } ?? .deleteUser
+                try await node.logout(StormSession.address(number), reason: reason, durability: durability)
+                console.reply("logout-ok", ["number": "\(number)"])
+            }
+        } catch {
+            console.reply(
+                "\(command)-failed",
+                ["number": "\(number)", "kind": Self.kind(of: error), "message": "\(error)"]
+            )
+        }
+    }
+
+    /// The short name of an error's kind, such as `not-replicated` or `already-online`.
+    private static func kind(of error: any Error) -> String {
+        if let error = error as? SessionStoreError { return "\(error.kind)" }
+        if let error = error as? LinkError { return "\(error.kind)" }
+        return "other"
+    }
+
+    /// A replication event as fields of an `event` line.
+    private static func fields(of event: FailoverNode.Event) -> [String: String] {
+        switch event {
+        case .snapshotSent(let sessions, let position):
+            ["event": "snapshot-sent", "sessions": "\(sessions)", "position": "\(position)"]
+        case .snapshotReceived(let sessions, let position):
+            ["event": "snapshot-received", "sessions": "\(sessions)", "position": "\(position)"]
+        case .demoted(let term, let keptThrough, let discarded, let loggedOffAgain):
+            [
+                "event": "demoted", "term": "\(term)", "kept_through": "\(keptThrough)",
+                "discarded_events": "\(discarded)", "logged_off_again": "\(loggedOffAgain)",
+            ]
+        case .digestMismatch(let through, let peerThrough):
+            ["event": "digest-mismatch", "through": "\(through)", "peer_through": "\(peerThrough)"]
+        case .synchronized(let through, let peerThrough):
+            ["event": "synchronized", "through": "\(through)", "peer_through": "\(peerThrough)"]
         }
     }
 
@@ -172,6 +277,7 @@ struct Node: AsyncParsableCommand {
                     "term": "\(report.term)", "taken_over": "\(report.takenOver)",
                     "ready_ms": String(format: "%.3f", report.readyAfter.milliseconds),
                     "handover_ms": String(format: "%.3f", report.handoverAfter.milliseconds),
+                    "state_before": "\(report.stateBefore)",
                 ]
             )
         } catch {

@@ -61,9 +61,13 @@ public final class FailoverNode: Sendable {
         /// This device's copy of the peer's users was rebuilt from the peer's snapshot.
         case snapshotReceived(sessions: Int, position: UInt64)
         /// The peer holds a higher term (it took this device's users over): this device emptied its store
-        /// and resynchronizes from the peer. `discardedEvents` of its own events were never acknowledged by
-        /// the peer and are gone; the controller must remove every user from its data plane.
-        case demoted(term: UInt32, discardedEvents: Int)
+        /// and resynchronizes from the peer; the controller must remove every user from its data plane.
+        ///
+        /// This device's events after its sequence `keptThrough` were never acknowledged by the peer:
+        /// `discardedEvents` of them are gone (the users whose logins are among them log in again). Of those,
+        /// `loggedOffAgain` were logouts, logged again in the new term, so that those users stay logged off
+        /// on the pair (R7).
+        case demoted(term: UInt32, keptThrough: UInt64, discardedEvents: Int, loggedOffAgain: Int)
         /// The two users tables differed at the same positions; both sides resynchronize.
         case digestMismatch(through: UInt64, peerThrough: UInt64)
         /// The two users tables were compared at matching positions (this device's sequence `through`, the
@@ -82,6 +86,10 @@ public final class FailoverNode: Sendable {
         public var readyAfter: Duration
         /// From the call until every taken-over session was handed to ``FailoverNode/takenOver``.
         public var handoverAfter: Duration
+        /// The failover state when the promotion began. Unless it was synchronization, this device's copy of
+        /// the peer's users may have been incomplete (a snapshot half-way, say): users missing here log in
+        /// again.
+        public var stateBefore: FailoverState
     }
 
     /// Where replication stands.
@@ -114,6 +122,8 @@ public final class FailoverNode: Sendable {
         var connectionID = 0
         /// The current connection's verification.
         var verification: Verification?
+        /// Why the last batch of the peer's stream could not be stored, until one is stored again.
+        var storeFailure: String?
         var stopped = false
         var digestsCompared = 0
         var digestMismatches = 0
@@ -209,7 +219,7 @@ public final class FailoverNode: Sendable {
     public var status: Status {
         let shared = shared.withLock { $0 }
         return Status(
-            state: state(linkState: link.state, verification: shared.verification),
+            state: state(linkState: link.state, verification: shared.verification, storeFailure: shared.storeFailure),
             peer: shared.peer,
             term: store.term,
             acknowledgedByPeer: acks.acked,
@@ -221,9 +231,11 @@ public final class FailoverNode: Sendable {
         )
     }
 
-    /// The link's state, unless the link is up and the tables are not yet known to agree.
-    private func state(linkState: FailoverState, verification: Verification?) -> FailoverState {
+    /// The link's state, unless the link is up and the peer's stream cannot be stored, or the tables are not
+    /// yet known to agree.
+    private func state(linkState: FailoverState, verification: Verification?, storeFailure: String?) -> FailoverState {
         guard linkState == .synchronization else { return linkState }
+        if let storeFailure { return .independence(.storageFailed(storeFailure)) }
         guard let verification else { return .independence(.catchingUp(.comparingDigests)) }
         return verification.current.catchUp(installing: store.isInstallingSnapshot).map {
             .independence(.catchingUp($0))
@@ -295,6 +307,7 @@ public final class FailoverNode: Sendable {
     @discardableResult
     public func promote() async throws -> PromotionReport {
         let started = ContinuousClock.now
+        let stateBefore = status.state
         let (peer, peerTerm, connection, channel) = shared.withLock { shared in
             defer {
                 shared.connection = nil
@@ -328,15 +341,22 @@ public final class FailoverNode: Sendable {
             term: promotion.term,
             takenOver: count,
             readyAfter: ready,
-            handoverAfter: started.duration(to: .now)
+            handoverAfter: started.duration(to: .now),
+            stateBefore: stateBefore
         )
         logger.notice(
             "promotion complete",
             metadata: [
                 "tandem.term": "\(report.term)", "tandem.taken_over": "\(count)",
-                "tandem.ready_ms": "\(report.readyAfter)",
+                "tandem.ready_ms": "\(report.readyAfter)", "tandem.state_before": "\(stateBefore)",
             ]
         )
+        if stateBefore != .synchronization {
+            logger.warning(
+                "promoted while not in synchronization: users of the peer missing here must log in again",
+                metadata: ["tandem.state_before": "\(stateBefore)"]
+            )
+        }
         return report
     }
 
@@ -520,7 +540,7 @@ public final class FailoverNode: Sendable {
                         through = nextThrough
                         work.removeFirst()
                     }
-                    let result = try await store.applyPeer(
+                    let result = try await store(
                         PeerWork.records(through: through, records).batch(origin: peer, history: peerApplied.history)!
                     )
                     if let takeover = result.takeover {
@@ -529,20 +549,20 @@ public final class FailoverNode: Sendable {
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
                 case .snapshotBegin:
                     verification.withState { $0.unverify() }
-                    _ = try await store.applyPeer(first.batch(origin: peer, history: peerApplied.history)!)
+                    _ = try await store(first.batch(origin: peer, history: peerApplied.history)!)
                     snapshotSessions = 0
                 case .snapshotSessions(var sessions):
                     while case .snapshotSessions(let more) = work.first {
                         sessions += more
                         work.removeFirst()
                     }
-                    _ = try await store.applyPeer(
+                    _ = try await store(
                         PeerWork.snapshotSessions(sessions).batch(origin: peer, history: peerApplied.history)!
                     )
                     snapshotSessions += sessions.count
                 case .snapshotEnd(let end):
                     let position = end.position
-                    let result = try await store.applyPeer(first.batch(origin: peer, history: peerApplied.history)!)
+                    let result = try await store(first.batch(origin: peer, history: peerApplied.history)!)
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
                     // The copy is compared with the peer's table as soon as it is whole: ask for a point now.
                     verification.withState { $0.requested(at: .now) }
@@ -561,6 +581,31 @@ public final class FailoverNode: Sendable {
         throw CancellationError()
     }
 
+    /// Applies a batch of the peer's stream to the store. A failure to store it (a full disk, say) is shown in
+    /// the failover state until a batch is stored again: the copy of the peer's users falls behind meanwhile.
+    private func store(_ batch: PeerBatch) async throws(SessionStoreError) -> PeerApplied {
+        do {
+            let applied = try await store.applyPeer(batch)
+            let recovered = shared.withLock { shared -> Bool in
+                defer { shared.storeFailure = nil }
+                return shared.storeFailure != nil
+            }
+            if recovered {
+                logger.notice("the peer's stream is stored again")
+            }
+            return applied
+        } catch {
+            if error.kind == .storage {
+                shared.withLock { $0.storeFailure = "\(error)" }
+                logger.error(
+                    "cannot store the peer's stream; the link retries, and the peer keeps its log meanwhile",
+                    metadata: ["tandem.error": "\(error)"]
+                )
+            }
+            throw error
+        }
+    }
+
     /// Whether the peer's term says this device must step down: the peer promoted past this device's term,
     /// or both promoted to the same term while apart (split brain) and the peer has the lower device ID.
     private func mustDemote(for request: StreamRequest, peer: DeviceID) -> Bool {
@@ -572,14 +617,32 @@ public final class FailoverNode: Sendable {
     }
 
     private func demote(term: UInt32, keepThrough: UInt64, peer: DeviceID) async throws {
-        let discarded = try await store.resetForResync(term: term, keepThrough: keepThrough, from: peer)
+        let demotion = try await store.resetForResync(
+            term: term,
+            keepThrough: keepThrough,
+            from: peer,
+            holdName: Self.holdName(peer)
+        )
         logger.warning(
             "the peer's term \(term) prevails: this device steps down and resynchronizes from the peer",
-            metadata: ["tandem.discarded_events": "\(discarded)"]
+            metadata: [
+                "tandem.kept_through": "\(keepThrough)", "tandem.discarded_events": "\(demotion.discardedEvents)",
+                "tandem.logged_off_again": "\(demotion.logoutsLoggedAgain)",
+            ]
         )
-        eventsContinuation.yield(.demoted(term: term, discardedEvents: discarded))
+        eventsContinuation.yield(
+            .demoted(
+                term: term,
+                keptThrough: keepThrough,
+                discardedEvents: demotion.discardedEvents,
+                loggedOffAgain: demotion.logoutsLoggedAgain
+            )
+        )
         throw Demoted()
     }
+
+    /// The name of the log hold kept for `peer`.
+    private static func holdName(_ peer: DeviceID) -> String { "peer-\(peer)" }
 
     private func requestSnapshot() {
         forceSnapshot.store(true, ordering: .sequentiallyConsistent)
@@ -594,7 +657,7 @@ public final class FailoverNode: Sendable {
     ) async throws {
         let requested = await start.wait()
         try Task.checkCancellation()
-        let holdName = "peer-\(peer)"
+        let holdName = Self.holdName(peer)
         // No position (another history of this log), none yet, or one past its end: only a snapshot makes the
         // copy right. A peer that has nothing of this device's gets one too, rather than the whole log: the
         // snapshot brings this device's takeovers first, so the peer knows who owns what before the stream.
@@ -607,6 +670,7 @@ public final class FailoverNode: Sendable {
             needSnapshot = true
         }
         var heldFrom = position + 1
+        var damagedThrough: UInt64 = 0
         var lastHoldMove = ContinuousClock.now
         let holdMoving = InFlight()
         var buffer: [UInt8] = []
@@ -617,7 +681,7 @@ public final class FailoverNode: Sendable {
                 // A hold still moving forward must land before the snapshot places its own.
                 while holdMoving.busy { try await Task.sleep(for: .milliseconds(1)) }
                 verification.withState { $0.beginSnapshot() }
-                position = try await sendSnapshot(outbound, holdName: holdName)
+                position = try await sendSnapshot(outbound, holdName: holdName, after: damagedThrough)
                 verification.withState { $0.endSnapshot() }
                 heldFrom = position + 1
                 needSnapshot = false
@@ -650,6 +714,18 @@ public final class FailoverNode: Sendable {
                     metadata: ["tandem.peer.applied": "\(position)"]
                 )
                 needSnapshot = true
+            case .damaged(let sequence):
+                logger.error(
+                    """
+                    record \(sequence) of this device's log is damaged and cannot be sent: the peer gets a snapshot \
+                    taken after it (run `tandem log verify` on this store)
+                    """,
+                    metadata: ["tandem.sequence": "\(sequence)"]
+                )
+                damagedThrough = max(damagedThrough, sequence)
+                // The snapshot must come from a table that holds the damaged record's change.
+                if store.logStatus.checkpointSequence < sequence { _ = try await store.checkpoint() }
+                needSnapshot = true
             case .records(let through, _):
                 if through > position {
                     try await outbound.write(RecordsMessage.frame(through: through, records: buffer))
@@ -670,9 +746,14 @@ public final class FailoverNode: Sendable {
         throw CancellationError()
     }
 
-    private func sendSnapshot(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, holdName: String) async throws -> UInt64
-    {
-        try await store.holdAfterCheckpoint(holdName)
+    /// Sends a snapshot of this device's users, and returns the position the stream goes on after: never
+    /// before `damaged`, a damaged record of the log the snapshot's table already holds.
+    private func sendSnapshot(
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        holdName: String,
+        after damaged: UInt64
+    ) async throws -> UInt64 {
+        let heldFrom = try await store.holdAfterCheckpoint(holdName)
         try await outbound.write(SnapshotBeginMessage.frame(adoptions: Array(store.adoptions.byDevice.values)))
         var after: IPAddress?
         var checkpoint: UInt64?
@@ -693,7 +774,9 @@ public final class FailoverNode: Sendable {
             sessions += read.count
             after = read.last
         } while after != nil
-        let position = checkpoint ?? 0
+        // The stream goes on from the checkpoint of the first read, or from an earlier hold (a demotion holds
+        // the logouts it logged again there).
+        let position = max(min(checkpoint ?? 0, heldFrom - 1), damaged)
         try await outbound.write(SnapshotEndMessage(position: position, wholeFrom: max(wholeFrom, position)).frame())
         shared.withLock { $0.snapshotsSent += 1 }
         snapshotCounter.increment()

@@ -34,6 +34,14 @@ package struct PeerApplied: Sendable, Equatable {
     package var takeover: Adoption?
 }
 
+/// What a demotion did with this device's events that the peer never acknowledged.
+package struct Demotion: Sendable, Equatable {
+    /// How many of them were discarded.
+    package var discardedEvents: Int
+    /// How many of those were logouts, logged again in the new term.
+    package var logoutsLoggedAgain: Int
+}
+
 /// A promotion that committed.
 package struct Promotion: Sendable {
     /// The term the promotion raised the store to.

@@ -34,14 +34,18 @@ extension SessionStore {
         try await writer.submit { .promote(peer: peer, peerTerm: peerTerm, $0) }.get()
     }
 
-    /// Empties the store for a full resynchronization from `peer`, of term `term`; returns how many of this
-    /// device's events came after `keepThrough` (the peer never acknowledged them).
+    /// Empties the store for a full resynchronization from `peer`, of term `term`: this device's events after
+    /// `keepThrough` (the peer never acknowledged them) are discarded, but for its logouts, which are logged
+    /// again and held for the peer under `holdName`.
     package func resetForResync(
         term: UInt32,
         keepThrough: UInt64,
-        from peer: DeviceID
-    ) async throws(SessionStoreError) -> Int {
-        try await writer.submit { .reset(term: term, keepThrough: keepThrough, peer: peer, $0) }.get()
+        from peer: DeviceID,
+        holdName: String
+    ) async throws(SessionStoreError) -> Demotion {
+        try await writer.submit {
+            .reset(term: term, keepThrough: keepThrough, peer: peer, holdName: holdName, $0)
+        }.get()
     }
 
     /// Starts keeping the users table's digest (one pass over the table, then O(1) per change).
@@ -71,9 +75,11 @@ extension SessionStore {
     /// The digest after recent commits.
     package var digestHistory: DigestHistory { writer.digests.withLock { $0 } }
 
-    /// Places (or moves) hold `name` at the first sequence after the current checkpoint, for a snapshot.
-    package func holdAfterCheckpoint(_ name: String) async throws(SessionStoreError) {
+    /// Places (or moves) hold `name` at the first sequence after the current checkpoint, for a snapshot, or
+    /// keeps it where it is when that is earlier and still in the log; returns where it stands.
+    package func holdAfterCheckpoint(_ name: String) async throws(SessionStoreError) -> UInt64 {
         try await writer.submit { .hold(name, nil, $0) }.get()
+        return writer.status.withLock { $0.holds[name] } ?? 1
     }
 
     // MARK: Reading the stream
@@ -84,6 +90,9 @@ extension SessionStore {
         case records(through: UInt64, count: Int)
         /// The log no longer holds the record after the position asked for: a snapshot is needed.
         case truncated
+        /// The record after the position asked for fails its checksum: it cannot be sent, and the peer needs
+        /// a snapshot taken after it.
+        case damaged(sequence: UInt64)
     }
 
     /// Appends to `buffer` the log records after `position` that `peer` must receive, each as a 4-byte
@@ -119,6 +128,11 @@ extension SessionStore {
                     let start = buffer.count
                     while let (key, value) = entry, buffer.count - start < maxBytes {
                         guard let sequence = StoreLayout.decodeSequenceKey(key) else { break }
+                        // A damaged record is never sent: the records before it go now, the damage next time.
+                        guard (try? RecordCodec.openUnit(value)) != nil else {
+                            return through > position
+                                ? .records(through: through, count: count) : .damaged(sequence: sequence)
+                        }
                         if Self.peerMustReceive(value, peer: peer, me: me, adoptions: adoptions) {
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)

@@ -35,9 +35,10 @@ final class LogWriter: @unchecked Sendable {
         case applyPeer(PeerBatch, Reply<PeerApplied>)
         /// Takes over the peer's users and raises the term above the peer's.
         case promote(peer: DeviceID, peerTerm: UInt32, Reply<Promotion>)
-        /// Demotion: empties the store and adopts the peer's term, for a snapshot of `peer`'s users; the
-        /// count of own events after `keepThrough` (never acknowledged) is returned.
-        case reset(term: UInt32, keepThrough: UInt64, peer: DeviceID, Reply<Int>)
+        /// Demotion: empties the store and adopts the peer's term, for a snapshot of `peer`'s users; what
+        /// became of the own events after `keepThrough` (never acknowledged) is returned. The log after the
+        /// reset is held under `holdName` for the peer.
+        case reset(term: UInt32, keepThrough: UInt64, peer: DeviceID, holdName: String, Reply<Demotion>)
         /// Computes the users table's digest once; commits keep it up to date from then on.
         case initializeDigest(Reply<Void>)
     }
@@ -508,7 +509,7 @@ final class LogWriter: @unchecked Sendable {
             swap(&outcomes, &spareOutcomes)
         }
         var checkpointResults: [Result<UInt64, SessionStoreError>] = []
-        var resets: [(UInt32, UInt64, DeviceID, Reply<Int>)] = []
+        var resets: [(UInt32, UInt64, DeviceID, String, Reply<Demotion>)] = []
         var digestRequests: [Reply<Void>] = []
         do {
             try files.usersEnvironment.read { txn in
@@ -582,8 +583,13 @@ final class LogWriter: @unchecked Sendable {
                             (
                                 reply,
                                 Result { () throws(SessionStoreError) in
-                                    let position = requested ?? checkpointSequence + 1
+                                    // After the checkpoint, or from where the hold already is if that is
+                                    // earlier and still in the log (a reset keeps its logouts there).
                                     let available = firstRetained ?? (lastSequence + 1)
+                                    var position = requested ?? checkpointSequence + 1
+                                    if requested == nil, let held = holds[name], held >= available {
+                                        position = min(held, position)
+                                    }
                                     if position < available {
                                         throw SessionStoreError(
                                             .logTruncated(requested: position, firstRetained: available)
@@ -611,8 +617,8 @@ final class LogWriter: @unchecked Sendable {
                                 }
                             )
                         )
-                    case .reset(let newTerm, let keepThrough, let peer, let reply):
-                        resets.append((newTerm, keepThrough, peer, reply))
+                    case .reset(let newTerm, let keepThrough, let peer, let holdName, let reply):
+                        resets.append((newTerm, keepThrough, peer, holdName, reply))
                     case .initializeDigest(let reply):
                         digestRequests.append(reply)
                     }
@@ -627,8 +633,8 @@ final class LogWriter: @unchecked Sendable {
         for result in checkpointResults { checkpointCompleted(result) }
         commit(&outcomes)
         outcomes.resume()
-        for (newTerm, keepThrough, peer, reply) in resets {
-            reply.resume(returning: reset(term: newTerm, keepThrough: keepThrough, peer: peer))
+        for (newTerm, keepThrough, peer, holdName, reply) in resets {
+            reply.resume(returning: reset(term: newTerm, keepThrough: keepThrough, peer: peer, holdName: holdName))
         }
         if !digestRequests.isEmpty {
             let result = initializeDigest()
@@ -789,8 +795,20 @@ final class LogWriter: @unchecked Sendable {
     /// next connection to the peer resets again. The emptied store counts as installing `peer`'s snapshot
     /// until one is installed: its table is no state the peer's was in.
     ///
-    /// - Returns: the number of this device's events after `keepThrough`, which the peer never acknowledged.
-    private func reset(term newTerm: UInt32, keepThrough: UInt64, peer: DeviceID) -> Result<Int, SessionStoreError> {
+    /// The logouts among the discarded events are logged again, as new events of the new term, in the same
+    /// transaction that empties the log: a user logged off on this device stays logged off on the pair (R7),
+    /// even when the peer took over before it heard of the logout. They are held for the peer under
+    /// `holdName`, so that the snapshot this device sends next streams them. Discarded logins are not:
+    /// the controller logs those users in again.
+    ///
+    /// - Returns: how many of this device's events came after `keepThrough` (the peer never acknowledged
+    ///   them), and how many of them were logouts logged again.
+    private func reset(
+        term newTerm: UInt32,
+        keepThrough: UInt64,
+        peer: DeviceID,
+        holdName: String
+    ) -> Result<Demotion, SessionStoreError> {
         while checkpointRunning {
             guard waitForRunningCheckpoint() else { return .failure(SessionStoreError(.closed)) }
         }
@@ -798,6 +816,7 @@ final class LogWriter: @unchecked Sendable {
         let through = lastSequence
         let newHistory = UInt64.random(in: 1...UInt64.max)
         var discarded = 0
+        var logouts: [Logout] = []
         do {
             try files.logEnvironment.read { txn in
                 try txn.withCursor(files.log) { cursor in
@@ -805,7 +824,11 @@ final class LogWriter: @unchecked Sendable {
                         try cursor.seek(atLeast: $0)
                     }
                     while let (key, value) = entry {
-                        if try decodeLogEntry(key: key, value: value).origin == me { discarded += 1 }
+                        let record = try decodeLogEntry(key: key, value: value)
+                        if record.origin == me {
+                            discarded += 1
+                            if case .logout(let logout) = record.event { logouts.append(logout) }
+                        }
                         entry = try cursor.move(.next)
                     }
                 }
@@ -814,10 +837,29 @@ final class LogWriter: @unchecked Sendable {
                 for db in [files.users, files.byMAC, files.byUserName, files.byDeadline] { try txn.clear(db) }
                 try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, through, in: files.usersMeta)
             }
+            let now = Timestamp.now
             try files.logEnvironment.write { txn in
                 try txn.clear(files.log)
+                var record: [UInt8] = []
+                for (index, logout) in logouts.enumerated() {
+                    let sequence = through + 1 + UInt64(index)
+                    record.removeAll(keepingCapacity: true)
+                    RecordCodec.encode(
+                        LogRecord(sequence: sequence, term: newTerm, origin: me, time: now, event: .logout(logout)),
+                        into: &record
+                    )
+                    try withUnsafeBytes(of: StoreLayout.sequenceKey(sequence)) { key in
+                        try record.withUnsafeBytes { value in
+                            _ = try txn.put(key: key, value: value, in: files.log, flags: .append)
+                        }
+                    }
+                }
                 try txn.putMeta(StoreLayout.MetaKey.term, UInt64(newTerm), in: files.logMeta)
-                try txn.putMeta(StoreLayout.MetaKey.lastSequence, through, in: files.logMeta)
+                try txn.putMeta(
+                    StoreLayout.MetaKey.lastSequence,
+                    through + UInt64(logouts.count),
+                    in: files.logMeta
+                )
                 try txn.putMeta(StoreLayout.MetaKey.history, newHistory, in: files.logMeta)
                 for prefix in [
                     StoreLayout.MetaKey.appliedPrefix, StoreLayout.MetaKey.adoptedPrefix,
@@ -829,18 +871,23 @@ final class LogWriter: @unchecked Sendable {
                     }
                 }
                 try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", .max, in: files.logMeta)
+                try txn.putMeta(StoreLayout.MetaKey.holdPrefix + holdName, through + 1, in: files.logMeta)
             }
         } catch let error as SessionStoreError {
             return .failure(error)
         } catch {
             return .failure(SessionStoreError.storage(error, doing: "resetting the store for a resynchronization"))
         }
+        // The logouts logged again change nothing in the empty table: it stands at the last of them.
+        let last = through + UInt64(logouts.count)
         var empty = ChangeSet()
-        empty.throughSequence = through
+        empty.throughSequence = last
         overlay.load(empty, count: 0)
+        lastSequence = last
+        ownThrough = last
         checkpointSequence = through
-        firstRetained = nil
-        holds = [:]
+        firstRetained = logouts.isEmpty ? nil : through + 1
+        holds = [holdName: through + 1]
         applied = [:]
         appliedHistory = [:]
         installing = [peer: .max]
@@ -854,10 +901,11 @@ final class LogWriter: @unchecked Sendable {
             $0.adoptions = Adoptions()
             $0.history = newHistory
         }
-        status.withLock {
+        status.withLock { [firstRetained] in
+            $0.lastSequence = last
             $0.checkpointSequence = through
-            $0.firstRetained = nil
-            $0.holds = [:]
+            $0.firstRetained = firstRetained
+            $0.holds = [holdName: through + 1]
             $0.droppedHolds = [:]
             $0.applied = [:]
             $0.appliedHistory = [:]
@@ -867,9 +915,12 @@ final class LogWriter: @unchecked Sendable {
         }
         logger.warning(
             "demoted: the store was emptied to resynchronize from the peer",
-            metadata: ["tandem.term": "\(newTerm)", "tandem.discarded_events": "\(discarded)"]
+            metadata: [
+                "tandem.term": "\(newTerm)", "tandem.discarded_events": "\(discarded)",
+                "tandem.logouts_logged_again": "\(logouts.count)",
+            ]
         )
-        return .success(discarded)
+        return .success(Demotion(discardedEvents: discarded, logoutsLoggedAgain: logouts.count))
     }
 
     /// Computes the digest of the whole users table once; each commit keeps it current from then on.
@@ -1146,7 +1197,7 @@ final class LogWriter: @unchecked Sendable {
         case .release(_, let reply): reply.resume(returning: .failure(error))
         case .applyPeer(_, let reply): reply.resume(returning: .failure(error))
         case .promote(_, _, let reply): reply.resume(returning: .failure(error))
-        case .reset(_, _, _, let reply): reply.resume(returning: .failure(error))
+        case .reset(_, _, _, _, let reply): reply.resume(returning: .failure(error))
         case .initializeDigest(let reply): reply.resume(returning: .failure(error))
         case .checkpointDone: break
         }

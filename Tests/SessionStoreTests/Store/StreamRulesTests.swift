@@ -1,3 +1,4 @@
+import LMDB
 import Testing
 
 @testable import SessionStore
@@ -124,6 +125,30 @@ struct StreamRulesTests {
             _ = try await store.applyPeer(.records(origin: 2, through: 7, history: 9, [foreign]))
         }
         #expect(try store.session(for: adoptedSession.ip) == adoptedSession)
+        await store.close()
+    }
+
+    @Test("a damaged record is never sent: the stream stops before it and says where it is")
+    func damagedRecord() async throws {
+        let directory = TemporaryDirectory()
+        var store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 2))
+        try await store.holdLog("peer-1", from: 1)
+        for number in 0..<3 { try await store.login(testSession(number, owner: 2)) }
+        await store.close()
+        // One byte of record 2 rots on disk.
+        do {
+            let environment = try Environment(path: directory.path + "/log.mdb")
+            let log = try environment.openDatabase("log")
+            let key = withUnsafeBytes(of: UInt64(2).bigEndian) { Array($0) }
+            var value = try environment.read { txn in try txn.value(forKey: key, in: log) } ?? []
+            value[value.count / 2] ^= 0x40
+            try environment.write { txn in try txn.put(key, value, in: log) }
+        }
+        store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 2))
+        #expect(try Self.streamed(store, to: 1).map(\.sequence) == [1])
+        var buffer: [UInt8] = []
+        #expect(try store.readStream(after: 1, for: 1, maxBytes: 1 << 20, into: &buffer) == .damaged(sequence: 2))
+        #expect(buffer.isEmpty)
         await store.close()
     }
 }
