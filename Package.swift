@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Inspection", targets: ["Inspection"]),
         .executable(name: "tandem-frame-fuzzer", targets: ["tandem-frame-fuzzer"]),
         .executable(name: "tandem", targets: ["tandem"]),
+        .executable(name: "tandem-faults", targets: ["tandem-faults"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -64,6 +65,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "tools/tandem"
+        ),
+        .executableTarget(
+            name: "tandem-faults",
+            dependencies: [
+                "SessionStore",
+                "LMDB",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/faults"
         ),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "CLMDB"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),

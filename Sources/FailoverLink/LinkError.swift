@@ -20,6 +20,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case connectionClosed
         case tlsFailed(String)
         case notReplicated(sequence: UInt64, timeout: Duration, state: String)
+        case discarded(sequence: UInt64, term: UInt32)
+        case stopped(sequence: UInt64)
         case noPeerKnown
     }
 
@@ -60,6 +62,10 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let tlsFailed = Kind("tls-failed")
         /// A write committed on this device, but the peer did not acknowledge it in time.
         public static let notReplicated = Kind("not-replicated")
+        /// A write waited for the peer, but this device stepped down first and discarded it: it is gone.
+        public static let discarded = Kind("discarded")
+        /// A write waited for the peer, but the node stopped first; it is committed on this device.
+        public static let stopped = Kind("stopped")
         /// Promotion needs the peer's device ID, and this device has never met its peer.
         public static let noPeerKnown = Kind("no-peer-known")
     }
@@ -80,6 +86,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case .connectionClosed: .connectionClosed
         case .tlsFailed: .tlsFailed
         case .notReplicated: .notReplicated
+        case .discarded: .discarded
+        case .stopped: .stopped
         case .noPeerKnown: .noPeerKnown
         }
     }
@@ -116,6 +124,11 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case .notReplicated(let sequence, let timeout, let state):
             "event \(sequence) is committed on this device, but the peer did not acknowledge it within \(timeout) "
                 + "(failover state: \(state)); it reaches the peer when the link is back, unless this device fails first"
+        case .discarded(let sequence, let term):
+            "event \(sequence) was discarded: the peer took over at term \(term) before it acknowledged the event, "
+                + "and this device stepped down; a login must be made again (a logout is logged again by itself)"
+        case .stopped(let sequence):
+            "event \(sequence) is committed on this device, but the node stopped before the peer acknowledged it"
         case .noPeerKnown:
             "this device has never synchronized with a peer, so there are no users to take over"
         }

@@ -210,7 +210,7 @@ public final class FailoverNode: Sendable {
         await link.shutdown()
         sweeper.withLock { $0 }?.cancel()
         store.setCommitObserver(nil)
-        acks.expire(now: .now + .seconds(1_000_000))
+        acks.endAll(.stopped)
         eventsContinuation.finish()
         takenOverContinuation.finish()
     }
@@ -286,8 +286,15 @@ public final class FailoverNode: Sendable {
     private func replicate(through sequence: UInt64, _ durability: Durability) async throws {
         guard case .replicated(let timeout) = durability else { return }
         let limit = timeout ?? configuration.replicationTimeout
-        guard await acks.wait(for: sequence, timeout: limit) else {
+        switch await acks.wait(for: sequence, timeout: limit) {
+        case .acknowledged:
+            return
+        case .timedOut:
             throw LinkError(.notReplicated(sequence: sequence, timeout: limit, state: "\(status.state)"))
+        case .discarded(let term):
+            throw LinkError(.discarded(sequence: sequence, term: term))
+        case .stopped:
+            throw LinkError(.stopped(sequence: sequence))
         }
     }
 
@@ -544,7 +551,9 @@ public final class FailoverNode: Sendable {
                         PeerWork.records(through: through, records).batch(origin: peer, history: peerApplied.history)!
                     )
                     if let takeover = result.takeover {
-                        try await demote(term: takeover.term, keepThrough: peerApplied.sequence, peer: peer)
+                        // What the peer acknowledged on this connection, it has.
+                        let kept = max(peerApplied.sequence, acks.acked)
+                        try await demote(term: takeover.term, keepThrough: kept, peer: peer)
                     }
                     try await outbound.write(SequenceMessage(sequence: result.through).frame(.ack))
                 case .snapshotBegin:
@@ -623,6 +632,9 @@ public final class FailoverNode: Sendable {
             from: peer,
             holdName: Self.holdName(peer)
         )
+        // Every write still waiting for the peer was discarded; acknowledgements from now on count in the new
+        // history of the log, never for them.
+        acks.demoted(kept: keepThrough, last: demotion.lastDiscarded, term: term)
         logger.warning(
             "the peer's term \(term) prevails: this device steps down and resynchronizes from the peer",
             metadata: [

@@ -61,16 +61,28 @@ final class CommitSignal: Sendable {
 /// The peer's acknowledgements of this device's stream, and the writers waiting for them
 /// (`replicated` durability).
 final class AckTracker: Sendable {
+    /// How a wait ended.
+    enum Outcome: Sendable, Equatable {
+        case acknowledged
+        case timedOut
+        /// The events waited for are gone: this device stepped down and discarded them.
+        case discarded(term: UInt32)
+        /// The node stopped.
+        case stopped
+    }
+
     private struct Waiter {
         var sequence: UInt64
         var deadline: ContinuousClock.Instant
-        var continuation: CheckedContinuation<Bool, Never>
+        var continuation: CheckedContinuation<Outcome, Never>
     }
 
     private struct State {
         var acked: UInt64 = 0
         var waiters: [UInt64: Waiter] = [:]
         var nextID: UInt64 = 0
+        /// Sequences of an earlier history of the log that demotions discarded, with the term that did it.
+        var discarded: [(range: ClosedRange<UInt64>, term: UInt32)] = []
     }
 
     private let state = Mutex(State())
@@ -89,44 +101,67 @@ final class AckTracker: Sendable {
     }
 
     private func update(_ change: (inout UInt64) -> Void) {
-        let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+        let ready = state.withLock { state -> [CheckedContinuation<Outcome, Never>] in
             change(&state.acked)
             let sequence = state.acked
-            var ready: [CheckedContinuation<Bool, Never>] = []
+            var ready: [CheckedContinuation<Outcome, Never>] = []
             for (id, waiter) in state.waiters where waiter.sequence <= sequence {
                 ready.append(waiter.continuation)
                 state.waiters[id] = nil
             }
             return ready
         }
-        for continuation in ready { continuation.resume(returning: true) }
+        for continuation in ready { continuation.resume(returning: .acknowledged) }
     }
 
-    /// Waits until the peer acknowledged `sequence`; `false` when `timeout` passed first.
-    func wait(for sequence: UInt64, timeout: Duration) async -> Bool {
+    /// Waits until the peer acknowledged `sequence`, `timeout` passed, or the events were discarded.
+    func wait(for sequence: UInt64, timeout: Duration) async -> Outcome {
         let deadline = ContinuousClock.now + timeout
         return await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> Bool in
-                if state.acked >= sequence { return true }
+            let done = state.withLock { state -> Outcome? in
+                if let gone = state.discarded.last(where: { $0.range.contains(sequence) }) {
+                    return .discarded(term: gone.term)
+                }
+                if state.acked >= sequence { return .acknowledged }
                 state.nextID += 1
                 state.waiters[state.nextID] = Waiter(sequence: sequence, deadline: deadline, continuation: continuation)
-                return false
+                return nil
             }
-            if done { continuation.resume(returning: true) }
+            if let done { continuation.resume(returning: done) }
         }
+    }
+
+    /// A demotion kept the events through `kept` (the peer has them) and discarded those after it, through
+    /// `last`: the waits for the kept ones end acknowledged; every other wait, and any that comes later for a
+    /// discarded event, ends with ``Outcome/discarded(term:)``, since acknowledgements from now on count in
+    /// the log's new history.
+    func demoted(kept: UInt64, last: UInt64, term: UInt32) {
+        acknowledge(kept)
+        state.withLock { if last > kept { $0.discarded.append((kept + 1...last, term)) } }
+        endAll(.discarded(term: term))
     }
 
     /// Fails the waiters whose deadline has passed.
     func expire(now: ContinuousClock.Instant = .now) {
-        let expired = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
-            var expired: [CheckedContinuation<Bool, Never>] = []
-            for (id, waiter) in state.waiters where waiter.deadline <= now {
-                expired.append(waiter.continuation)
+        end(with: .timedOut) { $0.deadline <= now }
+    }
+
+    /// Ends every wait with `outcome`: after a demotion, acknowledgements count in another history of the log,
+    /// and never for the events waited for.
+    func endAll(_ outcome: Outcome) {
+        end(with: outcome) { _ in true }
+    }
+
+    private func end(with outcome: Outcome, _ which: (Waiter) -> Bool) {
+        let ended = state.withLock { state -> [CheckedContinuation<Outcome, Never>] in
+            var ended: [CheckedContinuation<Outcome, Never>] = []
+            for (id, waiter) in state.waiters where which(waiter) {
+                ended.append(waiter.continuation)
                 state.waiters[id] = nil
             }
-            return expired
+            return ended
         }
-        for continuation in expired { continuation.resume(returning: false) }
+        for continuation in ended { continuation.resume(returning: outcome) }
     }
 
     /// Whether anyone waits.

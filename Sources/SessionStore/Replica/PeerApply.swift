@@ -36,6 +36,9 @@ package struct PeerApplied: Sendable, Equatable {
 
 /// What a demotion did with this device's events that the peer never acknowledged.
 package struct Demotion: Sendable, Equatable {
+    /// The last sequence of the log before the demotion: the events after the kept position, through it,
+    /// are gone.
+    package var lastDiscarded: UInt64
     /// How many of them were discarded.
     package var discardedEvents: Int
     /// How many of those were logouts, logged again in the new term.

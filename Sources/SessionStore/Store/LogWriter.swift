@@ -920,7 +920,7 @@ final class LogWriter: @unchecked Sendable {
                 "tandem.logouts_logged_again": "\(logouts.count)",
             ]
         )
-        return .success(Demotion(discardedEvents: discarded, logoutsLoggedAgain: logouts.count))
+        return .success(Demotion(lastDiscarded: through, discardedEvents: discarded, logoutsLoggedAgain: logouts.count))
     }
 
     /// Computes the digest of the whole users table once; each commit keeps it current from then on.
