@@ -162,4 +162,55 @@ struct RejoinTests {
         #expect(heard == [pairSession(5, owner: 1).ip, pairSession(3, owner: 2).ip])
         await pair.tearDown()
     }
+
+    @Test(
+        "a replicated write waiting when its device steps down ends as discarded, never acknowledged by the new history's acks"
+    )
+    func writeWaitingAcrossTheDemotion() async throws {
+        let pair = try await Pair()
+        try await pair.start(1)
+        try await pair.start(2)
+        for number in 0..<20 {
+            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+        }
+        await pair.stop(1)
+        try await pair[2].promote()
+        await pair.stop(2)
+        // Device 1 comes back on its old term with no peer yet, and logs users in that wait for the peer.
+        let returning = try await pair.start(1)
+        let waiting = Task {
+            try await returning.login(pairSession(100, owner: 1), durability: .replicated(timeout: .seconds(20)))
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        try await pair.start(2)  // term 2: device 1 steps down, and sends the peer a snapshot of its new history
+        let outcome = await waiting.result
+        #expect(await pair.verified())
+        switch outcome {
+        case .success(let session):
+            // Acknowledged: the peer committed it before the demotion, so the pair has it.
+            #expect(try pair[2].store.session(for: session.ip) != nil)
+            #expect(try returning.store.session(for: session.ip) != nil)
+        case .failure(let error):
+            #expect((error as? LinkError)?.kind == .discarded, "\(error)")
+            #expect(try pair[2].store.session(for: pairSession(100, owner: 1).ip) == nil)
+        }
+        await pair.tearDown()
+    }
+
+    @Test("acknowledgements after a demotion never end a wait for an event it discarded")
+    func ackTrackerAcrossDemotion() async {
+        let acks = AckTracker()
+        acks.reset(to: 10)
+        let early = Task { await acks.wait(for: 12, timeout: .seconds(10)) }
+        let kept = Task { await acks.wait(for: 11, timeout: .seconds(10)) }
+        try? await Task.sleep(for: .milliseconds(50))
+        acks.demoted(kept: 11, last: 15, term: 2)
+        #expect(await kept.value == .acknowledged)
+        #expect(await early.value == .discarded(term: 2))
+        // The new history's acknowledgements run past 15; a late wait for a discarded event still fails.
+        acks.reset(to: 0)
+        acks.acknowledge(40)
+        #expect(await acks.wait(for: 14, timeout: .seconds(1)) == .discarded(term: 2))
+        #expect(await acks.wait(for: 30, timeout: .seconds(1)) == .acknowledged)
+    }
 }
