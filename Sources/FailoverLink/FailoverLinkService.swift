@@ -261,17 +261,24 @@ public final class FailoverLinkService: Sendable {
     /// A connection ended or failed; only the current one (or a negotiation while none is up) changes the
     /// state.
     private func ended(_ connection: ObjectIdentifier, error: LinkError) {
-        let matters = status.withLock { status -> Bool in
+        let (matters, wasUp) = status.withLock { status -> (Bool, Bool) in
             status.open.remove(connection)
             if let current = status.current {
-                guard current.id == connection else { return false }
+                guard current.id == connection else { return (false, false) }
                 status.current = nil
+                return (true, true)
             }
-            return true
+            return (true, false)
         }
         guard matters else { return }
         let reason: FailoverState =
-            error.kind == .connectionClosed ? .independence(.noPeer) : .independence(.negotiationFailed(error))
+            if error.kind == .connectionClosed {
+                .independence(.noPeer)
+            } else if wasUp || error.kind == .peerSilent || error.kind == .connectionBroken {
+                .independence(.linkLost(error))
+            } else {
+                .independence(.negotiationFailed(error))
+            }
         logger.info("failover link down", metadata: ["tandem.link.reason": "\(error)"])
         transition(to: reason, peer: nil)
     }

@@ -18,6 +18,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case emptyFrame
         case truncatedFrame(missing: Int)
         case connectionClosed
+        case connectionBroken(String)
+        case peerSilent(limitMilliseconds: Int64)
         case tlsFailed(String)
         case notReplicated(sequence: UInt64, timeout: Duration, state: String)
         case discarded(sequence: UInt64, term: UInt32)
@@ -58,6 +60,10 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let truncatedFrame = Kind("truncated-frame")
         /// The connection closed.
         public static let connectionClosed = Kind("connection-closed")
+        /// The connection failed under the link (reset by the peer, say).
+        public static let connectionBroken = Kind("connection-broken")
+        /// Nothing came from the peer, not even a heartbeat, for longer than the dead-peer timeout.
+        public static let peerSilent = Kind("peer-silent")
         /// The TLS handshake or a TLS record failed.
         public static let tlsFailed = Kind("tls-failed")
         /// A write committed on this device, but the peer did not acknowledge it in time.
@@ -84,6 +90,8 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         case .emptyFrame: .emptyFrame
         case .truncatedFrame: .truncatedFrame
         case .connectionClosed: .connectionClosed
+        case .connectionBroken: .connectionBroken
+        case .peerSilent: .peerSilent
         case .tlsFailed: .tlsFailed
         case .notReplicated: .notReplicated
         case .discarded: .discarded
@@ -119,6 +127,11 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
             "the connection ended \(missing) bytes before the end of a frame"
         case .connectionClosed:
             "the connection to the peer closed"
+        case .connectionBroken(let detail):
+            "the connection to the peer broke (\(detail))"
+        case .peerSilent(let limit):
+            "the peer fell silent for longer than the dead-peer timeout (\(limit) ms): it is "
+                + "down, stopped, or the failover link is cut"
         case .tlsFailed(let detail):
             "TLS failed (\(detail)): check that both devices have TLS on, and certificates from the pair's CA"
         case .notReplicated(let sequence, let timeout, let state):

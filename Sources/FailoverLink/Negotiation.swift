@@ -26,6 +26,8 @@ public enum IndependenceReason: Sendable, Hashable, CustomStringConvertible {
     case configurationMismatch(local: [UInt8], peer: [UInt8])
     /// Negotiation failed.
     case negotiationFailed(LinkError)
+    /// The link was up and then failed: the peer fell silent, or the connection broke.
+    case linkLost(LinkError)
     /// The link is up, but the two users tables are not yet known to agree: a snapshot is on its way, or the
     /// digests after it (or after the connection began) have not been compared yet.
     case catchingUp(CatchUp)
@@ -43,6 +45,8 @@ public enum IndependenceReason: Sendable, Hashable, CustomStringConvertible {
                 + "\(hex(peer.prefix(6))) there): make them consistent on both devices (R8)"
         case .negotiationFailed(let error):
             "negotiation failed: \(error)"
+        case .linkLost(let error):
+            "link lost: \(error)"
         case .catchingUp(let step):
             "catching up with the peer: \(step)"
         case .storageFailed(let error):

@@ -105,6 +105,8 @@ final class NegotiationHandler: ChannelDuplexHandler {
             fail(context: context, error)
         } else if error is NIOSSLError || error is BoringSSLError {
             fail(context: context, LinkError(.tlsFailed("\(error)")))
+        } else if let error = error as? IOError {
+            fail(context: context, LinkError(.connectionBroken("\(error)")))
         } else {
             fail(context: context, LinkError(.malformed("\(error)")))
         }
@@ -133,7 +135,7 @@ final class NegotiationHandler: ChannelDuplexHandler {
             _ in
             let (handler, context) = loopBound.value
             guard NIODeadline.now() - handler.lastHeard < handler.silenceLimit else {
-                handler.fail(context: context, LinkError(.protocolViolation("the peer fell silent")))
+                handler.fail(context: context, LinkError(.peerSilent(limitMilliseconds: handler.silenceLimit.nanoseconds / 1_000_000)))
                 return
             }
             guard var sealer = handler.sealer else { return }

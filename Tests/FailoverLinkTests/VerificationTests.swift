@@ -45,53 +45,65 @@ struct VerificationTests {
         )
     }
 
+    /// A history holding `point`, with own changes of `deltas` (sequence, change) before it.
+    static func digests(_ point: DigestHistory.Point, own deltas: [(UInt64, UInt64)] = []) -> DigestHistory {
+        var history = DigestHistory()
+        history.noteChanges(
+            own: deltas.map { DigestHistory.OwnDelta(sequence: $0.0, ip: IPAddress(ipv4: UInt32($0.0)), delta: $0.1) },
+            touchedByPeer: []
+        )
+        history.append(point)
+        return history
+    }
+
+    static func compare(_ peer: DigestMessage, _ history: DigestHistory, sent: UInt32 = 0) -> DigestComparison {
+        DigestComparison.compare(peer, with: history, peer: 2, history: Self.history, snapshotsSent: sent)
+    }
+
     @Test("points that hold the same changes are compared: equal digests match, different ones differ")
     func comparable() {
-        let mine = Self.point()
-        #expect(
-            DigestComparison.compare(Self.peer(), with: mine, history: Self.history, snapshotsSent: 0) == .equal(mine)
-        )
-        #expect(
-            DigestComparison.compare(Self.peer(value: 8), with: mine, history: Self.history, snapshotsSent: 0)
-                == .differ(mine)
-        )
+        let mine = Self.point(applied: 40, ownThrough: 30)
+        let history = Self.digests(mine)
+        #expect(Self.compare(Self.peer(), history) == .equal(mine))
+        #expect(Self.compare(Self.peer(value: 8), history) == .differ(mine))
+    }
+
+    @Test("own changes the peer had not seen are taken back out of this device's digest before comparing")
+    func ownChangesTakenOut() {
+        // The peer had this device's stream through 35; changes 36 and 38 came after.
+        let mine = Self.point(applied: 40, value: 7 &+ 100 &+ 5, ownThrough: 38)
+        let history = Self.digests(mine, own: [(20, 1), (36, 100), (38, 5)])
+        #expect(Self.compare(Self.peer(appliedOfYou: 35), history) == .equal(mine))
+        #expect(Self.compare(Self.peer(appliedOfYou: 36), history) == .differ(mine))
+        // A change a peer's event touched since cannot be taken out: no comparison.
+        var touched = history
+        touched.noteChanges(own: [], touchedByPeer: [IPAddress(ipv4: 38)])
+        #expect(Self.compare(Self.peer(appliedOfYou: 35), touched) == .inconclusive)
     }
 
     @Test(
-        "no comparison when a change of this device had not reached the peer, when the peer's position counts in another history, or before it installed every snapshot sent"
+        "no comparison when the peer's position counts in another history, before it installed every snapshot sent, or past what the history remembers"
     )
     func inconclusive() {
-        let mine = Self.point(ownThrough: 36)
-        #expect(
-            DigestComparison.compare(Self.peer(), with: mine, history: Self.history, snapshotsSent: 0) == .inconclusive
-        )
         let settled = Self.point()
-        #expect(
-            DigestComparison.compare(Self.peer(history: 5), with: settled, history: Self.history, snapshotsSent: 0)
-                == .inconclusive
-        )
-        #expect(
-            DigestComparison.compare(Self.peer(), with: settled, history: Self.history, snapshotsSent: 1)
-                == .inconclusive
-        )
-        #expect(
-            DigestComparison.compare(Self.peer(installed: 1), with: settled, history: Self.history, snapshotsSent: 1)
-                == .equal(settled)
-        )
-        #expect(
-            DigestComparison.compare(Self.peer(), with: nil, history: Self.history, snapshotsSent: 0) == .inconclusive
-        )
+        let history = Self.digests(settled)
+        #expect(Self.compare(Self.peer(history: 5), history) == .inconclusive)
+        #expect(Self.compare(Self.peer(), history, sent: 1) == .inconclusive)
+        #expect(Self.compare(Self.peer(installed: 1), history, sent: 1) == .equal(settled))
+        #expect(Self.compare(Self.peer(), DigestHistory()) == .inconclusive)
         // Position 0 is the same in every history: nothing of this device's.
         let fresh = Self.point(ownThrough: 0)
-        #expect(
-            DigestComparison.compare(
-                Self.peer(appliedOfYou: 0, history: 0),
-                with: fresh,
-                history: Self.history,
-                snapshotsSent: 0
-            )
-                == .equal(fresh)
+        #expect(Self.compare(Self.peer(appliedOfYou: 0, history: 0), Self.digests(fresh)) == .equal(fresh))
+        // Own changes older than the ones kept cannot be taken out.
+        let count = UInt64(DigestHistory.ownCapacity + 1)
+        var forgetful = DigestHistory()
+        forgetful.noteChanges(
+            own: (1...count).map { DigestHistory.OwnDelta(sequence: $0, ip: IPAddress(ipv4: UInt32($0)), delta: 1) },
+            touchedByPeer: []
         )
+        forgetful.append(Self.point(through: count, ownThrough: count))
+        #expect(Self.compare(Self.peer(appliedOfYou: 0), forgetful) == .inconclusive)
+        #expect(Self.compare(Self.peer(appliedOfYou: 1), forgetful) != .inconclusive)
     }
 
     @Test(

@@ -97,7 +97,7 @@ final class Round: @unchecked Sendable {
         try await self[1].start()
         try await self[2].start()
         workload.start()
-        try await waitSynchronized("the pair started")
+        try await waitSynchronized("the pair started", since: history.started)
     }
 
     /// SIGKILL: the device dies with whatever it was doing.
@@ -136,12 +136,21 @@ final class Round: @unchecked Sendable {
         return line
     }
 
-    /// Waits until both devices report synchronization (after `since`), then holds the history against the
-    /// stores at that moment.
-    func waitSynchronized(_ label: String, within limit: Duration = .seconds(90)) async throws {
+    /// Waits until both devices report synchronization, in a state line printed after `since` (a line from
+    /// before a fault says nothing of the pair after it), then holds the history against the stores at that
+    /// moment.
+    func waitSynchronized(
+        _ label: String,
+        since: ContinuousClock.Instant,
+        within limit: Duration = .seconds(90)
+    ) async throws {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
-            if devices.values.allSatisfy({ $0.isRunning && $0.state == "synchronization" }) {
+            let synchronized = devices.values.allSatisfy { device in
+                guard device.isRunning, let line = device.lastLine(where: { $0.type == "state" }) else { return false }
+                return line["state"] == "synchronization" && line.at >= since
+            }
+            if synchronized {
                 let moment = ContinuousClock.now
                 say("\(label): both devices report synchronization")
                 await checkConverged(label, moment: moment)
@@ -200,7 +209,7 @@ final class Round: @unchecked Sendable {
     /// stores; then `tandem diff` and `tandem log verify` must find nothing.
     func finish() async throws {
         await workload.stop()
-        try await waitSynchronized("end of round")
+        try await waitSynchronized("end of round", since: history.started)
         // The tables are compared once both devices have applied everything: wait for equal positions.
         let deadline = ContinuousClock.now + .seconds(30)
         var tables: [UInt8: Checker.Table] = [:]

@@ -65,7 +65,7 @@ enum Scenario: String, CaseIterable, Sendable {
             {
                 round.violated("the returning device steps down", "device \(victim) reported no demotion")
             }
-            try await round.waitSynchronized("\(leg): device \(victim) rejoined")
+            try await round.waitSynchronized("\(leg): device \(victim) rejoined", since: restarted)
         }
     }
 
@@ -78,13 +78,14 @@ enum Scenario: String, CaseIterable, Sendable {
         round.workload.setEnabled(paused, false)
         round[paused].pause()
         round.fault("SIGSTOP", device: paused)
-        try await expectIndependence(round, on: [other], since: since, reason: "no link to the peer")
+        try await expectIndependence(round, on: [other], since: since, reason: "fell silent")
         try await Task.sleep(for: round.generator.milliseconds(500...1500))
         try await expectWritesDuringCut(round, on: [other], since: since)
         round[paused].resume()
+        let resumed = ContinuousClock.now
         round.workload.setEnabled(paused, true)
         round.say("device \(paused) resumed (SIGCONT)")
-        try await round.waitSynchronized("device \(paused) resumed")
+        try await round.waitSynchronized("device \(paused) resumed", since: resumed)
     }
 
     // MARK: link cut
@@ -100,12 +101,13 @@ enum Scenario: String, CaseIterable, Sendable {
             try round.lab.linkDown(side)
             round.fault("failover veth down", device: side)
         }
-        try await expectIndependence(round, on: [1, 2], since: since, reason: "no link to the peer")
+        try await expectIndependence(round, on: [1, 2], since: since, reason: "fell silent")
         try await Task.sleep(for: round.generator.milliseconds(800...2500))
         try await expectWritesDuringCut(round, on: [1, 2], since: since)
         if drop { try round.lab.undrop(side) } else { try round.lab.linkUp(side) }
+        let repaired = ContinuousClock.now
         round.say("the failover link is repaired")
-        try await round.waitSynchronized(drop ? "the drop ended" : "the veth is up again")
+        try await round.waitSynchronized(drop ? "the drop ended" : "the veth is up again", since: repaired)
         // The log held everything for the peer: each side resumed, no snapshot was needed.
         let after = await counters(round)
         for id: UInt8 in [1, 2] where after[id, default: 0] != before[id, default: 0] {
@@ -129,7 +131,7 @@ enum Scenario: String, CaseIterable, Sendable {
         let since = ContinuousClock.now
         try round.lab.linkDown(1)
         round.fault("failover veth down, then both devices promoted", device: 1)
-        try await expectIndependence(round, on: [1, 2], since: since, reason: "no link to the peer")
+        try await expectIndependence(round, on: [1, 2], since: since, reason: "fell silent")
         let one = await round.promote(1)
         let two = await round.promote(2)
         try await Task.sleep(for: round.generator.milliseconds(1000...2500))
@@ -168,7 +170,7 @@ enum Scenario: String, CaseIterable, Sendable {
         }
         round.active = winner
         round.say("split brain: device \(loser) stepped down, discarding \(discarded) events")
-        try await round.waitSynchronized("split brain repaired")
+        try await round.waitSynchronized("split brain repaired", since: repaired)
     }
 
     // MARK: Shared expectations

@@ -850,13 +850,16 @@ public final class FailoverNode: Sendable {
         peer: DeviceID,
         verification: Verification
     ) async throws {
-        let outcome = DigestComparison.compare(
-            peerPoint,
-            with: store.isInstallingSnapshot
-                ? nil : store.digestHistory.first(applying: peer, through: peerPoint.through),
-            history: store.historyID,
-            snapshotsSent: verification.current.snapshotsSent
-        )
+        let outcome =
+            store.isInstallingSnapshot
+            ? .inconclusive
+            : DigestComparison.compare(
+                peerPoint,
+                with: store.digestHistory,
+                peer: peer,
+                history: store.historyID,
+                snapshotsSent: verification.current.snapshotsSent
+            )
         let now = ContinuousClock.now
         verification.withState { $0.answered(at: now) }
         switch outcome {

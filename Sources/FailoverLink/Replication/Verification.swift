@@ -96,27 +96,30 @@ enum DigestComparison: Sendable, Equatable {
     case inconclusive
 
     /// Compares the peer's point with this device's first whole point after its latest snapshot install at
-    /// which it had applied the peer's stream through the peer's point.
+    /// which it had applied the peer's stream through the peer's point, without this device's own changes
+    /// that had not reached the peer by then.
     ///
     /// - Parameters:
     ///   - peerPoint: the peer's digest point.
-    ///   - mine: this device's point that applied the peer's stream through exactly `peerPoint.through`.
+    ///   - digests: this device's digest history.
+    ///   - peer: the peer's device ID.
     ///   - history: this device's log history.
     ///   - snapshotsSent: this device's snapshots to the peer on this connection.
     static func compare(
         _ peerPoint: DigestMessage,
-        with mine: DigestHistory.Point?,
+        with digests: DigestHistory,
+        peer: DeviceID,
         history: UInt64,
         snapshotsSent: UInt32
     ) -> DigestComparison {
-        // The peer's point must come after it installed every snapshot this device sent, count its position
-        // in this device's current history (any history, at position 0), and every change this device made up
-        // to its own point must have reached the peer by the peer's point.
-        guard let mine, peerPoint.installedOfYou == snapshotsSent,
+        // The peer's point must come after it installed every snapshot this device sent, and count its
+        // position in this device's current history (any history, at position 0).
+        guard peerPoint.installedOfYou == snapshotsSent,
             peerPoint.appliedHistoryOfYou == history || peerPoint.appliedOfYou == 0,
-            mine.ownThrough <= peerPoint.appliedOfYou
+            let mine = digests.first(applying: peer, through: peerPoint.through),
+            let value = digests.value(of: mine, withOwnThrough: peerPoint.appliedOfYou)
         else { return .inconclusive }
-        return mine.value == peerPoint.value ? .equal(mine) : .differ(mine)
+        return value == peerPoint.value ? .equal(mine) : .differ(mine)
     }
 }
 

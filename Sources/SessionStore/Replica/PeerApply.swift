@@ -56,13 +56,15 @@ package struct Promotion: Sendable {
     package var after: Adoptions
 }
 
-/// The users table's digest after recent commits, with the positions it stood at.
+/// The users table's digest after recent commits, with the positions it stood at, and the digest change of
+/// each recent record of this store's own.
 ///
 /// Two devices' tables are compared at a *digest point* of one of them, `(through, applied)`, and a point of
 /// the other that had applied the first one's stream through exactly `through`. Both tables then hold the
-/// same changes when the second device's own changes up to its point had all reached the first
-/// (``Point/ownThrough`` at most the first one's `applied`), and when neither table was half-way through a
-/// snapshot (``Point/whole``).
+/// same changes once the second device's own changes that had not reached the first by its point (those
+/// after the first one's `applied`) are taken back out of the second one's digest, and when neither table
+/// was half-way through a snapshot (``Point/whole``). An own change that a peer's event touched since (the
+/// same address) is not taken out: the comparison waits for a later point.
 package struct DigestHistory: Sendable {
     package struct Point: Sendable, Equatable {
         /// This store's last sequence.
@@ -99,10 +101,74 @@ package struct DigestHistory: Sendable {
         }
     }
 
+    /// The change one record of this store's own made to the digest.
+    package struct OwnDelta: Sendable, Equatable {
+        package var sequence: UInt64
+        package var ip: IPAddress
+        package var delta: UInt64
+        /// A peer's event changed the same address since: the change may not stand apart from the peer's.
+        package var disturbed = false
+
+        package init(sequence: UInt64, ip: IPAddress, delta: UInt64) {
+            self.sequence = sequence
+            self.ip = ip
+            self.delta = delta
+        }
+    }
+
     /// How many points are kept.
     package static let capacity = 4096
+    /// How many own changes are kept.
+    package static let ownCapacity = 1 << 16
+
+    /// This store's recent own changes, oldest first, and the last sequence of those forgotten.
+    private(set) var own: [OwnDelta] = []
+    private var ownHead = 0
+    private(set) var forgottenThrough: UInt64 = 0
+    /// The index in `own` (counted from the first ever kept) of the latest own change of each address.
+    private var latestOwn: [IPAddress: Int] = [:]
+    private var ownBase = 0
 
     package init() {}
+
+    /// Notes the own changes of a commit, and the addresses the peer's events of that commit changed.
+    package mutating func noteChanges(own changes: [OwnDelta], touchedByPeer addresses: [IPAddress]) {
+        for change in changes {
+            latestOwn[change.ip] = ownBase + own.count
+            own.append(change)
+        }
+        for ip in addresses {
+            if let index = latestOwn[ip], index >= ownBase + ownHead { own[index - ownBase].disturbed = true }
+        }
+        if own.count - ownHead > Self.ownCapacity {
+            let drop = own.count - ownHead - Self.ownCapacity
+            forgottenThrough = max(forgottenThrough, own[ownHead + drop - 1].sequence)
+            ownHead += drop
+        }
+        if ownHead > Self.ownCapacity {
+            for index in 0..<ownHead where latestOwn[own[index].ip] == ownBase + index {
+                latestOwn[own[index].ip] = nil
+            }
+            own.removeFirst(ownHead)
+            ownBase += ownHead
+            ownHead = 0
+        }
+    }
+
+    /// The digest `point` would have had without this store's own changes after `ownThrough` (the peer had
+    /// not seen them); `nil` when one of them is forgotten, or touched by a peer's event since.
+    package func value(of point: Point, withOwnThrough ownThrough: UInt64) -> UInt64? {
+        guard point.ownThrough > ownThrough else { return point.value }
+        guard forgottenThrough <= ownThrough else { return nil }
+        var value = point.value
+        for change in own[ownHead...].reversed() {
+            if change.sequence <= ownThrough { break }
+            if change.sequence > point.through { continue }
+            if change.disturbed { return nil }
+            value &-= change.delta
+        }
+        return value
+    }
     private(set) var points: [Point] = []
     private var next = 0
 
@@ -118,6 +184,11 @@ package struct DigestHistory: Sendable {
     mutating func removeAll() {
         points.removeAll()
         next = 0
+        own.removeAll()
+        ownHead = 0
+        ownBase = 0
+        latestOwn.removeAll()
+        forgottenThrough = 0
     }
 
     /// The latest point.

@@ -109,6 +109,9 @@ final class LogWriter: @unchecked Sendable {
     private var changes: [(IPAddress, TableEntry)] = []
     private var countDelta = 0
     private var digestDelta: UInt64 = 0
+    /// The digest change of each own record of this batch, and the addresses the peer's events touched.
+    private var ownDeltas: [DigestHistory.OwnDelta] = []
+    private var peerTouched: [IPAddress] = []
     private var buffer: [UInt8] = []
     private var records: [(sequence: UInt64, range: Range<Int>)] = []
     var newDeadlines: [DeadlineHeap.Item] = []
@@ -491,6 +494,8 @@ final class LogWriter: @unchecked Sendable {
         buffer.removeAll(keepingCapacity: true)
         countDelta = 0
         digestDelta = 0
+        ownDeltas.removeAll(keepingCapacity: true)
+        peerTouched.removeAll(keepingCapacity: true)
         stagedApplied.removeAll()
         stagedInstalling = installing
         stagedOwnThrough = ownThrough
@@ -780,6 +785,9 @@ final class LogWriter: @unchecked Sendable {
                 for case .hold(let name, _) in metaChanges { state.droppedHolds[name] = nil }
             }
         }
+        if digestReady && (!ownDeltas.isEmpty || !peerTouched.isEmpty) {
+            digests.withLock { [ownDeltas, peerTouched] in $0.noteChanges(own: ownDeltas, touchedByPeer: peerTouched) }
+        }
         if digestReady && (!records.isEmpty || !stagedApplied.isEmpty) { recordDigestPoint() }
         if !records.isEmpty, let observer = commitObserver.withLock({ $0 }) { observer.call(lastSequence) }
         if !peerNotices.isEmpty { automaticLogouts.yield(peerNotices) }
@@ -1045,8 +1053,15 @@ final class LogWriter: @unchecked Sendable {
         changes.append((ip, entry))
         countDelta += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)
         if digestReady {
-            if let current { digestDelta &-= TableDigest.contribution(of: current) }
-            if let session = entry.session { digestDelta &+= TableDigest.contribution(of: session) }
+            var delta: UInt64 = 0
+            if let current { delta &-= TableDigest.contribution(of: current) }
+            if let session = entry.session { delta &+= TableDigest.contribution(of: session) }
+            digestDelta &+= delta
+            if stagingPeer {
+                peerTouched.append(ip)
+            } else {
+                ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
+            }
         }
     }
 
