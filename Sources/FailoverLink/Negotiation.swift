@@ -150,7 +150,7 @@ public struct Negotiation: Sendable {
     }
 
     /// The protocol version this build speaks.
-    public static let protocolVersion: UInt16 = 1
+    public static let protocolVersion: UInt16 = 2
 
     private enum State: Sendable {
         case idle

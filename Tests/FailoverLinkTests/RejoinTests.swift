@@ -213,4 +213,34 @@ struct RejoinTests {
         #expect(await acks.wait(for: 14, timeout: .seconds(1)) == .discarded(term: 2))
         #expect(await acks.wait(for: 30, timeout: .seconds(1)) == .acknowledged)
     }
+
+    @Test(
+        "a device whose store is replaced by a new one recovers its users from the peer, instead of wiping the peer's copy of them"
+    )
+    func replacedStoreRecovers() async throws {
+        let pair = try await Pair()
+        try await pair.start(1)
+        try await pair.start(2)
+        for number in 0..<100 {
+            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+        }
+        for number in 0..<10 {
+            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+        }
+        #expect(await pair.verified())
+        let before = try pair[2].store.allSessions()
+        await pair.stop(1)
+        try FileManager.default.removeItem(atPath: pair.path(1))  // a new disk, the same device
+        let fresh = try await pair.start(1)
+        #expect(fresh.store.count == 0)
+        #expect(await pair.verified())
+        #expect(try fresh.store.allSessions() == before)
+        #expect(try pair[2].store.allSessions() == before)
+        // The recovered users are this device's own again: it expires them and logs them off.
+        let mine = try #require(try fresh.store.session(for: pairSession(5, owner: 1).ip))
+        #expect(fresh.store.effectiveOwner(of: mine) == 1)
+        try await fresh.logout(mine.ip, reason: .user, durability: .replicated(timeout: .seconds(10)))
+        #expect(try pair[2].store.session(for: mine.ip) == nil)
+        await pair.tearDown()
+    }
 }

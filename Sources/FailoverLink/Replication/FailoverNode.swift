@@ -414,7 +414,8 @@ public final class FailoverNode: Sendable {
                     applied: position.applied,
                     appliedHistory: position.history,
                     adoptedYouAt: store.adoptions.byDevice[peer].flatMap { $0.to == store.deviceID ? $0.term : nil }
-                        ?? 0
+                        ?? 0,
+                    recovering: store.isRecovering
                 )
                 try await outbound.write(request.frame())
                 let queue = ApplyQueue()
@@ -446,7 +447,13 @@ public final class FailoverNode: Sendable {
                         return .applier
                     }
                     group.addTask {
-                        try await self.send(outbound, peer: peer, start: start, verification: verification)
+                        try await self.send(
+                            outbound,
+                            peer: peer,
+                            start: start,
+                            peerRequest: peerApplied,
+                            verification: verification
+                        )
                         return .sender
                     }
                     group.addTask {
@@ -498,7 +505,9 @@ public final class FailoverNode: Sendable {
                 }
                 acks.reset(to: peerApplied.sequence)
                 lag.clearPending()
-                start.start(at: current ? request.applied : nil)
+                // A recovering peer gets a snapshot of everything, whatever its position.
+                peerApplied.recovering = request.recovering
+                start.start(at: current && !request.recovering ? request.applied : nil)
             case .records, .snapshotBegin, .snapshotSessions, .snapshotEnd, .digest:
                 if let work = try PeerWork.decode(frame) { await queue.push(work) }
             case .ack:
@@ -665,9 +674,14 @@ public final class FailoverNode: Sendable {
         _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
         peer: DeviceID,
         start: StartSignal,
+        peerRequest: PeerPosition,
         verification: Verification
     ) async throws {
         let requested = await start.wait()
+        // A peer that recovers its users gets everything in its first snapshot, and the stream after it in
+        // full through where that snapshot ended.
+        var everything = peerRequest.recovering
+        var everythingThrough: UInt64 = 0
         try Task.checkCancellation()
         let holdName = Self.holdName(peer)
         // No position (another history of this log), none yet, or one past its end: only a snapshot makes the
@@ -690,10 +704,20 @@ public final class FailoverNode: Sendable {
         while !Task.isCancelled {
             if forceSnapshot.exchange(false, ordering: .sequentiallyConsistent) { needSnapshot = true }
             if needSnapshot {
-                // A hold still moving forward must land before the snapshot places its own.
-                while holdMoving.busy { try await Task.sleep(for: .milliseconds(1)) }
+                // A hold still moving forward must land before the snapshot places its own. A device never sends
+                // its users while it installs the peer's (it may be recovering them), unless the peer recovers
+                // too: both send what they have.
+                while holdMoving.busy || (store.isInstallingSnapshot && !peerRequest.recovering) {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
                 verification.withState { $0.beginSnapshot() }
-                position = try await sendSnapshot(outbound, holdName: holdName, after: damagedThrough)
+                (position, everythingThrough) = try await sendSnapshot(
+                    outbound,
+                    holdName: holdName,
+                    everything: everything,
+                    after: damagedThrough
+                )
+                everything = false
                 verification.withState { $0.endSnapshot() }
                 heldFrom = position + 1
                 needSnapshot = false
@@ -717,6 +741,7 @@ public final class FailoverNode: Sendable {
             switch try store.readStream(
                 after: position,
                 for: peer,
+                everythingThrough: everythingThrough,
                 maxBytes: configuration.batchBytes,
                 into: &buffer
             ) {
@@ -758,15 +783,19 @@ public final class FailoverNode: Sendable {
         throw CancellationError()
     }
 
-    /// Sends a snapshot of this device's users, and returns the position the stream goes on after: never
-    /// before `damaged`, a damaged record of the log the snapshot's table already holds.
+    /// Sends a snapshot of this device's users (of every session it holds, for `everything`), and returns the
+    /// position the stream goes on after, never before `damaged` (a damaged record of the log the snapshot's
+    /// table already holds), and the sequence through which that stream must carry every record.
     private func sendSnapshot(
         _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
         holdName: String,
+        everything: Bool,
         after damaged: UInt64
-    ) async throws -> UInt64 {
+    ) async throws -> (position: UInt64, everythingThrough: UInt64) {
         let heldFrom = try await store.holdAfterCheckpoint(holdName)
-        try await outbound.write(SnapshotBeginMessage.frame(adoptions: Array(store.adoptions.byDevice.values)))
+        try await outbound.write(
+            SnapshotBeginMessage.frame(adoptions: Array(store.adoptions.byDevice.values), everything: everything)
+        )
         var after: IPAddress?
         var checkpoint: UInt64?
         var wholeFrom: UInt64 = 0
@@ -775,7 +804,12 @@ public final class FailoverNode: Sendable {
         repeat {
             try Task.checkCancellation()
             buffer.removeAll(keepingCapacity: true)
-            let read = try store.readSnapshot(after: after, maxSessions: configuration.snapshotBatch, into: &buffer)
+            let read = try store.readSnapshot(
+                after: after,
+                maxSessions: configuration.snapshotBatch,
+                everything: everything,
+                into: &buffer
+            )
             if checkpoint == nil { checkpoint = read.checkpoint }
             wholeFrom = max(wholeFrom, read.checkpoint)
             if read.count > 0 {
@@ -789,7 +823,14 @@ public final class FailoverNode: Sendable {
         // The stream goes on from the checkpoint of the first read, or from an earlier hold (a demotion holds
         // the logouts it logged again there).
         let position = max(min(checkpoint ?? 0, heldFrom - 1), damaged)
-        try await outbound.write(SnapshotEndMessage(position: position, wholeFrom: max(wholeFrom, position)).frame())
+        let everythingThrough = everything ? max(store.lastLoggedSequence, position) : 0
+        try await outbound.write(
+            SnapshotEndMessage(
+                position: position,
+                wholeFrom: max(wholeFrom, position),
+                everythingThrough: everythingThrough
+            ).frame()
+        )
         shared.withLock { $0.snapshotsSent += 1 }
         snapshotCounter.increment()
         logger.info(
@@ -797,7 +838,7 @@ public final class FailoverNode: Sendable {
             metadata: ["tandem.sessions": "\(sessions)", "tandem.position": "\(position)"]
         )
         eventsContinuation.yield(.snapshotSent(sessions: sessions, position: position))
-        return position
+        return (position, everythingThrough)
     }
 
     // MARK: - Digests

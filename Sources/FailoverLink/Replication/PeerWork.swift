@@ -4,7 +4,7 @@ import SessionStore
 /// Work from the peer's stream, decoded by the connection's reader and applied by its applier.
 package enum PeerWork: Sendable {
     case records(through: UInt64, [LogRecord])
-    case snapshotBegin([Adoption])
+    case snapshotBegin(adoptions: [Adoption], everything: Bool)
     case snapshotSessions([Session])
     case snapshotEnd(SnapshotEndMessage)
     /// A digest point of the peer, compared once everything before it is applied.
@@ -22,7 +22,8 @@ package enum PeerWork: Sendable {
             let (through, records) = try RecordsMessage.decode(frame.payload)
             return .records(through: through, records)
         case .snapshotBegin:
-            return .snapshotBegin(try SnapshotBeginMessage.decode(frame.payload))
+            let (adoptions, everything) = try SnapshotBeginMessage.decode(frame.payload)
+            return .snapshotBegin(adoptions: adoptions, everything: everything)
         case .snapshotSessions:
             let sessions = try frame.payload.withUnsafeReadableBytes { bytes throws(SessionStoreError) in
                 try SessionStore.decodeSnapshot(bytes)
@@ -43,12 +44,18 @@ package enum PeerWork: Sendable {
         switch self {
         case .records(let through, let records):
             .records(origin: origin, through: through, history: history, records)
-        case .snapshotBegin(let adoptions):
-            .snapshotBegin(origin: origin, adoptions: adoptions)
+        case .snapshotBegin(let adoptions, let everything):
+            .snapshotBegin(origin: origin, adoptions: adoptions, everything: everything)
         case .snapshotSessions(let sessions):
             .snapshotSessions(origin: origin, sessions)
         case .snapshotEnd(let end):
-            .snapshotEnd(origin: origin, position: end.position, wholeFrom: end.wholeFrom, history: history)
+            .snapshotEnd(
+                origin: origin,
+                position: end.position,
+                wholeFrom: end.wholeFrom,
+                everythingThrough: end.everythingThrough,
+                history: history
+            )
         case .digest, .finish:
             nil
         }

@@ -7,47 +7,54 @@ import SessionStore
 /// Where a device stands, sent first on each connection: its term and its log's history ID; how far it has
 /// applied the receiver's stream, and in which history of the receiver's log (the receiver streams from
 /// there when that is its current history, and sends a snapshot otherwise); and the term at which it took
-/// the receiver's users over (0 when it never did).
-struct StreamRequest: Sendable, Hashable {
+/// the receiver's users over (0 when it never did). A device that lost its users (a new store, a demotion,
+/// a repaired damage) asks to *recover*: the receiver then sends a snapshot of every session it holds, this
+/// device's users included, and the stream after it in full.
+package struct StreamRequest: Sendable, Hashable {
     var term: UInt32
     var history: UInt64
     var applied: UInt64
     var appliedHistory: UInt64
     var adoptedYouAt: UInt32
+    var recovering = false
 
-    static let size = 32
+    static let size = 33
 
-    func frame() -> Frame {
+    package func frame() -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(term)
         buffer.writeInteger(history)
         buffer.writeInteger(applied)
         buffer.writeInteger(appliedHistory)
         buffer.writeInteger(adoptedYouAt)
+        buffer.writeInteger(UInt8(recovering ? 1 : 0))
         return Frame(type: .streamRequest, payload: buffer)
     }
 
-    static func decode(_ payload: ByteBuffer) throws(LinkError) -> StreamRequest {
+    package static func decode(_ payload: ByteBuffer) throws(LinkError) -> StreamRequest {
         var buffer = payload
         guard let term = buffer.readInteger(as: UInt32.self), let history = buffer.readInteger(as: UInt64.self),
             let applied = buffer.readInteger(as: UInt64.self),
             let appliedHistory = buffer.readInteger(as: UInt64.self),
-            let adopted = buffer.readInteger(as: UInt32.self), buffer.readableBytes == 0
+            let adopted = buffer.readInteger(as: UInt32.self), let flags = buffer.readInteger(as: UInt8.self),
+            buffer.readableBytes == 0
         else {
             throw LinkError(.malformed("a stream request of \(payload.readableBytes) bytes, expected \(size)"))
         }
+        guard flags & ~1 == 0 else { throw LinkError(.malformed("a stream request with unknown flags \(flags)")) }
         return StreamRequest(
             term: term,
             history: history,
             applied: applied,
             appliedHistory: appliedHistory,
-            adoptedYouAt: adopted
+            adoptedYouAt: adopted,
+            recovering: flags & 1 != 0
         )
     }
 }
 
 /// A sequence number alone: an ack, or the end of a snapshot.
-struct SequenceMessage: Sendable, Hashable {
+package struct SequenceMessage: Sendable, Hashable {
     var sequence: UInt64
 
     func frame(_ type: FrameType) -> Frame {
@@ -56,7 +63,7 @@ struct SequenceMessage: Sendable, Hashable {
         return Frame(type: type, payload: buffer)
     }
 
-    static func decode(_ payload: ByteBuffer, _ type: FrameType) throws(LinkError) -> UInt64 {
+    package static func decode(_ payload: ByteBuffer, _ type: FrameType) throws(LinkError) -> UInt64 {
         var buffer = payload
         guard let sequence = buffer.readInteger(as: UInt64.self), buffer.readableBytes == 0 else {
             throw LinkError(.malformed("a \(type) frame of \(payload.readableBytes) bytes, expected 8"))
@@ -67,8 +74,8 @@ struct SequenceMessage: Sendable, Hashable {
 
 /// Records of the sender's log: the sequence the stream is complete through, then the records as
 /// `SessionStore.readStream` frames them.
-enum RecordsMessage {
-    static func frame(through: UInt64, records: [UInt8]) -> Frame {
+package enum RecordsMessage {
+    package static func frame(through: UInt64, records: [UInt8]) -> Frame {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(8 + records.count)
         buffer.writeInteger(through)
@@ -76,7 +83,7 @@ enum RecordsMessage {
         return Frame(type: .records, payload: buffer)
     }
 
-    static func decode(_ payload: ByteBuffer) throws -> (through: UInt64, records: [LogRecord]) {
+    package static func decode(_ payload: ByteBuffer) throws -> (through: UInt64, records: [LogRecord]) {
         var buffer = payload
         guard let through = buffer.readInteger(as: UInt64.self) else {
             throw LinkError(.malformed("a records frame without its sequence"))
@@ -88,10 +95,12 @@ enum RecordsMessage {
     }
 }
 
-/// The start of a snapshot: the sender's takeovers, so that the receiver knows who owns what.
-enum SnapshotBeginMessage {
-    static func frame(adoptions: [Adoption]) -> Frame {
+/// The start of a snapshot: whether it holds every session the sender holds (for a recovering receiver) or
+/// only the sender's users, then the sender's takeovers, so that the receiver knows who owns what.
+package enum SnapshotBeginMessage {
+    package static func frame(adoptions: [Adoption], everything: Bool = false) -> Frame {
         var buffer = ByteBuffer()
+        buffer.writeInteger(UInt8(everything ? 1 : 0))
         buffer.writeInteger(UInt8(adoptions.count))
         for adoption in adoptions {
             buffer.writeInteger(adoption.from.rawValue)
@@ -101,9 +110,11 @@ enum SnapshotBeginMessage {
         return Frame(type: .snapshotBegin, payload: buffer)
     }
 
-    static func decode(_ payload: ByteBuffer) throws(LinkError) -> [Adoption] {
+    package static func decode(_ payload: ByteBuffer) throws(LinkError) -> (adoptions: [Adoption], everything: Bool) {
         var buffer = payload
-        guard let count = buffer.readInteger(as: UInt8.self), buffer.readableBytes == Int(count) * 6 else {
+        guard let flags = buffer.readInteger(as: UInt8.self), flags & ~1 == 0,
+            let count = buffer.readInteger(as: UInt8.self), buffer.readableBytes == Int(count) * 6
+        else {
             throw LinkError(.malformed("a snapshot-begin frame of \(payload.readableBytes) bytes"))
         }
         var adoptions: [Adoption] = []
@@ -113,30 +124,37 @@ enum SnapshotBeginMessage {
             else { throw LinkError(.malformed("device ID 0 in a snapshot-begin frame")) }
             adoptions.append(Adoption(from: from, to: to, term: buffer.readInteger(as: UInt32.self)!))
         }
-        return adoptions
+        return (adoptions, flags & 1 != 0)
     }
 }
 
-/// The end of a snapshot: the sender's sequence it stood at (the stream goes on after it), and the sequence
-/// from which the receiver's copy is whole again (the snapshot was read in several transactions, the last of
-/// them at that sequence).
+/// The end of a snapshot: the sender's sequence it stood at (the stream goes on after it), the sequence from
+/// which the receiver's copy is whole again (the snapshot was read in several transactions, the last of them
+/// at that sequence), and, for a snapshot of everything, the sequence through which the stream after it
+/// carries every record of the sender's log, the receiver's own changes included (0 otherwise).
 package struct SnapshotEndMessage: Sendable, Hashable {
     package var position: UInt64
     package var wholeFrom: UInt64
+    package var everythingThrough: UInt64 = 0
 
-    func frame() -> Frame {
+    static let size = 24
+
+    package func frame() -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(position)
         buffer.writeInteger(wholeFrom)
+        buffer.writeInteger(everythingThrough)
         return Frame(type: .snapshotEnd, payload: buffer)
     }
 
     static func decode(_ payload: ByteBuffer) throws(LinkError) -> SnapshotEndMessage {
         var buffer = payload
         guard let position = buffer.readInteger(as: UInt64.self), let wholeFrom = buffer.readInteger(as: UInt64.self),
-            buffer.readableBytes == 0
-        else { throw LinkError(.malformed("a snapshot-end frame of \(payload.readableBytes) bytes, expected 16")) }
-        return SnapshotEndMessage(position: position, wholeFrom: wholeFrom)
+            let everything = buffer.readInteger(as: UInt64.self), buffer.readableBytes == 0
+        else {
+            throw LinkError(.malformed("a snapshot-end frame of \(payload.readableBytes) bytes, expected \(size)"))
+        }
+        return SnapshotEndMessage(position: position, wholeFrom: wholeFrom, everythingThrough: everything)
     }
 }
 
@@ -153,7 +171,7 @@ package struct DigestMessage: Sendable, Hashable {
 
     static let size = 36
 
-    func frame() -> Frame {
+    package func frame() -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(through)
         buffer.writeInteger(appliedOfYou)
@@ -186,14 +204,14 @@ package struct DigestMessage: Sendable, Hashable {
 /// The sender compared its users table, as it stood at its sequence `through`, with the receiver's digest
 /// point at the receiver's sequence `atYour` and found them equal, having installed `installedOfYou` of the
 /// receiver's snapshots on this connection.
-struct DigestMatchMessage: Sendable, Hashable {
+package struct DigestMatchMessage: Sendable, Hashable {
     var atYour: UInt64
     var through: UInt64
     var installedOfYou: UInt32
 
     static let size = 20
 
-    func frame() -> Frame {
+    package func frame() -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(atYour)
         buffer.writeInteger(through)
@@ -201,7 +219,7 @@ struct DigestMatchMessage: Sendable, Hashable {
         return Frame(type: .digestMatch, payload: buffer)
     }
 
-    static func decode(_ payload: ByteBuffer) throws(LinkError) -> DigestMatchMessage {
+    package static func decode(_ payload: ByteBuffer) throws(LinkError) -> DigestMatchMessage {
         var buffer = payload
         guard let atYour = buffer.readInteger(as: UInt64.self), let through = buffer.readInteger(as: UInt64.self),
             let installed = buffer.readInteger(as: UInt32.self), buffer.readableBytes == 0

@@ -288,10 +288,16 @@ final class ApplyQueue: Sendable {
     }
 }
 
-/// What the peer's stream request said: how far it had applied this device's stream, and its log's history.
+/// What the peer's stream request said: how far it had applied this device's stream, its log's history, and
+/// whether it recovers its users from this device.
 final class PeerPosition: Sendable {
     private let value = Atomic<UInt64>(0)
     private let peerHistory = Atomic<UInt64>(0)
+    private let peerRecovering = Atomic<Bool>(false)
+    var recovering: Bool {
+        get { peerRecovering.load(ordering: .relaxed) }
+        set { peerRecovering.store(newValue, ordering: .relaxed) }
+    }
     var sequence: UInt64 {
         get { value.load(ordering: .relaxed) }
         set { value.store(newValue, ordering: .relaxed) }

@@ -6,20 +6,28 @@ package enum PeerBatch: Sendable {
     /// `through` (records of this device that the peer's log holds are left out of its stream).
     case records(origin: DeviceID, through: UInt64, history: UInt64, [LogRecord])
     /// A full resynchronization begins: this device's copy of the peer's users is dropped, and the peer's
-    /// takeovers are recorded.
-    case snapshotBegin(origin: DeviceID, adoptions: [Adoption])
+    /// takeovers are recorded. A snapshot of `everything`, which a recovering device asked for, holds this
+    /// device's users too: every session is dropped but this device's logins since it began to recover.
+    case snapshotBegin(origin: DeviceID, adoptions: [Adoption], everything: Bool = false)
     /// Sessions of the peer's users table.
     case snapshotSessions(origin: DeviceID, [Session])
     /// The snapshot is complete; it stood at the peer's sequence `position` of history `history`, and the
     /// stream goes on after it. Read in several transactions, it holds states of the peer's table up to its
     /// sequence `wholeFrom`: once the stream is applied through there, this device's copy is the peer's
-    /// table at a position again.
-    case snapshotEnd(origin: DeviceID, position: UInt64, wholeFrom: UInt64, history: UInt64)
+    /// table at a position again. After a snapshot of everything, the stream carries every record of the
+    /// peer's log through its sequence `everythingThrough`, this device's own changes included.
+    case snapshotEnd(
+        origin: DeviceID,
+        position: UInt64,
+        wholeFrom: UInt64,
+        everythingThrough: UInt64 = 0,
+        history: UInt64
+    )
 
     var origin: DeviceID {
         switch self {
-        case .records(let origin, _, _, _), .snapshotBegin(let origin, _), .snapshotSessions(let origin, _),
-            .snapshotEnd(let origin, _, _, _):
+        case .records(let origin, _, _, _), .snapshotBegin(let origin, _, _), .snapshotSessions(let origin, _),
+            .snapshotEnd(let origin, _, _, _, _):
             origin
         }
     }
@@ -256,8 +264,13 @@ extension LogWriter {
             var takeover: Adoption?
             for record in records where record.sequence > known {
                 // This device's own event, back from the peer: it matters only to the copy of the peer's
-                // users, which a snapshot may have rebuilt without it; this device's own users have it.
-                if record.origin == origin, !concernsCopy(of: peer, record.event) { continue }
+                // users, which a snapshot may have rebuilt without it; this device's own users have it, unless
+                // they are being recovered from the peer, through the sequence its snapshot said.
+                if record.origin == origin, record.sequence > stagedRecoveredThrough[peer] ?? 0,
+                    !concernsCopy(of: peer, record.event)
+                {
+                    continue
+                }
                 if case .takeover(let from, let to, let newTerm) = record.event, from == origin, newTerm > term,
                     record.origin == peer
                 {
@@ -272,13 +285,23 @@ extension LogWriter {
             metaChanges.append(.appliedHistory(peer, history))
             if let wholeFrom = stagedInstalling[peer], position >= wholeFrom { stageInstalling(peer, nil) }
             return PeerApplied(through: position, takeover: takeover)
-        case .snapshotBegin(_, let peerAdoptions):
+        case .snapshotBegin(_, let peerAdoptions, let everything):
+            if everything && recoveringFrom == nil {
+                throw SessionStoreError(
+                    .invalidArgument("device \(peer) sent a snapshot of everything, which only a recovering device asks for")
+                )
+            }
             for adoption in peerAdoptions {
                 adoptions.record(adoption)
                 metaChanges.append(.adoption(adoption))
             }
             let now = Timestamp.now
-            for session in try onlineSessions(txn: txn) where adoptions.effectiveOwner(of: session) == peer {
+            let kept = recoveringFrom ?? 0
+            for session in try onlineSessions(txn: txn)
+            where everything
+                ? !(session.owner == origin && session.generation.sequence > kept)
+                : adoptions.effectiveOwner(of: session) == peer
+            {
                 sequence += 1
                 let logout = Logout(ending: session, reason: .resync)
                 appendRecord { buffer in
@@ -292,12 +315,16 @@ extension LogWriter {
             stagedApplied[peer] = 0
             metaChanges.append(.applied(peer, 0))
             stageInstalling(peer, .max)
+            stagedRecoveredThrough[peer] = nil
+            if everything { stagedEverything.insert(peer) } else { stagedEverything.remove(peer) }
             return PeerApplied(through: 0, takeover: nil)
         case .snapshotSessions(_, let sessions):
             guard stagedInstalling[peer] == .max else {
                 throw SessionStoreError(.invalidArgument("device \(peer) sent snapshot sessions outside a snapshot"))
             }
-            for session in sessions where adoptions.effectiveOwner(of: session) != peer {
+            let everything = stagedEverything.contains(peer)
+            for session in sessions
+            where everything ? session.owner != peer && session.owner != origin : adoptions.effectiveOwner(of: session) != peer {
                 throw SessionStoreError(
                     .invalidArgument(
                         "device \(peer)'s snapshot holds \(session.ip), owned by device \(session.owner), not by it"
@@ -309,7 +336,7 @@ extension LogWriter {
                 try applyPeerEvent(.login(session), term: term, origin: peer, time: now, txn: txn)
             }
             return PeerApplied(through: known, takeover: nil)
-        case .snapshotEnd(_, let position, let wholeFrom, let history):
+        case .snapshotEnd(_, let position, let wholeFrom, let everythingThrough, let history):
             guard stagedInstalling[peer] == .max else {
                 throw SessionStoreError(.invalidArgument("device \(peer) ended a snapshot it never began"))
             }
@@ -321,14 +348,21 @@ extension LogWriter {
             stagedApplied[peer] = position
             metaChanges.append(.applied(peer, position))
             metaChanges.append(.appliedHistory(peer, history))
-            stageInstalling(peer, wholeFrom > position ? wholeFrom : nil)
+            let whole = stagedEverything.contains(peer) ? max(wholeFrom, everythingThrough) : wholeFrom
+            if stagedEverything.contains(peer) { stagedRecoveredThrough[peer] = everythingThrough }
+            stageInstalling(peer, whole > position ? whole : nil)
             return PeerApplied(through: position, takeover: nil)
         }
     }
 
+    /// Notes where `peer`'s snapshot install stands; `nil`: this device's copy is whole again, and when the
+    /// snapshot was one of everything, this device has recovered.
     private func stageInstalling(_ peer: DeviceID, _ wholeFrom: UInt64?) {
         stagedInstalling[peer] = wholeFrom
         metaChanges.append(.installing(peer, wholeFrom))
+        if wholeFrom == nil, stagedEverything.remove(peer) != nil, recoveringFrom != nil {
+            metaChanges.append(.recovered)
+        }
     }
 
     /// Whether `event` changes a session that `peer` owns in effect (a login or logout of one).

@@ -68,6 +68,10 @@ extension SessionStore {
     /// far enough, this device's copy of the peer's users is incomplete.
     package var isInstallingSnapshot: Bool { !writer.status.withLock { $0.installing.isEmpty } }
 
+    /// Whether this device recovers its users from the peer: a new store, a demotion or a repaired damage
+    /// left it without a copy it can trust of its own users, and the peer's is the best there is.
+    package var isRecovering: Bool { writer.status.withLock { $0.recoveringFrom != nil } }
+
     /// How many snapshots of a peer's users this store began to install since it was opened (see
     /// ``DigestHistory/Point/installs``).
     package var snapshotInstalls: UInt64 { writer.status.withLock { $0.installs } }
@@ -104,9 +108,13 @@ extension SessionStore {
     /// applies those only to its copy of this device's users, where they change nothing unless that copy was
     /// rebuilt from a snapshot that did not hold them yet. A snapshot and the stream after it thereby hold
     /// every change to this device's users, whichever device made it.
+    ///
+    /// For a peer that recovers its users from this device, every record through `everythingThrough` goes:
+    /// its own changes to its own users, which its snapshot of everything may not hold yet, included.
     package func readStream(
         after position: UInt64,
         for peer: DeviceID,
+        everythingThrough: UInt64 = 0,
         maxBytes: Int,
         into buffer: inout [UInt8]
     ) throws(SessionStoreError) -> StreamRead {
@@ -133,7 +141,9 @@ extension SessionStore {
                             return through > position
                                 ? .records(through: through, count: count) : .damaged(sequence: sequence)
                         }
-                        if Self.peerMustReceive(value, peer: peer, me: me, adoptions: adoptions) {
+                        if sequence <= everythingThrough
+                            || Self.peerMustReceive(value, peer: peer, me: me, adoptions: adoptions)
+                        {
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)
                             count += 1
@@ -184,8 +194,8 @@ extension SessionStore {
     // MARK: Snapshots
 
     /// Appends to `buffer` up to `maxSessions` sessions of the users table on disk after address `after`
-    /// (from the first when `nil`) that this device owns in effect, each as its 16-byte address, a 4-byte
-    /// big-endian length and its stored value.
+    /// (from the first when `nil`) that this device owns in effect (or all of them, for `everything`), each
+    /// as its 16-byte address, a 4-byte big-endian length and its stored value.
     ///
     /// A snapshot read this way in several calls is made consistent by the stream that follows it: the
     /// caller holds the log from the checkpoint the first call reports (see ``holdAfterCheckpoint(_:)``)
@@ -196,6 +206,7 @@ extension SessionStore {
     package func readSnapshot(
         after: IPAddress?,
         maxSessions: Int,
+        everything: Bool = false,
         into buffer: inout [UInt8]
     ) throws(SessionStoreError) -> (last: IPAddress?, checkpoint: UInt64, count: Int) {
         let me = deviceID
@@ -217,7 +228,7 @@ extension SessionStore {
                     while let (key, value) = entry, read < maxSessions {
                         let ip = IPAddress(bytes: key)
                         let session = try decodeStoredSession(value, ip: ip)
-                        if adoptions.effectiveOwner(of: session) == me {
+                        if everything || adoptions.effectiveOwner(of: session) == me {
                             buffer.append(contentsOf: key)
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)

@@ -97,6 +97,13 @@ final class LogWriter: @unchecked Sendable {
     var installing: [DeviceID: UInt64]
     /// How many snapshots this store began to install since it was opened.
     var installs: UInt64 = 0
+    /// While this device recovers its users from the peer (a new store, a demotion, a repaired damage): the
+    /// last sequence of its own before it began; its own logins after it are kept through the recovery.
+    private(set) var recoveringFrom: UInt64?
+    /// The peers whose snapshot of everything is being installed, and through which sequence of theirs their
+    /// stream carries this device's own changes.
+    private var everything: Set<DeviceID> = []
+    private var recoveredThrough: [DeviceID: UInt64] = [:]
     /// The last sequence of a record this device logged of its own (not applied from a peer's stream).
     private var ownThrough: UInt64
     /// The users table's digest, once computed (``digestReady``).
@@ -123,6 +130,9 @@ final class LogWriter: @unchecked Sendable {
     var stagedApplied: [DeviceID: UInt64] = [:]
     /// `installing` as this batch leaves it.
     var stagedInstalling: [DeviceID: UInt64] = [:]
+    /// `everything` and `recoveredThrough` as this batch leaves them.
+    var stagedEverything: Set<DeviceID> = []
+    var stagedRecoveredThrough: [DeviceID: UInt64] = [:]
     /// Whether the records staged now come from a peer's stream.
     var stagingPeer = false
     /// `ownThrough` as this batch leaves it.
@@ -145,6 +155,8 @@ final class LogWriter: @unchecked Sendable {
         /// A snapshot of the peer's users is being installed, whole again from this position of its stream
         /// on; `nil`: the copy is whole.
         case installing(DeviceID, UInt64?)
+        /// The recovery from the peer is complete.
+        case recovered
     }
 
     private let commitTimer = Metrics.Timer(label: "tandem_commit_duration")
@@ -164,6 +176,7 @@ final class LogWriter: @unchecked Sendable {
         var appliedHistory: [DeviceID: UInt64] = [:]
         var installing: [DeviceID: UInt64] = [:]
         var installs: UInt64 = 0
+        var recoveringFrom: UInt64?
     }
 
     struct Recovered {
@@ -177,6 +190,7 @@ final class LogWriter: @unchecked Sendable {
         var applied: [DeviceID: UInt64]
         var appliedHistory: [DeviceID: UInt64]
         var installing: [DeviceID: UInt64]
+        var recoveringFrom: UInt64?
     }
 
     init(
@@ -204,6 +218,7 @@ final class LogWriter: @unchecked Sendable {
         self.applied = recovered.applied
         self.appliedHistory = recovered.appliedHistory
         self.installing = recovered.installing
+        self.recoveringFrom = recovered.recoveringFrom
         // What came before this open counts as this device's own: comparisons wait until the peer has it all.
         self.ownThrough = recovered.lastSequence
         self.status = Mutex(
@@ -215,7 +230,8 @@ final class LogWriter: @unchecked Sendable {
                 droppedHolds: recovered.droppedHolds,
                 applied: recovered.applied,
                 appliedHistory: recovered.appliedHistory,
-                installing: recovered.installing
+                installing: recovered.installing,
+                recoveringFrom: recovered.recoveringFrom
             )
         )
         let now = monotonicNanoseconds()
@@ -498,6 +514,8 @@ final class LogWriter: @unchecked Sendable {
         peerTouched.removeAll(keepingCapacity: true)
         stagedApplied.removeAll()
         stagedInstalling = installing
+        stagedEverything = everything
+        stagedRecoveredThrough = recoveredThrough
         stagedOwnThrough = ownThrough
         stagingPeer = false
         peerNotices.removeAll()
@@ -706,6 +724,8 @@ final class LogWriter: @unchecked Sendable {
                         try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", position, in: files.logMeta)
                     case .installing(let peer, nil):
                         try txn.deleteMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", in: files.logMeta)
+                    case .recovered:
+                        try txn.deleteMeta(StoreLayout.MetaKey.recovering, in: files.logMeta)
                     }
                 }
                 guard mayTruncate else { return (0, firstRetained) }
@@ -745,6 +765,8 @@ final class LogWriter: @unchecked Sendable {
         }
         for (peer, position) in stagedApplied { applied[peer] = position }
         installing = stagedInstalling
+        everything = stagedEverything
+        recoveredThrough = stagedRecoveredThrough
         var holdsChanged = false
         for change in metaChanges {
             switch change {
@@ -755,6 +777,10 @@ final class LogWriter: @unchecked Sendable {
                 }
             case .applied:
                 break
+            case .recovered:
+                recoveringFrom = nil
+                status.withLock { $0.recoveringFrom = nil }
+                logger.notice("recovered: this device's users are back from the peer")
             case .installing(let peer, let position):
                 if position == .max { installs += 1 }
                 status.withLock { [installs] in
@@ -880,6 +906,7 @@ final class LogWriter: @unchecked Sendable {
                 }
                 try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", .max, in: files.logMeta)
                 try txn.putMeta(StoreLayout.MetaKey.holdPrefix + holdName, through + 1, in: files.logMeta)
+                try txn.putMeta(StoreLayout.MetaKey.recovering, through, in: files.logMeta)
             }
         } catch let error as SessionStoreError {
             return .failure(error)
@@ -900,6 +927,9 @@ final class LogWriter: @unchecked Sendable {
         appliedHistory = [:]
         installing = [peer: .max]
         installs += 1
+        everything = []
+        recoveredThrough = [:]
+        recoveringFrom = through
         deadlines = DeadlineHeap()
         digest = 0
         digestReady = true
@@ -919,6 +949,7 @@ final class LogWriter: @unchecked Sendable {
             $0.appliedHistory = [:]
             $0.installing = [peer: .max]
             $0.installs = installs
+            $0.recoveringFrom = through
             $0.changesInMemory = 0
         }
         logger.warning(

@@ -27,6 +27,8 @@ struct Recovery {
                     try txn.putMeta(StoreLayout.MetaKey.term, 1, in: meta)
                     let history = UInt64.random(in: 1...UInt64.max)
                     try txn.putMeta(StoreLayout.MetaKey.history, history, in: meta)
+                    // A new store recovers its device's users from the peer, if the peer holds any.
+                    try txn.putMeta(StoreLayout.MetaKey.recovering, 0, in: meta)
                     return LogWriter.Identity(
                         deviceID: configuration.deviceID,
                         portalGroup: configuration.portalGroup,
@@ -189,7 +191,8 @@ struct Recovery {
                         deadlines: deadlines,
                         applied: applied,
                         appliedHistory: appliedHistory,
-                        installing: installing
+                        installing: installing,
+                        recoveringFrom: try logTxn.metaUInt64(StoreLayout.MetaKey.recovering, in: meta)
                     )
                 }
             }

@@ -30,6 +30,7 @@ enum StoreLayout {
         static let adoptedPrefix = "adopted:"
         static let appliedHistoryPrefix = "applied-history:"
         static let installingPrefix = "installing:"
+        static let recovering = "recovering"
         static let history = "history"
     }
 

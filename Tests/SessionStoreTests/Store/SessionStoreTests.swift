@@ -255,6 +255,7 @@ struct SessionStoreTests {
     func changeDeviceID() async throws {
         let directory = TemporaryDirectory()
         let store = try SessionStore.open(at: directory.path, configuration: .test())
+        try await store.holdLog("test", from: 1)  // checkpoints do not truncate the records counted below
         for number in 0..<30 { try await store.login(testSession(number)) }
         try await store.checkpoint()
         for number in 30..<40 { try await store.login(testSession(number)) }  // some only in memory
