@@ -77,6 +77,14 @@ struct Node: AsyncParsableCommand {
     @Option(help: "The most log kept for a lagging peer, in bytes; past it the peer gets a full resync.")
     var logQuota: Int = 8 << 30
 
+    @Option(
+        help: """
+            What a damaged store does: recover (empty it, keep the logouts that can be read, and recover the \
+            users from the peer) or refuse (stop with the error; inspect with `tandem log verify`).
+            """
+    )
+    var onDamage: DamageOption = .recover
+
     @Flag(help: "Answer commands with JSON objects.")
     var json = false
 
@@ -106,6 +114,7 @@ struct Node: AsyncParsableCommand {
         var tuned = storeConfiguration
         tuned.checkpointInterval = .milliseconds(checkpointInterval)
         tuned.logQuotaBytes = logQuota
+        tuned.onDamage = onDamage == .recover ? .recoverFromPeer : .refuse
         let opened = try SessionStore.open(at: store.path, configuration: tuned, logger: logger)
         let node = FailoverNode(store: opened, configuration: configuration, logger: logger)
         try await node.start()
@@ -180,6 +189,7 @@ struct Node: AsyncParsableCommand {
                     "digests_compared": "\(status.digestsCompared)",
                     "digest_mismatches": "\(status.digestMismatches)",
                     "snapshots_sent": "\(status.snapshotsSent)", "snapshots_received": "\(status.snapshotsReceived)",
+                    "recovering": status.recovering ? "yes" : "no",
                     "holds": log.holds.keys.sorted().joined(separator: ","),
                     "dropped_holds": log.droppedHolds.keys.sorted().joined(separator: ","),
                 ]
@@ -443,4 +453,10 @@ final class Tally: Sendable {
     private let value = Atomic<Int>(0)
     func add() { value.add(1, ordering: .relaxed) }
     var count: Int { value.load(ordering: .relaxed) }
+}
+
+/// What `tandem node` does with a damaged store.
+enum DamageOption: String, ExpressibleByArgument, CaseIterable {
+    case recover
+    case refuse
 }

@@ -112,6 +112,9 @@ public final class FailoverNode: Sendable {
         /// Full resynchronizations sent and received.
         public var snapshotsSent: Int
         public var snapshotsReceived: Int
+        /// This device recovers its users from the peer: its store is new, was emptied by a demotion, or was
+        /// found damaged and emptied (``SessionStore/Configuration/DamagePolicy/recoverFromPeer``).
+        public var recovering: Bool
     }
 
     private struct Shared: Sendable {
@@ -227,7 +230,8 @@ public final class FailoverNode: Sendable {
             digestsCompared: shared.digestsCompared,
             digestMismatches: shared.digestMismatches,
             snapshotsSent: shared.snapshotsSent,
-            snapshotsReceived: shared.snapshotsReceived
+            snapshotsReceived: shared.snapshotsReceived,
+            recovering: store.isRecovering
         )
     }
 

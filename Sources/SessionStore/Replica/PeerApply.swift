@@ -283,12 +283,16 @@ extension LogWriter {
             stagedApplied[peer] = position
             metaChanges.append(.applied(peer, position))
             metaChanges.append(.appliedHistory(peer, history))
-            if let wholeFrom = stagedInstalling[peer], position >= wholeFrom { stageInstalling(peer, nil) }
+            if let wholeFrom = stagedInstalling[peer], position >= wholeFrom {
+                try stageInstalling(peer, nil, txn: txn)
+            }
             return PeerApplied(through: position, takeover: takeover)
         case .snapshotBegin(_, let peerAdoptions, let everything):
             if everything && recoveringFrom == nil {
                 throw SessionStoreError(
-                    .invalidArgument("device \(peer) sent a snapshot of everything, which only a recovering device asks for")
+                    .invalidArgument(
+                        "device \(peer) sent a snapshot of everything, which only a recovering device asks for"
+                    )
                 )
             }
             for adoption in peerAdoptions {
@@ -314,7 +318,7 @@ extension LogWriter {
             }
             stagedApplied[peer] = 0
             metaChanges.append(.applied(peer, 0))
-            stageInstalling(peer, .max)
+            try stageInstalling(peer, .max, txn: txn)
             stagedRecoveredThrough[peer] = nil
             if everything { stagedEverything.insert(peer) } else { stagedEverything.remove(peer) }
             return PeerApplied(through: 0, takeover: nil)
@@ -324,7 +328,9 @@ extension LogWriter {
             }
             let everything = stagedEverything.contains(peer)
             for session in sessions
-            where everything ? session.owner != peer && session.owner != origin : adoptions.effectiveOwner(of: session) != peer {
+            where everything
+                ? session.owner != peer && session.owner != origin : adoptions.effectiveOwner(of: session) != peer
+            {
                 throw SessionStoreError(
                     .invalidArgument(
                         "device \(peer)'s snapshot holds \(session.ip), owned by device \(session.owner), not by it"
@@ -350,18 +356,57 @@ extension LogWriter {
             metaChanges.append(.appliedHistory(peer, history))
             let whole = stagedEverything.contains(peer) ? max(wholeFrom, everythingThrough) : wholeFrom
             if stagedEverything.contains(peer) { stagedRecoveredThrough[peer] = everythingThrough }
-            stageInstalling(peer, whole > position ? whole : nil)
+            try stageInstalling(peer, whole > position ? whole : nil, txn: txn)
             return PeerApplied(through: position, takeover: nil)
         }
     }
 
     /// Notes where `peer`'s snapshot install stands; `nil`: this device's copy is whole again, and when the
     /// snapshot was one of everything, this device has recovered.
-    private func stageInstalling(_ peer: DeviceID, _ wholeFrom: UInt64?) {
+    private func stageInstalling(
+        _ peer: DeviceID,
+        _ wholeFrom: UInt64?,
+        txn: borrowing ReadTransaction
+    ) throws(SessionStoreError) {
         stagedInstalling[peer] = wholeFrom
         metaChanges.append(.installing(peer, wholeFrom))
-        if wholeFrom == nil, stagedEverything.remove(peer) != nil, recoveringFrom != nil {
+        if wholeFrom == nil, stagedEverything.remove(peer) != nil, let from = recoveringFrom {
             metaChanges.append(.recovered)
+            try logOffAgain(after: from, txn: txn)
+        }
+    }
+
+    /// The logouts this device logged again when it began to recover: the peer's snapshot brought back the
+    /// sessions they ended (the peer had not heard of them yet); they are ended again, as new events.
+    private func logOffAgain(after from: UInt64, txn: borrowing ReadTransaction) throws(SessionStoreError) {
+        var logouts: [Logout] = []
+        do {
+            try files.logEnvironment.read { logTxn in
+                try logTxn.withCursor(files.log) { cursor in
+                    var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(from + 1)) {
+                        try cursor.seek(atLeast: $0)
+                    }
+                    while let (key, value) = entry {
+                        if let record = try? decodeLogEntry(key: key, value: value), record.origin == origin,
+                            case .logout(let logout) = record.event
+                        {
+                            logouts.append(logout)
+                        }
+                        entry = try cursor.move(.next)
+                    }
+                }
+            }
+        } catch {
+            throw SessionStoreError.storage(error, doing: "reading the logouts to log again")
+        }
+        stagingPeer = false
+        defer { stagingPeer = true }
+        let now = Timestamp.now
+        for logout in logouts {
+            guard let session = try resolve(logout.ip, txn: txn), session.owner == logout.owner,
+                session.generation == logout.generation
+            else { continue }
+            _ = stageLogout(session, reason: logout.reason, time: now)
         }
     }
 

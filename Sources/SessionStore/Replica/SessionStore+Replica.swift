@@ -48,9 +48,28 @@ extension SessionStore {
         }.get()
     }
 
-    /// Starts keeping the users table's digest (one pass over the table, then O(1) per change).
-    package func initializeDigest() async throws(SessionStoreError) {
-        try await writer.submit { .initializeDigest($0) }.get()
+    /// Starts keeping the users table's digest (one pass over the table, then O(1) per change). A damaged
+    /// session found on the way is repaired under ``Configuration/DamagePolicy/recoverFromPeer``: the store is
+    /// emptied to recover from the peer (see ``repairDamage()``).
+    ///
+    /// - Returns: whether the store was repaired.
+    @discardableResult
+    package func initializeDigest() async throws(SessionStoreError) -> Bool {
+        do {
+            try await writer.submit { .initializeDigest($0) }.get()
+            return false
+        } catch  where error.kind == .corruptRecord && configuration.onDamage == .recoverFromPeer {
+            writer.logger.error("the users table is damaged", metadata: ["tandem.error": "\(error)"])
+            try await repairDamage()
+            try await writer.submit { .initializeDigest($0) }.get()
+            return true
+        }
+    }
+
+    /// Empties this store, but for the logouts it can still read (logged again), to recover its users from
+    /// the peer: the repair of a damaged store.
+    package func repairDamage() async throws(SessionStoreError) {
+        _ = try await writer.submit { .repairDamage($0) }.get()
     }
 
     /// This log's history ID: random, new with the store and with each reset for a resynchronization.

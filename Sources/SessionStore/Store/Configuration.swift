@@ -31,6 +31,17 @@ extension SessionStore {
         }
     }
 
+    /// What a damaged store does.
+    public enum DamagePolicy: Sendable, Hashable {
+        /// Opening fails with ``SessionStoreError/Kind/corruptRecord`` (or ``SessionStoreError/Kind/logGap``),
+        /// naming the damage; `tandem log verify` shows all of it. Nothing is changed.
+        case refuse
+        /// For a device of a pair: the store is emptied, the logouts that can still be read are kept (logged
+        /// again), and the device recovers its users from the peer, which holds a copy of them; a damaged
+        /// session is never served. What only this device had (writes the peer never acknowledged) is lost.
+        case recoverFromPeer
+    }
+
     /// How a store is opened. Only ``deviceID`` and ``portalGroup`` have no default.
     public struct Configuration: Sendable {
         /// This device's ID (R4). A store remembers the ID it was created with and refuses another.
@@ -64,6 +75,9 @@ extension SessionStore {
         public var truncationBatch: Int = 20_000
         /// The initial size of each LMDB map; maps grow by themselves. Default: 1 GiB (address space only).
         public var initialMapSize: Int = 1 << 30
+        /// What a store found damaged (a record or a session that fails its checksum) does when it is opened,
+        /// or when replication starts on it. Default: ``DamagePolicy/refuse``.
+        public var onDamage: DamagePolicy = .refuse
 
         /// A configuration with the defaults documented on each property.
         /// - Parameters:

@@ -41,6 +41,8 @@ final class LogWriter: @unchecked Sendable {
         case reset(term: UInt32, keepThrough: UInt64, peer: DeviceID, holdName: String, Reply<Demotion>)
         /// Computes the users table's digest once; commits keep it up to date from then on.
         case initializeDigest(Reply<Void>)
+        /// Empties a damaged store to recover from the peer.
+        case repairDamage(Reply<Wipe>)
     }
 
     struct Identity: Sendable {
@@ -534,6 +536,7 @@ final class LogWriter: @unchecked Sendable {
         var checkpointResults: [Result<UInt64, SessionStoreError>] = []
         var resets: [(UInt32, UInt64, DeviceID, String, Reply<Demotion>)] = []
         var digestRequests: [Reply<Void>] = []
+        var repairs: [Reply<Wipe>] = []
         do {
             try files.usersEnvironment.read { txn in
                 for request in batch {
@@ -644,6 +647,8 @@ final class LogWriter: @unchecked Sendable {
                         resets.append((newTerm, keepThrough, peer, holdName, reply))
                     case .initializeDigest(let reply):
                         digestRequests.append(reply)
+                    case .repairDamage(let reply):
+                        repairs.append(reply)
                     }
                 }
             }
@@ -658,6 +663,10 @@ final class LogWriter: @unchecked Sendable {
         outcomes.resume()
         for (newTerm, keepThrough, peer, holdName, reply) in resets {
             reply.resume(returning: reset(term: newTerm, keepThrough: keepThrough, peer: peer, holdName: holdName))
+        }
+        if !repairs.isEmpty {
+            let result = repairDamage()
+            for reply in repairs { reply.resume(returning: result) }
         }
         if !digestRequests.isEmpty {
             let result = initializeDigest()
@@ -847,89 +856,86 @@ final class LogWriter: @unchecked Sendable {
             guard waitForRunningCheckpoint() else { return .failure(SessionStoreError(.closed)) }
         }
         let me = identity.withLock { $0.deviceID }
-        let through = lastSequence
-        let newHistory = UInt64.random(in: 1...UInt64.max)
-        var discarded = 0
-        var logouts: [Logout] = []
+        let wipe: Wipe
         do {
-            try files.logEnvironment.read { txn in
-                try txn.withCursor(files.log) { cursor in
-                    var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(keepThrough + 1)) {
-                        try cursor.seek(atLeast: $0)
-                    }
-                    while let (key, value) = entry {
-                        let record = try decodeLogEntry(key: key, value: value)
-                        if record.origin == me {
-                            discarded += 1
-                            if case .logout(let logout) = record.event { logouts.append(logout) }
-                        }
-                        entry = try cursor.move(.next)
-                    }
-                }
-            }
-            try files.usersEnvironment.write { txn in
-                for db in [files.users, files.byMAC, files.byUserName, files.byDeadline] { try txn.clear(db) }
-                try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, through, in: files.usersMeta)
-            }
-            let now = Timestamp.now
-            try files.logEnvironment.write { txn in
-                try txn.clear(files.log)
-                var record: [UInt8] = []
-                for (index, logout) in logouts.enumerated() {
-                    let sequence = through + 1 + UInt64(index)
-                    record.removeAll(keepingCapacity: true)
-                    RecordCodec.encode(
-                        LogRecord(sequence: sequence, term: newTerm, origin: me, time: now, event: .logout(logout)),
-                        into: &record
-                    )
-                    try withUnsafeBytes(of: StoreLayout.sequenceKey(sequence)) { key in
-                        try record.withUnsafeBytes { value in
-                            _ = try txn.put(key: key, value: value, in: files.log, flags: .append)
-                        }
-                    }
-                }
-                try txn.putMeta(StoreLayout.MetaKey.term, UInt64(newTerm), in: files.logMeta)
-                try txn.putMeta(
-                    StoreLayout.MetaKey.lastSequence,
-                    through + UInt64(logouts.count),
-                    in: files.logMeta
-                )
-                try txn.putMeta(StoreLayout.MetaKey.history, newHistory, in: files.logMeta)
-                for prefix in [
-                    StoreLayout.MetaKey.appliedPrefix, StoreLayout.MetaKey.adoptedPrefix,
-                    StoreLayout.MetaKey.appliedHistoryPrefix, StoreLayout.MetaKey.installingPrefix,
-                    StoreLayout.MetaKey.holdPrefix, StoreLayout.MetaKey.droppedHoldPrefix,
-                ] {
-                    for (name, _) in try txn.metaUInt64s(prefix: prefix, in: files.logMeta) {
-                        try txn.deleteMeta(prefix + name, in: files.logMeta)
-                    }
-                }
-                try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", .max, in: files.logMeta)
-                try txn.putMeta(StoreLayout.MetaKey.holdPrefix + holdName, through + 1, in: files.logMeta)
-                try txn.putMeta(StoreLayout.MetaKey.recovering, through, in: files.logMeta)
-            }
-        } catch let error as SessionStoreError {
-            return .failure(error)
+            wipe = try Wipe.perform(
+                files: files,
+                me: me,
+                term: newTerm,
+                keepThrough: keepThrough,
+                lastSequence: lastSequence,
+                peers: [peer]
+            )
         } catch {
-            return .failure(SessionStoreError.storage(error, doing: "resetting the store for a resynchronization"))
+            return .failure(error)
         }
+        adopt(wipe, term: newTerm)
+        logger.warning(
+            "demoted: the store was emptied to resynchronize from the peer",
+            metadata: [
+                "tandem.term": "\(newTerm)", "tandem.discarded_events": "\(wipe.discarded)",
+                "tandem.logouts_logged_again": "\(wipe.logoutsLoggedAgain)",
+            ]
+        )
+        return .success(
+            Demotion(
+                lastDiscarded: wipe.through,
+                discardedEvents: wipe.discarded,
+                logoutsLoggedAgain: wipe.logoutsLoggedAgain
+            )
+        )
+    }
+
+    /// Repairs a store whose users table or log is damaged: it is emptied like a demoted one (but keeps its
+    /// term), and recovers its users from the peer.
+    private func repairDamage() -> Result<Wipe, SessionStoreError> {
+        while checkpointRunning {
+            guard waitForRunningCheckpoint() else { return .failure(SessionStoreError(.closed)) }
+        }
+        let (me, currentTerm) = identity.withLock { ($0.deviceID, $0.term) }
+        let peers = Array(Set(applied.keys).union(Wipe.knownPeers(files)))
+        let wipe: Wipe
+        do {
+            wipe = try Wipe.perform(
+                files: files,
+                me: me,
+                term: currentTerm,
+                keepThrough: 0,
+                lastSequence: lastSequence,
+                peers: peers
+            )
+        } catch {
+            return .failure(error)
+        }
+        adopt(wipe, term: currentTerm)
+        logger.error(
+            "the store was damaged: it was emptied, and recovers this device's users from the peer",
+            metadata: [
+                "tandem.logouts_logged_again": "\(wipe.logoutsLoggedAgain)",
+                "tandem.unreadable_records": "\(wipe.unreadable)",
+            ]
+        )
+        return .success(wipe)
+    }
+
+    /// Takes the state a wipe left on disk.
+    private func adopt(_ wipe: Wipe, term newTerm: UInt32) {
         // The logouts logged again change nothing in the empty table: it stands at the last of them.
-        let last = through + UInt64(logouts.count)
         var empty = ChangeSet()
-        empty.throughSequence = last
+        empty.throughSequence = wipe.last
         overlay.load(empty, count: 0)
-        lastSequence = last
-        ownThrough = last
-        checkpointSequence = through
-        firstRetained = logouts.isEmpty ? nil : through + 1
-        holds = [holdName: through + 1]
+        lastSequence = wipe.last
+        ownThrough = wipe.last
+        checkpointSequence = wipe.through
+        firstRetained = wipe.last > wipe.through ? wipe.through + 1 : nil
+        holds = wipe.holds
         applied = [:]
         appliedHistory = [:]
-        installing = [peer: .max]
+        installing = wipe.installing
         installs += 1
         everything = []
         recoveredThrough = [:]
-        recoveringFrom = through
+        recoveringFrom = wipe.through
         deadlines = DeadlineHeap()
         digest = 0
         digestReady = true
@@ -937,29 +943,21 @@ final class LogWriter: @unchecked Sendable {
         identity.withLock {
             $0.term = newTerm
             $0.adoptions = Adoptions()
-            $0.history = newHistory
+            $0.history = wipe.history
         }
-        status.withLock { [firstRetained] in
-            $0.lastSequence = last
-            $0.checkpointSequence = through
+        status.withLock { [firstRetained, installs] in
+            $0.lastSequence = wipe.last
+            $0.checkpointSequence = wipe.through
             $0.firstRetained = firstRetained
-            $0.holds = [holdName: through + 1]
+            $0.holds = wipe.holds
             $0.droppedHolds = [:]
             $0.applied = [:]
             $0.appliedHistory = [:]
-            $0.installing = [peer: .max]
+            $0.installing = wipe.installing
             $0.installs = installs
-            $0.recoveringFrom = through
+            $0.recoveringFrom = wipe.through
             $0.changesInMemory = 0
         }
-        logger.warning(
-            "demoted: the store was emptied to resynchronize from the peer",
-            metadata: [
-                "tandem.term": "\(newTerm)", "tandem.discarded_events": "\(discarded)",
-                "tandem.logouts_logged_again": "\(logouts.count)",
-            ]
-        )
-        return .success(Demotion(lastDiscarded: through, discardedEvents: discarded, logoutsLoggedAgain: logouts.count))
     }
 
     /// Computes the digest of the whole users table once; each commit keeps it current from then on.
@@ -1245,6 +1243,7 @@ final class LogWriter: @unchecked Sendable {
         case .promote(_, _, let reply): reply.resume(returning: .failure(error))
         case .reset(_, _, _, _, let reply): reply.resume(returning: .failure(error))
         case .initializeDigest(let reply): reply.resume(returning: .failure(error))
+        case .repairDamage(let reply): reply.resume(returning: .failure(error))
         case .checkpointDone: break
         }
     }

@@ -104,9 +104,31 @@ public final class SessionStore: Sendable {
             throw SessionStoreError.storage(error, doing: "opening the store at \(path)")
         }
         let recovery = try Recovery(files: files, logger: logger)
-        let identity = try recovery.establishIdentity(configuration: configuration)
-        let overlay = Overlay()
-        let recovered = try recovery.replay(into: overlay, identity: identity)
+        var identity = try recovery.establishIdentity(configuration: configuration)
+        var overlay = Overlay()
+        let recovered: LogWriter.Recovered
+        do {
+            recovered = try recovery.replay(into: overlay, identity: identity)
+        } catch
+            where configuration.onDamage == .recoverFromPeer && (error.kind == .corruptRecord || error.kind == .logGap)
+        {
+            // The log after the checkpoint cannot be replayed: empty the store, keep the logouts that can be
+            // read, and recover the users from the peer.
+            logger.error(
+                "the log is damaged: the store is emptied, and recovers this device's users from the peer",
+                metadata: ["tandem.error": "\(error)", "tandem.path": "\(path)"]
+            )
+            _ = try Wipe.perform(
+                files: files,
+                me: identity.deviceID,
+                term: identity.term,
+                keepThrough: 0,
+                peers: Wipe.knownPeers(files)
+            )
+            identity = try recovery.establishIdentity(configuration: configuration)
+            overlay = Overlay()
+            recovered = try recovery.replay(into: overlay, identity: identity)
+        }
         let (automaticLogouts, continuation) = AsyncStream.makeStream(
             of: [Logout].self,
             bufferingPolicy: .bufferingNewest(4096)
