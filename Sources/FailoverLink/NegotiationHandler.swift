@@ -135,7 +135,10 @@ final class NegotiationHandler: ChannelDuplexHandler {
             _ in
             let (handler, context) = loopBound.value
             guard NIODeadline.now() - handler.lastHeard < handler.silenceLimit else {
-                handler.fail(context: context, LinkError(.peerSilent(limitMilliseconds: handler.silenceLimit.nanoseconds / 1_000_000)))
+                handler.fail(
+                    context: context,
+                    LinkError(.peerSilent(limitMilliseconds: handler.silenceLimit.nanoseconds / 1_000_000))
+                )
                 return
             }
             guard var sealer = handler.sealer else { return }
