@@ -100,6 +100,15 @@ public struct LinkError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The sequence of the event a ``Kind/notReplicated``, ``Kind/discarded`` or ``Kind/stopped`` error is
+    /// about; `nil` for the other kinds.
+    public var sequence: UInt64? {
+        switch code {
+        case .notReplicated(let sequence, _, _), .discarded(let sequence, _), .stopped(let sequence): sequence
+        default: nil
+        }
+    }
+
     /// What went wrong and what to do, for the operator.
     public var description: String {
         switch code {

@@ -28,7 +28,10 @@ struct Checker {
 
     let operations: [History.Operation]
     /// Per device, the demotions it reported: each discarded its own events after `keptThrough`.
-    let demotions: [UInt8: [(at: ContinuousClock.Instant, keptThrough: UInt64)]]
+    var demotions: [UInt8: [(at: ContinuousClock.Instant, keptThrough: UInt64)]]
+    /// Per device, its stores replaced by new ones: each lost its own events after `keptThrough`, its
+    /// logouts too (a demotion or a repair logs those again).
+    var replacements: [UInt8: [(at: ContinuousClock.Instant, keptThrough: UInt64)]] = [:]
 
     /// What the history says of user `number`, from its operations `ops`.
     func expectation(_ ops: [History.Operation]) -> Expectation {
@@ -41,7 +44,16 @@ struct Checker {
             default: return false
             }
         }
-        if let loggedOut { return .offline(loggedOut) }
+        if let loggedOut {
+            if let sequence = loggedOut.sequence,
+                replacements[loggedOut.device, default: []].contains(where: {
+                    $0.at >= loggedOut.invoked && $0.keptThrough < sequence
+                })
+            {
+                return .either  // its store was replaced before the peer had it
+            }
+            return .offline(loggedOut)
+        }
         guard !ops.contains(where: { $0.kind == .logout }),
             let login = ops.first(where: { $0.kind == .login }), case .ok(let sequence) = login.outcome
         else { return .either }

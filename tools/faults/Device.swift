@@ -137,6 +137,12 @@ final class Device: @unchecked Sendable {
         lock.withLock { lines.filter { $0.at >= instant && predicate($0) } }
     }
 
+    /// What the device's current process wrote to standard error so far.
+    func lastLogText() -> String {
+        let number = lock.withLock { incarnation }
+        return (try? String(contentsOfFile: logDirectory + "/device\(id)-\(number).log", encoding: .utf8)) ?? ""
+    }
+
     /// The state the device last printed.
     var state: String? { lastLine { $0.type == "state" }?["state"] }
 

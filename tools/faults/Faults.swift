@@ -97,6 +97,9 @@ struct TandemFaults: AsyncParsableCommand {
                 port: 7400 + number % 200
             )
             defer { lab.tearDown() }
+            let disk =
+                chosen.contains(.diskFull) ? try SmallDisk(path: directory + "/disk2", megabytes: 256) : nil
+            defer { disk?.unmount() }
             let round = try Round(
                 number: number,
                 directory: directory,
@@ -105,7 +108,7 @@ struct TandemFaults: AsyncParsableCommand {
                 seed: roundSeed,
                 rate: rate,
                 silenceLimitMs: silenceLimit,
-                storePaths: [:],
+                disk: disk,
                 verbose: false
             )
             emit("round \(number): \(directory)")
@@ -126,6 +129,7 @@ struct TandemFaults: AsyncParsableCommand {
             summary.add(round)
             let violations = round.allViolations
             emit("round \(number): \(violations.isEmpty ? "passed" : "FAILED with \(violations.count) violations")")
+            disk?.unmount()
             if violations.isEmpty && !keep { try? FileManager.default.removeItem(atPath: directory) }
         }
         summary.seconds = (ContinuousClock.now - started).seconds

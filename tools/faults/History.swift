@@ -26,6 +26,8 @@ final class History: @unchecked Sendable {
         var invoked: ContinuousClock.Instant
         var completed: ContinuousClock.Instant?
         var outcome: Outcome?
+        /// The sequence of the event's record in its device's log, when the answer named it.
+        var sequence: UInt64?
     }
 
     /// A fault injected, or something the run observed that the checker needs (a demotion, a repair).
@@ -73,12 +75,17 @@ final class History: @unchecked Sendable {
     }
 
     /// Records the answer to the operation of `kind` on user `number` that `device` was sent.
-    func complete(_ kind: Kind, _ number: Int, on device: UInt8, _ outcome: Outcome) {
+    func complete(_ kind: Kind, _ number: Int, on device: UInt8, _ outcome: Outcome, sequence: UInt64? = nil) {
         let now = ContinuousClock.now
         let id = lock.withLock { () -> Int? in
             guard let id = pending.removeValue(forKey: Self.key(device, kind, number)) else { return nil }
             operations[id].completed = now
             operations[id].outcome = outcome
+            if case .ok(let logged?) = outcome {
+                operations[id].sequence = logged
+            } else {
+                operations[id].sequence = sequence
+            }
             return id
         }
         guard let id else { return }

@@ -24,6 +24,13 @@ final class Round: @unchecked Sendable {
     private let verbose: Bool
     /// Users whose stored session a fault damaged on purpose: nothing is promised of them.
     var damagedUsers: Set<Int> = []
+    /// Repairs of a damaged store: like a demotion, each discarded the device's own events after the
+    /// position the peer had applied.
+    var repairs: [UInt8: [(at: ContinuousClock.Instant, keptThrough: UInt64)]] = [:]
+    /// Stores replaced by new ones: like a repair, and the logouts are lost too.
+    var replacements: [UInt8: [(at: ContinuousClock.Instant, keptThrough: UInt64)]] = [:]
+    /// The small disk device 2's store lives on, for the disk-full scenario.
+    let disk: SmallDisk?
 
     init(
         number: Int,
@@ -33,9 +40,10 @@ final class Round: @unchecked Sendable {
         seed: UInt64,
         rate: Int,
         silenceLimitMs: Int,
-        storePaths: [UInt8: String],
+        disk: SmallDisk?,
         verbose: Bool
     ) throws {
+        self.disk = disk
         self.number = number
         self.directory = directory
         self.lab = lab
@@ -57,7 +65,7 @@ final class Round: @unchecked Sendable {
                 id: id,
                 lab: lab,
                 tandem: tandem,
-                storePath: storePaths[id] ?? directory + "/device\(id)",
+                storePath: id == 2 && disk != nil ? disk!.path + "/store" : directory + "/device\(id)",
                 logDirectory: directory,
                 secretFile: secret,
                 silenceLimitMs: silenceLimitMs
@@ -145,10 +153,24 @@ final class Round: @unchecked Sendable {
         within limit: Duration = .seconds(90)
     ) async throws {
         let deadline = ContinuousClock.now + limit
+        // A state line from before `since` counts once a status asked well after it (a device that was
+        // stopped has noticed by then) still says synchronization.
+        let settled = since + silenceLimit + .milliseconds(300)
         while ContinuousClock.now < deadline {
-            let synchronized = devices.values.allSatisfy { device in
-                guard device.isRunning, let line = device.lastLine(where: { $0.type == "state" }) else { return false }
-                return line["state"] == "synchronization" && line.at >= since
+            var synchronized = true
+            for device in devices.values {
+                guard device.isRunning, let line = device.lastLine(where: { $0.type == "state" }),
+                    line["state"] == "synchronization"
+                else {
+                    synchronized = false
+                    break
+                }
+                if line.at < since {
+                    guard ContinuousClock.now >= settled, await device.status()?["state"] == "synchronization" else {
+                        synchronized = false
+                        break
+                    }
+                }
             }
             if synchronized {
                 let moment = ContinuousClock.now
@@ -184,14 +206,39 @@ final class Round: @unchecked Sendable {
     var checker: Checker {
         var demotions: [UInt8: [(at: ContinuousClock.Instant, keptThrough: UInt64)]] = [:]
         for (id, device) in devices {
-            demotions[id] = device.lines(since: history.started) { $0.type == "event" && $0["event"] == "demoted" }
-                .map { ($0.at, UInt64($0["kept_through"] ?? "") ?? 0) }
+            demotions[id] =
+                device.lines(since: history.started) { $0.type == "event" && $0["event"] == "demoted" }
+                .map { ($0.at, UInt64($0["kept_through"] ?? "") ?? 0) } + repairs[id, default: []]
         }
         let operations = history.allOperations.filter { !damagedUsers.contains($0.number) }
-        return Checker(operations: operations, demotions: demotions)
+        var checker = Checker(operations: operations, demotions: demotions)
+        checker.replacements = replacements
+        for (id, entries) in replacements { checker.demotions[id, default: []] += entries }
+        return checker
+    }
+
+    /// Waits until each device applied the other's stream through where the other stood at `moment`:
+    /// synchronization says the tables matched at a recent pair of positions, not that a device that fell
+    /// behind (a full disk, say) has caught up.
+    func waitCaughtUp(_ label: String) async -> Bool {
+        var stood: [UInt8: UInt64] = [:]
+        for id: UInt8 in [1, 2] { stood[id] = UInt64(await self[id].status()?["last_sequence"] ?? "") ?? 0 }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            var caughtUp = true
+            for id: UInt8 in [1, 2] {
+                let applied = UInt64(await self[id].status()?["applied_from_peer"] ?? "") ?? 0
+                if applied < stood[id == 1 ? 2 : 1]! { caughtUp = false }
+            }
+            if caughtUp { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        violated("the pair catches up", "\(label): a device did not apply its peer's stream through where it stood")
+        return false
     }
 
     func checkConverged(_ label: String, moment: ContinuousClock.Instant) async {
+        guard await waitCaughtUp(label) else { return }
         do {
             let tables = try self.tables().mapValues { $0.subtracting(damagedUsers) }
             lock.withLock { convergenceChecks += 1 }

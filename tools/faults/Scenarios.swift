@@ -14,9 +14,13 @@ enum Scenario: String, CaseIterable, Sendable {
     case drop
     /// Both devices promoted while the link is cut; the link repaired.
     case splitBrain = "split-brain"
+    /// Device 2's disk full while it streams, and while it takes a full resynchronization.
+    case diskFull = "disk-full"
+    /// One byte of the standby's users table, then of a record of its log, corrupted while it is down.
+    case corrupt
 
     /// Whether the scenario cuts the link, which only namespaces allow.
-    var needsNamespaces: Bool { [.linkDown, .drop, .splitBrain].contains(self) }
+    var needsNamespaces: Bool { [.linkDown, .drop, .splitBrain, .diskFull].contains(self) }
 
     func run(in round: Round) async throws {
         switch self {
@@ -25,6 +29,8 @@ enum Scenario: String, CaseIterable, Sendable {
         case .linkDown: try await Self.cut(round, drop: false)
         case .drop: try await Self.cut(round, drop: true)
         case .splitBrain: try await Self.splitBrain(round)
+        case .diskFull: try await DiskScenarios.run(round)
+        case .corrupt: try await CorruptionScenarios.run(round)
         }
     }
 

@@ -35,11 +35,19 @@ final class Workload: @unchecked Sendable {
         guard let kind = History.Kind(rawValue: String(line.type.prefix { $0 != "-" })),
             let number = line["number"].flatMap({ Int($0) })
         else { return }
+        let sequence = line["sequence"].flatMap { UInt64($0) }
         if line.type.hasSuffix("-ok") {
-            history.complete(kind, number, on: device.id, .ok(sequence: line["sequence"].flatMap { UInt64($0) }))
+            // A logout's sequence is kept beside its outcome, so that logouts compare equal whatever it is.
+            history.complete(
+                kind,
+                number,
+                on: device.id,
+                .ok(sequence: kind == .login ? sequence : nil),
+                sequence: sequence
+            )
             if kind == .login { lock.withLock { online.append(number) } }
         } else if line.type.hasSuffix("-failed") {
-            history.complete(kind, number, on: device.id, .failed(kind: line["kind"] ?? "other"))
+            history.complete(kind, number, on: device.id, .failed(kind: line["kind"] ?? "other"), sequence: sequence)
         }
     }
 

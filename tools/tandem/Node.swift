@@ -241,14 +241,17 @@ struct Node: AsyncParsableCommand {
                 let reason =
                     arguments.dropFirst().first { $0 != "local" && $0 != "replicated" }
                     .flatMap { LogoutReason(name: $0) } ?? .deleteUser
-                try await node.logout(StormSession.address(number), reason: reason, durability: durability)
-                console.reply("logout-ok", ["number": "\(number)"])
+                let logged = try await node.loggedLogout(
+                    StormSession.address(number),
+                    reason: reason,
+                    durability: durability
+                )
+                console.reply("logout-ok", ["number": "\(number)", "sequence": "\(logged.sequence)"])
             }
         } catch {
-            console.reply(
-                "\(command)-failed",
-                ["number": "\(number)", "kind": Self.kind(of: error), "message": "\(error)"]
-            )
+            var fields = ["number": "\(number)", "kind": Self.kind(of: error), "message": "\(error)"]
+            if let sequence = (error as? LinkError)?.sequence { fields["sequence"] = "\(sequence)" }
+            console.reply("\(command)-failed", fields)
         }
     }
 

@@ -192,6 +192,10 @@ public final class FailoverNode: Sendable {
             commits.committed(sequence)
         }
         try await store.initializeDigest()
+        // A recovering device keeps its own events from now on for the peer (see `SessionStore.recoveryHold`).
+        if store.isRecovering, store.holdPosition(SessionStore.recoveryHold) == nil {
+            try await store.holdLog(SessionStore.recoveryHold, from: store.lastLoggedSequence + 1)
+        }
         let task = Task { [acks] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(5))
@@ -282,9 +286,18 @@ public final class FailoverNode: Sendable {
     /// - Returns: the logout as logged.
     @discardableResult
     public func logout(_ ip: IPAddress, reason: LogoutReason, durability: Durability = .local) async throws -> Logout {
-        let logout = try await store.logout(ip, reason: reason)
-        try await replicate(through: store.lastLoggedSequence, durability)
-        return logout
+        try await loggedLogout(ip, reason: reason, durability: durability).logout
+    }
+
+    /// Logs a user off (see ``logout(_:reason:durability:)``), and returns the sequence of the logout's record.
+    package func loggedLogout(
+        _ ip: IPAddress,
+        reason: LogoutReason,
+        durability: Durability = .local
+    ) async throws -> LoggedLogout {
+        let logged = try await store.loggedLogout(ip, reason: reason)
+        try await replicate(through: logged.sequence, durability)
+        return logged
     }
 
     private func replicate(through sequence: UInt64, _ durability: Durability) async throws {
@@ -667,7 +680,7 @@ public final class FailoverNode: Sendable {
     }
 
     /// The name of the log hold kept for `peer`.
-    private static func holdName(_ peer: DeviceID) -> String { "peer-\(peer)" }
+    private static func holdName(_ peer: DeviceID) -> String { SessionStore.holdName(forPeer: peer) }
 
     private func requestSnapshot() {
         forceSnapshot.store(true, ordering: .sequentiallyConsistent)
@@ -709,9 +722,11 @@ public final class FailoverNode: Sendable {
             if forceSnapshot.exchange(false, ordering: .sequentiallyConsistent) { needSnapshot = true }
             if needSnapshot {
                 // A hold still moving forward must land before the snapshot places its own. A device never sends
-                // its users while it installs the peer's (it may be recovering them), unless the peer recovers
-                // too: both send what they have.
-                while holdMoving.busy || (store.isInstallingSnapshot && !peerRequest.recovering) {
+                // its users while it installs the peer's, or while it recovers its own from the peer (what it has
+                // would wipe the peer's copy of them), unless the peer recovers too: both send what they have.
+                while holdMoving.busy
+                    || ((store.isInstallingSnapshot || store.isRecovering) && !peerRequest.recovering)
+                {
                     try await Task.sleep(for: .milliseconds(5))
                 }
                 verification.withState { $0.beginSnapshot() }
@@ -731,6 +746,16 @@ public final class FailoverNode: Sendable {
             // must not wait for.
             let keepFrom = min(acks.acked, position) + 1
             let now = ContinuousClock.now
+            // The recovery hold goes once this device has recovered and the peer has what it kept.
+            if let recovery = store.holdPosition(SessionStore.recoveryHold), !store.isRecovering, keepFrom > recovery,
+                holdMoving.begin()
+            {
+                let store = self.store
+                Task {
+                    try? await store.releaseLog(SessionStore.recoveryHold)
+                    holdMoving.end()
+                }
+            }
             if keepFrom > heldFrom, now - lastHoldMove >= .milliseconds(100), holdMoving.begin() {
                 let store = self.store
                 Task {
@@ -824,9 +849,10 @@ public final class FailoverNode: Sendable {
             sessions += read.count
             after = read.last
         } while after != nil
-        // The stream goes on from the checkpoint of the first read, or from an earlier hold (a demotion holds
-        // the logouts it logged again there).
-        let position = max(min(checkpoint ?? 0, heldFrom - 1), damaged)
+        // The stream goes on from the checkpoint of the first read, or from an earlier hold: a demotion holds
+        // the logouts it logged again there, and a device that recovered its own events since it began to.
+        let recovery = store.holdPosition(SessionStore.recoveryHold) ?? .max
+        let position = max(min(checkpoint ?? 0, heldFrom - 1, recovery - 1), damaged)
         let everythingThrough = everything ? max(store.lastLoggedSequence, position) : 0
         try await outbound.write(
             SnapshotEndMessage(

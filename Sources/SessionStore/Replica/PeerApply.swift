@@ -42,6 +42,12 @@ package struct PeerApplied: Sendable, Equatable {
     package var takeover: Adoption?
 }
 
+/// A logout as logged: what it ended, and the sequence of its record.
+package struct LoggedLogout: Sendable {
+    package var logout: Logout
+    package var sequence: UInt64
+}
+
 /// What a demotion did with this device's events that the peer never acknowledged.
 package struct Demotion: Sendable, Equatable {
     /// The last sequence of the log before the demotion: the events after the kept position, through it,

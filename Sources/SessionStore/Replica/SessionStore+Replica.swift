@@ -91,6 +91,15 @@ extension SessionStore {
     /// left it without a copy it can trust of its own users, and the peer's is the best there is.
     package var isRecovering: Bool { writer.status.withLock { $0.recoveringFrom != nil } }
 
+    /// Where hold `name` keeps the log from (without reading the log's size, as ``logStatus`` does).
+    package func holdPosition(_ name: String) -> UInt64? { writer.status.withLock { $0.holds[name] } }
+
+    /// The name of the hold that keeps a recovering device's own events until the peer has them.
+    package static var recoveryHold: String { Wipe.recoveryHold }
+
+    /// The name of the hold kept for `peer`'s stream.
+    package static func holdName(forPeer peer: DeviceID) -> String { Wipe.holdName(peer) }
+
     /// How many snapshots of a peer's users this store began to install since it was opened (see
     /// ``DigestHistory/Point/installs``).
     package var snapshotInstalls: UInt64 { writer.status.withLock { $0.installs } }

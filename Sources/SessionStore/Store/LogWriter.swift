@@ -23,7 +23,7 @@ final class LogWriter: @unchecked Sendable {
         case login(Session, Reply<Session>)
         case loginBatch([Session], Reply<[Result<Session, SessionStoreError>]>)
         case logoutBatch([(IPAddress, LogoutReason)], Reply<[Result<Logout, SessionStoreError>]>)
-        case logout(IPAddress, LogoutReason, Reply<Logout>)
+        case logout(IPAddress, LogoutReason, Reply<LoggedLogout>)
         case expire(Timestamp, Reply<[Logout]>)
         case changeDeviceID(DeviceID, Reply<Int>)
         case checkpoint(Reply<UInt64>)
@@ -446,7 +446,7 @@ final class LogWriter: @unchecked Sendable {
 
     private struct Outcomes {
         var logins: [(Reply<Session>, Result<Session, SessionStoreError>)] = []
-        var logouts: [(Reply<Logout>, Result<Logout, SessionStoreError>)] = []
+        var logouts: [(Reply<LoggedLogout>, Result<LoggedLogout, SessionStoreError>)] = []
         var loginBatches:
             [(
                 Reply<[Result<Session, SessionStoreError>]>,
@@ -580,7 +580,8 @@ final class LogWriter: @unchecked Sendable {
                                     guard let session = try resolve(ip, txn: txn) else {
                                         throw SessionStoreError(.notOnline(ip))
                                     }
-                                    return stageLogout(session, reason: reason, time: .now)
+                                    let logout = stageLogout(session, reason: reason, time: .now)
+                                    return LoggedLogout(logout: logout, sequence: sequence)
                                 }
                             )
                         )

@@ -299,6 +299,11 @@ public final class SessionStore: Sendable {
     ///   ``SessionStoreError/Kind/storage`` or ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func logout(_ ip: IPAddress, reason: LogoutReason) async throws(SessionStoreError) -> Logout {
+        try await loggedLogout(ip, reason: reason).logout
+    }
+
+    /// Logs a user out (see ``logout(_:reason:)``), and returns the sequence of the logout's record too.
+    package func loggedLogout(_ ip: IPAddress, reason: LogoutReason) async throws(SessionStoreError) -> LoggedLogout {
         try await writer.submit { .logout(ip, reason, $0) }.get()
     }
 

@@ -27,6 +27,10 @@ struct Wipe: Sendable {
     /// The name of the log hold kept for `peer`.
     static func holdName(_ peer: DeviceID) -> String { "peer-\(peer)" }
 
+    /// The name of the log hold that keeps a recovering device's own events for the snapshot it sends once
+    /// it has recovered: they may concern the peer's users (R7 logouts), which that snapshot does not hold.
+    static let recoveryHold = "recovery"
+
     static func perform(
         files: StoreFiles,
         me: DeviceID,
@@ -98,6 +102,7 @@ struct Wipe: Sendable {
                     try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", .max, in: files.logMeta)
                     try txn.putMeta(StoreLayout.MetaKey.holdPrefix + holdName(peer), through + 1, in: files.logMeta)
                 }
+                try txn.putMeta(StoreLayout.MetaKey.holdPrefix + recoveryHold, through + 1, in: files.logMeta)
                 try txn.putMeta(StoreLayout.MetaKey.recovering, through, in: files.logMeta)
             }
             return Wipe(
@@ -107,7 +112,8 @@ struct Wipe: Sendable {
                 logoutsLoggedAgain: logouts.count,
                 unreadable: unreadable,
                 history: history,
-                holds: Dictionary(uniqueKeysWithValues: peers.map { (holdName($0), through + 1) }),
+                holds: Dictionary(uniqueKeysWithValues: peers.map { (holdName($0), through + 1) })
+                    .merging([recoveryHold: through + 1]) { $1 },
                 installing: Dictionary(uniqueKeysWithValues: peers.map { ($0, UInt64.max) })
             )
         } catch let error as SessionStoreError {
