@@ -229,18 +229,57 @@ struct RejoinTests {
         }
         #expect(await pair.verified())
         let before = try pair[2].store.allSessions()
+        #expect(!pair[1].status.recovering && !pair[2].status.recovering)
         await pair.stop(1)
         try FileManager.default.removeItem(atPath: pair.path(1))  // a new disk, the same device
+        let snapshotsBefore = pair[2].status.snapshotsReceived
         let fresh = try await pair.start(1)
         #expect(fresh.store.count == 0)
         #expect(await pair.verified())
         #expect(try fresh.store.allSessions() == before)
         #expect(try pair[2].store.allSessions() == before)
+        // The new store sent its snapshot once its users were back: one snapshot, no divergence to repair.
+        #expect(pair[2].status.snapshotsReceived == snapshotsBefore + 1)
+        #expect(pair[1].status.digestMismatches == 0 && pair[2].status.digestMismatches == 0)
         // The recovered users are this device's own again: it expires them and logs them off.
         let mine = try #require(try fresh.store.session(for: pairSession(5, owner: 1).ip))
         #expect(fresh.store.effectiveOwner(of: mine) == 1)
         try await fresh.logout(mine.ip, reason: .user, durability: .replicated(timeout: .seconds(10)))
         #expect(try pair[2].store.session(for: mine.ip) == nil)
+        await pair.tearDown()
+    }
+
+    @Test("logouts a recovering device makes of the peer's users while it recovers reach the peer (R7)")
+    func logoutsWhileRecovering() async throws {
+        let pair = try await Pair()
+        try await pair.start(1)
+        try await pair.start(2) { $0.checkpointInterval = .milliseconds(20) }
+        let users = (0..<20_000).map { pairSession($0, owner: 2) }
+        for start in stride(from: 0, to: users.count, by: 1000) {
+            _ = try await pair[2].login(contentsOf: Array(users[start..<start + 1000]))
+        }
+        #expect(await pair.verified(within: .seconds(60)))
+        await pair.stop(1)
+        try FileManager.default.removeItem(atPath: pair.path(1))
+        let fresh = try await pair.start(1)
+        // While device 1 recovers, it logs off whichever of device 2's users it already has back.
+        // (The snapshot comes in address order: the users come back one after the other.)
+        var loggedOff: [IPAddress] = []
+        var next = 0
+        let deadline = ContinuousClock.now + .seconds(60)
+        while fresh.status.recovering, next < users.count, ContinuousClock.now < deadline {
+            if (try? fresh.store.session(for: users[next].ip)) ?? nil != nil {
+                try await fresh.logout(users[next].ip, reason: .cutConnection)
+                loggedOff.append(users[next].ip)
+                next += 1
+            } else {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        #expect(!loggedOff.isEmpty, "no logout happened while device 1 recovered")
+        #expect(await pair.verified(within: .seconds(60)))
+        #expect(await pair.converged(within: .seconds(30)))
+        for ip in loggedOff { #expect(try pair[2].store.session(for: ip) == nil) }
         await pair.tearDown()
     }
 }
