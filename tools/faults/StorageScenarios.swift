@@ -162,10 +162,13 @@ enum CorruptionScenarios {
     static func run(_ round: Round) async throws {
         let victim: UInt8 = round.standby
         let peer: UInt8 = victim == 1 ? 2 : 1
-        // The users table: a session rots while the device is down.
+        // The users table: a session rots while the device is down. The repair empties the store: its own
+        // writes the peer had not applied are lost, as the repair documents.
         await round[victim].quit()
         round.workload.setEnabled(victim, false)
         round.workload.died(victim)
+        let applied = await round[peer].status().flatMap { UInt64($0["applied_from_peer"] ?? "") } ?? 0
+        round.repairs[victim, default: []].append((.now, applied))
         let damaged = try StoreSurgery.damageSession(round[victim].storePath, using: &round.generator)
         if let ip = damaged, let number = Round.number(of: ip) { round.damagedUsers.insert(number) }
         round.fault(
@@ -180,10 +183,10 @@ enum CorruptionScenarios {
         round.workload.died(victim)
         try await round.restart(victim, extra: ["--checkpoint-interval", "600000"])
         try await Task.sleep(for: .seconds(1))
-        let applied = await round[peer].status().flatMap { UInt64($0["applied_from_peer"] ?? "") } ?? 0
+        let appliedBeforeKill = await round[peer].status().flatMap { UInt64($0["applied_from_peer"] ?? "") } ?? 0
         round.kill(victim)
         // What the peer had applied is all of this device's own that survives the repair.
-        round.repairs[victim, default: []].append((.now, applied))
+        round.repairs[victim, default: []].append((.now, appliedBeforeKill))
         if let (sequence, ip) = try StoreSurgery.damageLogRecord(round[victim].storePath, using: &round.generator) {
             if let ip, let number = Round.number(of: ip) { round.damagedUsers.insert(number) }
             round.fault("a byte of log record \(sequence) corrupted", device: victim)
