@@ -15,6 +15,7 @@ private final class NodeChild: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
     private var acks = Set<Int>()
+    private var logouts = Set<Int>()
 
     init(id: Int, pair: Pair) throws {
         process.executableURL = tandemExecutable()
@@ -39,6 +40,11 @@ private final class NodeChild: @unchecked Sendable {
                     lock.withLock {
                         if line.hasPrefix("ack "), let number = Int(line.dropFirst(4)) {
                             acks.insert(number)
+                        } else if line.hasPrefix("login-ok ") || line.hasPrefix("logout-ok "),
+                            let field = line.split(separator: " ").first(where: { $0.hasPrefix("number=") }),
+                            let number = Int(field.dropFirst(7))
+                        {
+                            if line.hasPrefix("login-ok ") { acks.insert(number) } else { logouts.insert(number) }
                         } else {
                             lines.append(line)
                         }
@@ -53,6 +59,16 @@ private final class NodeChild: @unchecked Sendable {
     }
 
     var acknowledged: Set<Int> { lock.withLock { acks } }
+
+    /// The users whose logout was acknowledged.
+    var loggedOut: Set<Int> { lock.withLock { logouts } }
+
+    /// Whether the device's last status said synchronization.
+    func synchronized() async -> Bool {
+        guard (try? send("status")) != nil else { return false }
+        try? await Task.sleep(for: .milliseconds(100))
+        return lastLine(startingWith: "status")?.contains("synchronized=yes") == true
+    }
 
     func lastLine(startingWith prefix: String) -> String? {
         lock.withLock { lines.last { $0.hasPrefix(prefix) } }
@@ -117,6 +133,71 @@ struct TwoProcessTests {
         let one = try #require(try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(acknowledged.first!))))
         #expect(store.effectiveOwner(of: one) == 2)
         await store.close()
+        await pair.tearDown()
+    }
+
+    @Test(
+        "the killed active restarted at once after the failover: both devices hold every acknowledged login and none of the users logged out"
+    )
+    func quickRestartAfterFailover() async throws {
+        let pair = try await Pair()
+        FileManager.default.createFile(
+            atPath: pair.directory + "/secret",
+            contents: Data("a secret of the pair, 32 bytes!!".utf8)
+        )
+        var active = try NodeChild(id: 1, pair: pair)
+        let standby = try NodeChild(id: 2, pair: pair)
+        defer {
+            active.kill()
+            standby.kill()
+        }
+        var synchronized = false
+        for _ in 0..<300 where !synchronized {
+            let one = await active.synchronized()
+            let two = await standby.synchronized()
+            synchronized = one && two
+        }
+        try #require(synchronized, "the two processes never synchronized")
+        // Logins and logouts run concurrently on the node, each answered with its user's number.
+        let first = active
+        let logins = Thread {
+            for number in 0..<100_000 { try? first.send("login \(number) replicated") }
+        }
+        logins.start()
+        #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 3_000 })
+        // Some of the acknowledged users log out just before the active device dies.
+        let leaving = Set(active.acknowledged.sorted().prefix(300))
+        for number in leaving.sorted() { try active.send("logout \(number) user replicated") }
+        #expect(await eventually(within: .seconds(30)) { active.loggedOut.count >= 100 })
+        active.kill()
+        let acknowledged = active.acknowledged
+        let loggedOut = active.loggedOut
+
+        try standby.send("promote")
+        #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
+        // Restarted at once, as a supervisor would: it steps down and recovers from the promoted device.
+        active = try NodeChild(id: 1, pair: pair)
+        synchronized = false
+        for _ in 0..<300 where !synchronized {
+            let one = await active.synchronized()
+            let two = await standby.synchronized()
+            synchronized = one && two
+        }
+        try #require(synchronized, "the pair did not return to synchronization")
+        try active.send("quit")
+        try standby.send("quit")
+        active.process.waitUntilExit()
+        standby.process.waitUntilExit()
+
+        for id: UInt8 in [1, 2] {
+            let online = Set(try StoreReader(path: pair.path(id)).onlineSessions().map(\.ip))
+            let missing = acknowledged.subtracting(leaving).filter {
+                !online.contains(IPAddress(ipv4: 0x0A00_0000 | UInt32($0)))
+            }
+            #expect(missing.isEmpty, "device \(id) lacks \(missing.count) acknowledged logins")
+            let back = loggedOut.filter { online.contains(IPAddress(ipv4: 0x0A00_0000 | UInt32($0))) }
+            #expect(back.isEmpty, "\(back.count) logged-out users are online on device \(id)")
+        }
         await pair.tearDown()
     }
 }
