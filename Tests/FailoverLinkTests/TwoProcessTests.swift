@@ -7,7 +7,7 @@ import Testing
 @testable import FailoverLink
 
 /// A `tandem node` process; its output lines are collected as they come.
-private final class NodeChild: @unchecked Sendable {
+final class NodeChild: @unchecked Sendable {
     // `@unchecked Sendable`: `lines` is guarded by `lock`; the rest is set in `init`.
     let process = Process()
     private let input = Pipe()
@@ -82,31 +82,37 @@ private final class NodeChild: @unchecked Sendable {
 
 @Suite("Two device processes over loopback", .serialized)
 struct TwoProcessTests {
-    @Test(
-        "SIGKILL of the active device during a login storm: every login acknowledged as replicated is on the promoted standby"
-    )
-    func sigkillDuringReplicatedStorm() async throws {
+    /// A pair's directory with the secret file both processes read.
+    static func pairWithSecret() async throws -> Pair {
         let pair = try await Pair()
         FileManager.default.createFile(
             atPath: pair.directory + "/secret",
             contents: Data("a secret of the pair, 32 bytes!!".utf8)
         )
+        return pair
+    }
+
+    /// Whether both processes report synchronization within 30 s.
+    static func synchronized(_ one: NodeChild, _ two: NodeChild) async -> Bool {
+        for _ in 0..<300 {
+            let first = await one.synchronized()
+            if await two.synchronized(), first { return true }
+        }
+        return false
+    }
+
+    @Test(
+        "SIGKILL of the active device during a login storm: every login acknowledged as replicated is on the promoted standby"
+    )
+    func sigkillDuringReplicatedStorm() async throws {
+        let pair = try await Self.pairWithSecret()
         let active = try NodeChild(id: 1, pair: pair)
         let standby = try NodeChild(id: 2, pair: pair)
         defer {
             active.kill()
             standby.kill()
         }
-        var synchronized = false
-        for _ in 0..<300 where !synchronized {
-            try active.send("status")
-            try standby.send("status")
-            try await Task.sleep(for: .milliseconds(100))
-            synchronized =
-                active.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
-                && standby.lastLine(startingWith: "status")?.contains("synchronized=yes") == true
-        }
-        try #require(synchronized, "the two processes never synchronized")
+        try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
         try active.send("storm 0 1000000 replicated 64")
         #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 5_000 })
         active.kill()
@@ -140,24 +146,14 @@ struct TwoProcessTests {
         "the killed active restarted at once after the failover: both devices hold every acknowledged login and none of the users logged out"
     )
     func quickRestartAfterFailover() async throws {
-        let pair = try await Pair()
-        FileManager.default.createFile(
-            atPath: pair.directory + "/secret",
-            contents: Data("a secret of the pair, 32 bytes!!".utf8)
-        )
+        let pair = try await Self.pairWithSecret()
         var active = try NodeChild(id: 1, pair: pair)
         let standby = try NodeChild(id: 2, pair: pair)
         defer {
             active.kill()
             standby.kill()
         }
-        var synchronized = false
-        for _ in 0..<300 where !synchronized {
-            let one = await active.synchronized()
-            let two = await standby.synchronized()
-            synchronized = one && two
-        }
-        try #require(synchronized, "the two processes never synchronized")
+        try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
         // Logins and logouts run concurrently on the node, each answered with its user's number.
         let first = active
         let logins = Thread {
@@ -177,13 +173,7 @@ struct TwoProcessTests {
         #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
         // Restarted at once, as a supervisor would: it steps down and recovers from the promoted device.
         active = try NodeChild(id: 1, pair: pair)
-        synchronized = false
-        for _ in 0..<300 where !synchronized {
-            let one = await active.synchronized()
-            let two = await standby.synchronized()
-            synchronized = one && two
-        }
-        try #require(synchronized, "the pair did not return to synchronization")
+        try #require(await Self.synchronized(active, standby), "the pair did not return to synchronization")
         try active.send("quit")
         try standby.send("quit")
         active.process.waitUntilExit()
