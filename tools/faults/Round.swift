@@ -276,6 +276,20 @@ final class Round: @unchecked Sendable {
                 violated("tandem log verify is clean", "device \(id): \(verify.output.prefix(600))")
             }
         }
+        // No divergence was ever found: a digest mismatch is a bug (or a false alarm, as bad: what the pair
+        // reports about itself must be true).
+        for (id, device) in devices.sorted(by: { $0.key < $1.key }) {
+            let mismatches = device.lines(since: history.started) {
+                $0.type == "event" && $0["event"] == "digest-mismatch"
+            }
+            if !mismatches.isEmpty {
+                violated(
+                    "the two tables never diverge",
+                    "device \(id) reported \(mismatches.count) digest mismatches (first at "
+                        + "\(mismatches[0]["through"] ?? "?")/\(mismatches[0]["peer_through"] ?? "?"))"
+                )
+            }
+        }
         let online = tables[1]?.count ?? 0
         say("end of round: \(online) users online on each device, \(history.allOperations.count) operations")
     }

@@ -44,7 +44,7 @@ enum Scenario: String, CaseIterable, Sendable {
             let moment = round.generator.milliseconds(150...1500)
             try await Task.sleep(for: moment)
             round.kill(victim)
-            storm.join()
+            await storm.finished()
             round.say("\(leg): device \(victim) killed \(moment) into a storm")
             // The survivor notices the silence, and VRRP promotes it.
             let noticed = await round[survivor].waitFor(
@@ -249,5 +249,13 @@ final class StormThread: @unchecked Sendable {
         }.start()
     }
 
-    func join() { done.wait() }
+    /// Waits for the storm to be sent, without holding a thread of the task pool.
+    func finished() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { [done] in
+                done.wait()
+                continuation.resume()
+            }
+        }
+    }
 }

@@ -90,14 +90,14 @@ enum DiskScenarios {
         }
         let full: UInt8 = 2
         let other: UInt8 = 1
-        // While streaming: the disk fills up under a running device, and a storm on the peer makes its files
-        // grow (LMDB reuses its free pages first).
+        // While streaming: the disk fills up under a running device, and storms on the peer make its files
+        // grow (LMDB reuses the free pages inside them first).
         var since = ContinuousClock.now
         try disk.fill()
         round.fault("disk full while streaming", device: full)
-        let storm = StormThread(round.workload, on: other, count: 20_000, .local)
-        try await expectStorageFailure(round, on: full, since: since)
-        storm.join()
+        try await expectStorageFailure(round, on: full, since: since) {
+            await StormThread(round.workload, on: other, count: 20_000, .local).finished()
+        }
         try await expectHoldKept(round, on: other)
         try await Task.sleep(for: round.generator.milliseconds(500...1500))
         try disk.empty()
@@ -128,12 +128,22 @@ enum DiskScenarios {
     }
 
     /// The full device says it cannot store the peer's stream, in its state or its own writes' errors.
-    private static func expectStorageFailure(_ round: Round, on id: UInt8, since: ContinuousClock.Instant) async throws
-    {
-        let seen = await round[id].waitFor(since: since, within: .seconds(20)) { line in
-            (line.type == "state" && (line["state"] ?? "").contains("cannot store"))
-                || (line.type.hasSuffix("-failed") && line["kind"] == "storage")
-        }
+    /// While it does not, `pressure` (a storm on the peer) runs again, for up to 60 s.
+    private static func expectStorageFailure(
+        _ round: Round,
+        on id: UInt8,
+        since: ContinuousClock.Instant,
+        pressure: (() async -> Void)? = nil
+    ) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        var seen: NodeLine?
+        repeat {
+            await pressure?()
+            seen = await round[id].waitFor(since: since, within: .seconds(pressure == nil ? 20 : 3)) { line in
+                (line.type == "state" && (line["state"] ?? "").contains("cannot store"))
+                    || (line.type.hasSuffix("-failed") && line["kind"] == "storage")
+            }
+        } while seen == nil && pressure != nil && ContinuousClock.now < deadline
         if seen == nil {
             round.violated(
                 "a full disk gets a clear error",
