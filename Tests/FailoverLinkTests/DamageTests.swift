@@ -58,6 +58,7 @@ struct DamageTests {
         let own = try #require(try repaired.store.session(for: pairSession(2, owner: 2).ip))
         #expect(repaired.store.effectiveOwner(of: own) == 2)
         #expect(!repaired.status.recovering)
+        #expect(repaired.status.digestMismatches == 0 && pair[1].status.digestMismatches == 0)
         await pair.tearDown()
     }
 
@@ -99,6 +100,7 @@ struct DamageTests {
         #expect(try repaired.store.allSessions() == (try pair[1].store.allSessions()))
         #expect(try repaired.store.session(for: pairSession(4, owner: 1).ip) == nil)
         #expect(repaired.store.count == 34)
+        #expect(repaired.status.digestMismatches == 0 && pair[1].status.digestMismatches == 0)
         await pair.tearDown()
     }
 }

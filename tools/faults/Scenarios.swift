@@ -43,16 +43,14 @@ enum Scenario: String, CaseIterable, Sendable {
             let storm = StormThread(round.workload, on: victim, count: 20_000, .replicated)
             let moment = round.generator.milliseconds(150...1500)
             try await Task.sleep(for: moment)
+            let killed = ContinuousClock.now
             round.kill(victim)
-            await storm.finished()
             round.say("\(leg): device \(victim) killed \(moment) into a storm")
-            // The survivor notices the silence, and VRRP promotes it.
-            let noticed = await round[survivor].waitFor(
-                since: .now - .seconds(5),
-                within: round.silenceLimit + .seconds(3)
-            ) {
+            // The survivor notices the silence within the dead-peer timeout, and VRRP promotes it.
+            let noticed = await round[survivor].waitFor(since: killed, within: round.silenceLimit + .seconds(3)) {
                 $0.type == "state" && ($0["state"] ?? "").hasPrefix("independence")
             }
+            await storm.finished()
             if noticed == nil {
                 round.violated(
                     "the survivor reports independence",

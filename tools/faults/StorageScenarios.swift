@@ -142,7 +142,9 @@ enum DiskScenarios {
             seen = await round[id].waitFor(since: since, within: .seconds(pressure == nil ? 20 : 3)) { line in
                 (line.type == "state" && (line["state"] ?? "").contains("cannot store"))
                     || (line.type.hasSuffix("-failed") && line["kind"] == "storage")
+                    || (line.type == "status" && !(line["checkpoint_failure"] ?? "").isEmpty)
             }
+            if seen == nil { _ = await round[id].status() }  // its checkpoints may be what fails
         } while seen == nil && pressure != nil && ContinuousClock.now < deadline
         if seen == nil {
             round.violated(

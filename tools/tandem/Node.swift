@@ -190,6 +190,7 @@ struct Node: AsyncParsableCommand {
                     "digest_mismatches": "\(status.digestMismatches)",
                     "snapshots_sent": "\(status.snapshotsSent)", "snapshots_received": "\(status.snapshotsReceived)",
                     "recovering": status.recovering ? "yes" : "no",
+                    "checkpoint_failure": log.checkpointFailure ?? "",
                     "holds": log.holds.keys.sorted().joined(separator: ","),
                     "dropped_holds": log.droppedHolds.keys.sorted().joined(separator: ","),
                 ]

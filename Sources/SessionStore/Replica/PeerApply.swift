@@ -284,6 +284,8 @@ extension LogWriter {
                     position = record.sequence - 1
                     break
                 }
+                restoring = record.sequence <= stagedRecoveredThrough[peer] ?? 0
+                defer { restoring = false }
                 try applyPeerEvent(record.event, term: record.term, origin: peer, time: record.time, txn: txn)
             }
             stagedApplied[peer] = position
@@ -301,10 +303,7 @@ extension LogWriter {
                     )
                 )
             }
-            for adoption in peerAdoptions {
-                adoptions.record(adoption)
-                metaChanges.append(.adoption(adoption))
-            }
+            for adoption in peerAdoptions { recordAdoption(adoption) }
             let now = Timestamp.now
             let kept = recoveringFrom ?? 0
             for session in try onlineSessions(txn: txn)
@@ -344,6 +343,8 @@ extension LogWriter {
                 )
             }
             let now = Timestamp.now
+            restoring = everything
+            defer { restoring = false }
             for session in sessions {
                 try applyPeerEvent(.login(session), term: term, origin: peer, time: now, txn: txn)
             }
@@ -408,12 +409,25 @@ extension LogWriter {
         stagingPeer = false
         defer { stagingPeer = true }
         let now = Timestamp.now
-        for logout in logouts {
-            guard let session = try resolve(logout.ip, txn: txn), session.owner == logout.owner,
-                session.generation == logout.generation
-            else { continue }
-            _ = stageLogout(session, reason: logout.reason, time: now)
+        // These logouts repeat the ones logged again when the recovery began, which the peer may have.
+        try stageRepeatingOwnChanges { () throws(SessionStoreError) in
+            for logout in logouts {
+                guard let session = try resolve(logout.ip, txn: txn), session.owner == logout.owner,
+                    session.generation == logout.generation
+                else { continue }
+                _ = stageLogout(session, reason: logout.reason, time: now)
+            }
         }
+    }
+
+    /// Records a takeover the peer sent, and stages it for the log's metadata only when it is now the one in
+    /// effect: one that a takeover already known covers (of a higher term, or of the same term and recorded
+    /// first) changes nothing, and writing it would replace that one on disk, where the store would find it
+    /// on its next open.
+    private func recordAdoption(_ adoption: Adoption) {
+        let known = adoptions.byDevice[adoption.from]
+        adoptions.record(adoption)
+        if adoptions.byDevice[adoption.from] != known { metaChanges.append(.adoption(adoption)) }
     }
 
     /// Whether `event` changes a session that `peer` owns in effect (a login or logout of one).
@@ -472,9 +486,7 @@ extension LogWriter {
             }
             stage(logout.ip, entry, replacing: current)
         case .takeover(let from, let to, let newTerm):
-            let adoption = Adoption(from: from, to: to, term: newTerm)
-            adoptions.record(adoption)
-            metaChanges.append(.adoption(adoption))
+            recordAdoption(Adoption(from: from, to: to, term: newTerm))
             sequence += 1
             appendRecord { buffer in
                 RecordCodec.encode(

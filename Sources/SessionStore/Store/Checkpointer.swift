@@ -1,6 +1,7 @@
 import LMDB
 import Logging
 import Metrics
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -23,6 +24,8 @@ final class Checkpointer: Sendable {
     private nonisolated(unsafe) var closing = false
     private nonisolated(unsafe) var garbage: [ChangeSet] = []
     private nonisolated(unsafe) var thread: StoreThread?
+    /// Why the running checkpoint is failing (it retries), until one commits.
+    let failure = Mutex<String?>(nil)
     private let duration = Metrics.Timer(label: "tandem_checkpoint_duration")
     private let written = Counter(label: "tandem_checkpoint_users_total")
 
@@ -112,11 +115,13 @@ final class Checkpointer: Sendable {
                         ]
                     )
                     queue.withLock { job = nil }
+                    failure.withLock { $0 = nil }
                     completion(.success(changes.throughSequence))
                     break
                 } catch {
                     attempt += 1
                     let failure = SessionStoreError.storage(error, doing: "checkpointing the users table")
+                    self.failure.withLock { $0 = "\(failure)" }
                     logger.error(
                         "checkpoint failed; the changes stay in memory and the log keeps them",
                         metadata: ["tandem.error": "\(failure)", "tandem.checkpoint.attempt": "\(attempt)"]

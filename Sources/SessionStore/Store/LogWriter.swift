@@ -61,6 +61,9 @@ final class LogWriter: @unchecked Sendable {
     let logger: Logger
     private var checkpointer: Checkpointer!
 
+    /// Why checkpoints are failing (they retry), until one commits.
+    var checkpointFailure: String? { checkpointer?.failure.withLock { $0 } }
+
     // Shared with readers.
     let identity: Mutex<Identity>
     /// The logouts the store makes by itself (session-timeout expiry), for the controller.
@@ -120,6 +123,14 @@ final class LogWriter: @unchecked Sendable {
     private var digestDelta: UInt64 = 0
     /// The digest change of each own record of this batch, and the addresses the peer's events touched.
     private var ownDeltas: [DigestHistory.OwnDelta] = []
+
+    /// Runs `stage`, whose own changes may repeat an earlier one the peer already has: they are marked so
+    /// that a digest comparison never takes them back out of this device's digest.
+    func stageRepeatingOwnChanges(_ stage: () throws(SessionStoreError) -> Void) throws(SessionStoreError) {
+        let first = ownDeltas.count
+        try stage()
+        for index in first..<ownDeltas.count { ownDeltas[index].disturbed = true }
+    }
     private var peerTouched: [IPAddress] = []
     private var buffer: [UInt8] = []
     private var records: [(sequence: UInt64, range: Range<Int>)] = []
@@ -137,6 +148,10 @@ final class LogWriter: @unchecked Sendable {
     var stagedRecoveredThrough: [DeviceID: UInt64] = [:]
     /// Whether the records staged now come from a peer's stream.
     var stagingPeer = false
+    /// Whether they restore this device's own users from the peer's snapshot of everything: the peer dropped
+    /// its copy of them, and rebuilds it from this device's stream, so their changes count as this device's
+    /// own in the digest's bookkeeping.
+    var restoring = false
     /// `ownThrough` as this batch leaves it.
     private var stagedOwnThrough: UInt64 = 0
     /// Own users that the peer's events logged off or replaced, for ``automaticLogouts``.
@@ -1087,13 +1102,16 @@ final class LogWriter: @unchecked Sendable {
             if let current { delta &-= TableDigest.contribution(of: current) }
             if let session = entry.session { delta &+= TableDigest.contribution(of: session) }
             digestDelta &+= delta
-            if stagingPeer {
+            if stagingPeer && !(restoring && (entry.session ?? current).map(isOwnInEffect) == true) {
                 peerTouched.append(ip)
             } else {
                 ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
+                stagedOwnThrough = sequence
             }
         }
     }
+
+    private func isOwnInEffect(_ session: Session) -> Bool { adoptions.effectiveOwner(of: session) == origin }
 
     private func stageLogin(_ session: Session, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session {
         guard session.owner == origin else {

@@ -596,7 +596,8 @@ public final class SessionStore: Sendable {
             logBytes: bytes,
             quotaBytes: configuration.logQuotaBytes,
             changesInMemory: state.changesInMemory,
-            peerApplied: state.applied
+            peerApplied: state.applied,
+            checkpointFailure: writer.checkpointFailure
         )
     }
 
@@ -657,6 +658,9 @@ public struct LogStatus: Sendable, Hashable {
     public var changesInMemory: Int
     /// How far this device has applied each peer's stream: the peer's sequence it acknowledges.
     public var peerApplied: [DeviceID: UInt64]
+    /// Why checkpoints into the users table are failing (a full disk, say), while they retry: the changes
+    /// stay in memory and in the log meanwhile. `nil` once one commits.
+    public var checkpointFailure: String?
 }
 
 /// The bytes a store's files take on disk.

@@ -1,0 +1,87 @@
+import Foundation
+import NIOCore
+import SessionStore
+import Testing
+
+@testable import FailoverLink
+
+/// Reproductions of what tools/fuzz-stream.sh found, each as small as it goes: frames of a hostile but
+/// authenticated peer, decoded and applied to device 2's store as the connection does.
+@Suite("Findings of the stream fuzzer")
+struct StreamFuzzFindingsTests {
+    /// Device 2's store in a directory of its own, removed afterwards; `body` may close it and open it again.
+    static func withStore(_ body: (_ open: () throws -> SessionStore) async throws -> Void) async throws {
+        let directory = NSTemporaryDirectory() + "tandem-stream-finding-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = SessionStore.Configuration(deviceID: 2, portalGroup: "campus")
+        configuration.durability = .noSync
+        configuration.expiryInterval = nil
+        configuration.initialMapSize = 16 << 20
+        try await body { try SessionStore.open(at: directory, configuration: configuration) }
+    }
+
+    /// Decodes `frame` as the connection's reader does and applies it as device 1's stream.
+    static func apply(_ frame: Frame, to store: SessionStore) async throws -> PeerApplied {
+        let work = try #require(try PeerWork.decode(frame))
+        return try await store.applyPeer(try #require(work.batch(origin: 1, history: 7)))
+    }
+
+    static func recordsFrame(through: UInt64, _ records: [LogRecord]) -> Frame {
+        var bytes: [UInt8] = []
+        for record in records {
+            var unit: [UInt8] = []
+            RecordCodec.encode(record, into: &unit)
+            withUnsafeBytes(of: UInt32(unit.count).bigEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: unit)
+        }
+        return RecordsMessage.frame(through: through, records: bytes)
+    }
+
+    /// Takeovers of device 3 the peer sends: one in effect, then one it covers (an older term, or the same
+    /// term to another device).
+    static let coveredTakeovers: [[Adoption]] = [
+        [Adoption(from: 3, to: 1, term: 5), Adoption(from: 3, to: 2, term: 2)],
+        [Adoption(from: 3, to: 9, term: 3), Adoption(from: 3, to: 1, term: 3)],
+    ]
+
+    @Test(
+        "a snapshot's takeover that an earlier one covers does not replace it on disk",
+        arguments: coveredTakeovers
+    )
+    func coveredTakeoverInSnapshot(_ takeovers: [Adoption]) async throws {
+        try await Self.withStore { open in
+            var store = try open()
+            _ = try await Self.apply(SnapshotBeginMessage.frame(adoptions: takeovers), to: store)
+            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            await store.close()
+            store = try open()
+            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            await store.close()
+        }
+    }
+
+    @Test(
+        "a takeover record that an earlier one covers does not replace it on disk",
+        arguments: coveredTakeovers
+    )
+    func coveredTakeoverInStream(_ takeovers: [Adoption]) async throws {
+        try await Self.withStore { open in
+            var store = try open()
+            let records = takeovers.enumerated().map { index, adoption in
+                LogRecord(
+                    sequence: UInt64(index + 1),
+                    term: adoption.term,
+                    origin: 1,
+                    time: .now,
+                    event: .takeover(from: adoption.from, to: adoption.to, term: adoption.term)
+                )
+            }
+            _ = try await Self.apply(Self.recordsFrame(through: 2, records), to: store)
+            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            await store.close()
+            store = try open()
+            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            await store.close()
+        }
+    }
+}
