@@ -793,12 +793,13 @@ public final class FailoverNode: Sendable {
                 if store.logStatus.checkpointSequence < sequence { _ = try await store.checkpoint() }
                 needSnapshot = true
             case .records(let through, _):
-                if through > position {
+                let caughtUp = through == position
+                if !caughtUp {
                     try await outbound.write(RecordsMessage.frame(through: through, records: buffer))
                     position = through
                 }
                 let answered = try await answerDigestRequest(outbound, at: position, peer: peer, verification)
-                if through == position && !answered {
+                if caughtUp && !answered {
                     // Caught up. A digest request waits for a point at a commit's end; the point is noted just
                     // after the commit, so look again shortly rather than at the next commit.
                     if verification.current.peerRequested {
