@@ -69,7 +69,7 @@ struct RejoinTests {
         #expect(!online.contains(pairSession(100, owner: 1).ip))
         #expect(!online.contains(pairSession(7, owner: 2).ip))
         #expect(online.contains(pairSession(500, owner: 2).ip))
-        #expect(returning.status.acknowledgedByPeer == promoted.status.appliedFromPeer)
+        #expect(await eventually { returning.status.acknowledgedByPeer == promoted.status.appliedFromPeer })
 
         // A second failover right away loses nothing: the rejoined device holds every user.
         await pair.stop(2)

@@ -85,8 +85,8 @@ enum Scenario: String, CaseIterable, Sendable {
         try await expectIndependence(round, on: [other], since: since, reason: "fell silent")
         try await Task.sleep(for: round.generator.milliseconds(500...1500))
         try await expectWritesDuringCut(round, on: [other], since: since)
-        round[paused].resume()
         let resumed = ContinuousClock.now
+        round[paused].resume()
         round.workload.setEnabled(paused, true)
         round.say("device \(paused) resumed (SIGCONT)")
         try await round.waitSynchronized("device \(paused) resumed", since: resumed)
@@ -108,8 +108,8 @@ enum Scenario: String, CaseIterable, Sendable {
         try await expectIndependence(round, on: [1, 2], since: since, reason: "fell silent")
         try await Task.sleep(for: round.generator.milliseconds(800...2500))
         try await expectWritesDuringCut(round, on: [1, 2], since: since)
-        if drop { try round.lab.undrop(side) } else { try round.lab.linkUp(side) }
         let repaired = ContinuousClock.now
+        if drop { try round.lab.undrop(side) } else { try round.lab.linkUp(side) }
         round.say("the failover link is repaired")
         try await round.waitSynchronized(drop ? "the drop ended" : "the veth is up again", since: repaired)
         // The log held everything for the peer: each side resumed, no snapshot was needed.
@@ -139,8 +139,9 @@ enum Scenario: String, CaseIterable, Sendable {
         let one = await round.promote(1)
         let two = await round.promote(2)
         try await Task.sleep(for: round.generator.milliseconds(1000...2500))
-        try round.lab.linkUp(1)
+        // The moment is taken before the repair: the loser may step down within microseconds of it.
         let repaired = ContinuousClock.now
+        try round.lab.linkUp(1)
         // Both promoted once from the same term: equal terms, and the lower device ID (1) wins.
         let terms = [one?["term"], two?["term"]].compactMap { $0.flatMap { UInt32($0) } }
         let loser: UInt8 = terms.count == 2 && terms[0] < terms[1] ? 1 : 2

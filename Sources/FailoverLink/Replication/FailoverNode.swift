@@ -699,6 +699,8 @@ public final class FailoverNode: Sendable {
         // full through where that snapshot ended.
         var everything = peerRequest.recovering
         var everythingThrough: UInt64 = 0
+        // Records of the peer's up to this position (of this device's log) are not sent back: see `readStream`.
+        var sentBackAfter: UInt64 = 0
         try Task.checkCancellation()
         let holdName = Self.holdName(peer)
         // No position (another history of this log), none yet, or one past its end: only a snapshot makes the
@@ -706,6 +708,9 @@ public final class FailoverNode: Sendable {
         // snapshot brings this device's takeovers first, so the peer knows who owns what before the stream.
         var position = requested ?? 0
         var needSnapshot = requested == nil || position == 0 || position > store.lastLoggedSequence
+        // The first snapshot of a device that recovered from this peer keeps the peer's copy of its users: the
+        // peer holds them as it sent them.
+        var mayKeep = needSnapshot
         do {
             if !needSnapshot { try await store.holdLog(holdName, from: position + 1) }
         } catch {
@@ -719,7 +724,10 @@ public final class FailoverNode: Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(configuration.batchBytes + 4096)
         while !Task.isCancelled {
-            if forceSnapshot.exchange(false, ordering: .sequentiallyConsistent) { needSnapshot = true }
+            if forceSnapshot.exchange(false, ordering: .sequentiallyConsistent) {
+                needSnapshot = true
+                mayKeep = false
+            }
             if needSnapshot {
                 // A hold still moving forward must land before the snapshot places its own. A device never sends
                 // its users while it installs the peer's, or while it recovers its own from the peer (what it has
@@ -730,13 +738,17 @@ public final class FailoverNode: Sendable {
                     try await Task.sleep(for: .milliseconds(5))
                 }
                 verification.withState { $0.beginSnapshot() }
+                let recovered = mayKeep && !everything ? store.recoveredPosition(from: peer) : nil
                 (position, everythingThrough) = try await sendSnapshot(
                     outbound,
                     holdName: holdName,
                     everything: everything,
+                    keep: recovered != nil,
                     after: damagedThrough
                 )
+                sentBackAfter = recovered ?? 0
                 everything = false
+                mayKeep = false
                 verification.withState { $0.endSnapshot() }
                 heldFrom = position + 1
                 needSnapshot = false
@@ -746,6 +758,14 @@ public final class FailoverNode: Sendable {
             // must not wait for.
             let keepFrom = min(acks.acked, position) + 1
             let now = ContinuousClock.now
+            // Once the peer has everything this device did since it recovered from it, that is forgotten.
+            if let recovered = store.recoveredPosition(from: peer), acks.acked >= recovered, holdMoving.begin() {
+                let store = self.store
+                Task {
+                    try? await store.forgetRecovery(from: peer)
+                    holdMoving.end()
+                }
+            }
             // The recovery hold goes once this device has recovered and the peer has what it kept.
             if let recovery = store.holdPosition(SessionStore.recoveryHold), !store.isRecovering, keepFrom > recovery,
                 holdMoving.begin()
@@ -771,10 +791,12 @@ public final class FailoverNode: Sendable {
                 after: position,
                 for: peer,
                 everythingThrough: everythingThrough,
+                sentBackAfter: sentBackAfter,
                 maxBytes: configuration.batchBytes,
                 into: &buffer
             ) {
             case .truncated:
+                mayKeep = false
                 logger.warning(
                     "the log no longer holds what the peer needs (past its quota, or emptied): full resync",
                     metadata: ["tandem.peer.applied": "\(position)"]
@@ -789,6 +811,7 @@ public final class FailoverNode: Sendable {
                     metadata: ["tandem.sequence": "\(sequence)"]
                 )
                 damagedThrough = max(damagedThrough, sequence)
+                mayKeep = false
                 // The snapshot must come from a table that holds the damaged record's change.
                 if store.logStatus.checkpointSequence < sequence { _ = try await store.checkpoint() }
                 needSnapshot = true
@@ -820,18 +843,24 @@ public final class FailoverNode: Sendable {
         _ outbound: NIOAsyncChannelOutboundWriter<Frame>,
         holdName: String,
         everything: Bool,
+        keep: Bool,
         after damaged: UInt64
     ) async throws -> (position: UInt64, everythingThrough: UInt64) {
         let heldFrom = try await store.holdAfterCheckpoint(holdName)
         try await outbound.write(
-            SnapshotBeginMessage.frame(adoptions: Array(store.adoptions.byDevice.values), everything: everything)
+            SnapshotBeginMessage.frame(
+                adoptions: Array(store.adoptions.byDevice.values),
+                everything: everything,
+                keep: keep
+            )
         )
         var after: IPAddress?
         var checkpoint: UInt64?
         var wholeFrom: UInt64 = 0
         var sessions = 0
         var buffer: [UInt8] = []
-        repeat {
+        if keep { checkpoint = store.logStatus.checkpointSequence }
+        while !keep {
             try Task.checkCancellation()
             buffer.removeAll(keepingCapacity: true)
             let read = try store.readSnapshot(
@@ -849,7 +878,8 @@ public final class FailoverNode: Sendable {
             }
             sessions += read.count
             after = read.last
-        } while after != nil
+            if after == nil { break }
+        }
         // The stream goes on from the checkpoint of the first read, or from an earlier hold: a demotion holds
         // the logouts it logged again there, and a device that recovered its own events since it began to.
         let recovery = store.holdPosition(SessionStore.recoveryHold) ?? .max
@@ -964,6 +994,8 @@ public final class FailoverNode: Sendable {
                 metadata: [
                     "tandem.sequence": "\(mine.through)", "tandem.peer.sequence": "\(peerPoint.through)",
                     "tandem.digest": "\(mine.value)", "tandem.peer.digest": "\(peerPoint.value)",
+                    "tandem.own_through": "\(mine.ownThrough)", "tandem.peer.applied": "\(peerPoint.appliedOfYou)",
+                    "tandem.installs": "\(mine.installs)",
                 ]
             )
             guard act else { return }

@@ -95,12 +95,13 @@ package enum RecordsMessage {
     }
 }
 
-/// The start of a snapshot: whether it holds every session the sender holds (for a recovering receiver) or
-/// only the sender's users, then the sender's takeovers, so that the receiver knows who owns what.
+/// The start of a snapshot: whether it holds every session the sender holds (for a recovering receiver),
+/// only the sender's users, or none because the receiver keeps its copy of them (the sender recovered from
+/// it), then the sender's takeovers, so that the receiver knows who owns what.
 package enum SnapshotBeginMessage {
-    package static func frame(adoptions: [Adoption], everything: Bool = false) -> Frame {
+    package static func frame(adoptions: [Adoption], everything: Bool = false, keep: Bool = false) -> Frame {
         var buffer = ByteBuffer()
-        buffer.writeInteger(UInt8(everything ? 1 : 0))
+        buffer.writeInteger(UInt8((everything ? 1 : 0) | (keep ? 2 : 0)))
         buffer.writeInteger(UInt8(adoptions.count))
         for adoption in adoptions {
             buffer.writeInteger(adoption.from.rawValue)
@@ -110,9 +111,11 @@ package enum SnapshotBeginMessage {
         return Frame(type: .snapshotBegin, payload: buffer)
     }
 
-    package static func decode(_ payload: ByteBuffer) throws(LinkError) -> (adoptions: [Adoption], everything: Bool) {
+    package static func decode(
+        _ payload: ByteBuffer
+    ) throws(LinkError) -> (adoptions: [Adoption], everything: Bool, keep: Bool) {
         var buffer = payload
-        guard let flags = buffer.readInteger(as: UInt8.self), flags & ~1 == 0,
+        guard let flags = buffer.readInteger(as: UInt8.self), flags & ~3 == 0, flags != 3,
             let count = buffer.readInteger(as: UInt8.self), buffer.readableBytes == Int(count) * 6
         else {
             throw LinkError(.malformed("a snapshot-begin frame of \(payload.readableBytes) bytes"))
@@ -124,7 +127,7 @@ package enum SnapshotBeginMessage {
             else { throw LinkError(.malformed("device ID 0 in a snapshot-begin frame")) }
             adoptions.append(Adoption(from: from, to: to, term: buffer.readInteger(as: UInt32.self)!))
         }
-        return (adoptions, flags & 1 != 0)
+        return (adoptions, flags & 1 != 0, flags & 2 != 0)
     }
 }
 

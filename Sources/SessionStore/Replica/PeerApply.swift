@@ -8,7 +8,9 @@ package enum PeerBatch: Sendable {
     /// A full resynchronization begins: this device's copy of the peer's users is dropped, and the peer's
     /// takeovers are recorded. A snapshot of `everything`, which a recovering device asked for, holds this
     /// device's users too: every session is dropped but this device's logins since it began to recover.
-    case snapshotBegin(origin: DeviceID, adoptions: [Adoption], everything: Bool = false)
+    /// A snapshot that `keep`s the copy: the peer recovered its users from this device, which holds them as it
+    /// sent them; nothing is dropped, and the stream after it brings what the peer did since.
+    case snapshotBegin(origin: DeviceID, adoptions: [Adoption], everything: Bool = false, keep: Bool = false)
     /// Sessions of the peer's users table.
     case snapshotSessions(origin: DeviceID, [Session])
     /// The snapshot is complete; it stood at the peer's sequence `position` of history `history`, and the
@@ -26,7 +28,7 @@ package enum PeerBatch: Sendable {
 
     var origin: DeviceID {
         switch self {
-        case .records(let origin, _, _, _), .snapshotBegin(let origin, _, _), .snapshotSessions(let origin, _),
+        case .records(let origin, _, _, _), .snapshotBegin(let origin, _, _, _), .snapshotSessions(let origin, _),
             .snapshotEnd(let origin, _, _, _, _):
             origin
         }
@@ -284,8 +286,6 @@ extension LogWriter {
                     position = record.sequence - 1
                     break
                 }
-                restoring = record.sequence <= stagedRecoveredThrough[peer] ?? 0
-                defer { restoring = false }
                 try applyPeerEvent(record.event, term: record.term, origin: peer, time: record.time, txn: txn)
             }
             stagedApplied[peer] = position
@@ -295,7 +295,7 @@ extension LogWriter {
                 try stageInstalling(peer, nil, txn: txn)
             }
             return PeerApplied(through: position, takeover: takeover)
-        case .snapshotBegin(_, let peerAdoptions, let everything):
+        case .snapshotBegin(_, let peerAdoptions, let everything, let keep):
             if everything && recoveringFrom == nil {
                 throw SessionStoreError(
                     .invalidArgument(
@@ -307,9 +307,10 @@ extension LogWriter {
             let now = Timestamp.now
             let kept = recoveringFrom ?? 0
             for session in try onlineSessions(txn: txn)
-            where everything
-                ? !(session.owner == origin && session.generation.sequence > kept)
-                : adoptions.effectiveOwner(of: session) == peer
+            where !keep
+                && (everything
+                    ? !(session.owner == origin && session.generation.sequence > kept)
+                    : adoptions.effectiveOwner(of: session) == peer)
             {
                 sequence += 1
                 let logout = Logout(ending: session, reason: .resync)
@@ -326,10 +327,16 @@ extension LogWriter {
             try stageInstalling(peer, .max, txn: txn)
             stagedRecoveredThrough[peer] = nil
             if everything { stagedEverything.insert(peer) } else { stagedEverything.remove(peer) }
+            if keep { stagedKeeping.insert(peer) } else { stagedKeeping.remove(peer) }
             return PeerApplied(through: 0, takeover: nil)
         case .snapshotSessions(_, let sessions):
             guard stagedInstalling[peer] == .max else {
                 throw SessionStoreError(.invalidArgument("device \(peer) sent snapshot sessions outside a snapshot"))
+            }
+            guard !stagedKeeping.contains(peer) || sessions.isEmpty else {
+                throw SessionStoreError(
+                    .invalidArgument("device \(peer) sent sessions in a snapshot that keeps this device's copy")
+                )
             }
             let everything = stagedEverything.contains(peer)
             for session in sessions
@@ -343,8 +350,6 @@ extension LogWriter {
                 )
             }
             let now = Timestamp.now
-            restoring = everything
-            defer { restoring = false }
             for session in sessions {
                 try applyPeerEvent(.login(session), term: term, origin: peer, time: now, txn: txn)
             }
@@ -378,7 +383,7 @@ extension LogWriter {
         stagedInstalling[peer] = wholeFrom
         metaChanges.append(.installing(peer, wholeFrom))
         if wholeFrom == nil, stagedEverything.remove(peer) != nil, let from = recoveringFrom {
-            metaChanges.append(.recovered)
+            metaChanges.append(.recovered(peer, sequence))
             try logOffAgain(after: from, txn: txn)
         }
     }

@@ -91,6 +91,18 @@ extension SessionStore {
     /// left it without a copy it can trust of its own users, and the peer's is the best there is.
     package var isRecovering: Bool { writer.status.withLock { $0.recoveringFrom != nil } }
 
+    /// This device's sequence when it recovered from `peer`, while the peer may not have everything since:
+    /// the peer holds this device's users as it sent them, so this device's next snapshot to it keeps the
+    /// peer's copy instead of rebuilding it (see ``readStream(after:for:everythingThrough:sentBackAfter:maxBytes:into:)``).
+    package func recoveredPosition(from peer: DeviceID) -> UInt64? {
+        writer.status.withLock { $0.recoveredFrom[peer] }
+    }
+
+    /// Forgets that this device recovered from `peer`: the peer has everything since.
+    package func forgetRecovery(from peer: DeviceID) async throws(SessionStoreError) {
+        try await writer.submit { .forgetRecovery(peer, $0) }.get()
+    }
+
     /// Where hold `name` keeps the log from (without reading the log's size, as ``logStatus`` does).
     package func holdPosition(_ name: String) -> UInt64? { writer.status.withLock { $0.holds[name] } }
 
@@ -138,11 +150,15 @@ extension SessionStore {
     /// every change to this device's users, whichever device made it.
     ///
     /// For a peer that recovers its users from this device, every record through `everythingThrough` goes:
-    /// its own changes to its own users, which its snapshot of everything may not hold yet, included.
+    /// its own changes to its own users, which its snapshot of everything may not hold yet, included. For a
+    /// peer that keeps its copy of this device's users (this device recovered from it), none of the peer's
+    /// records up to `sentBackAfter` goes back: they restored this device from the peer's own data, and
+    /// sending them back would bring back, for a moment, users the peer has logged off since.
     package func readStream(
         after position: UInt64,
         for peer: DeviceID,
         everythingThrough: UInt64 = 0,
+        sentBackAfter: UInt64 = 0,
         maxBytes: Int,
         into buffer: inout [UInt8]
     ) throws(SessionStoreError) -> StreamRead {
@@ -170,7 +186,9 @@ extension SessionStore {
                                 ? .records(through: through, count: count) : .damaged(sequence: sequence)
                         }
                         if sequence <= everythingThrough
-                            || Self.peerMustReceive(value, peer: peer, me: me, adoptions: adoptions)
+                            || (sequence <= sentBackAfter
+                                ? RecordCodec.peekOrigin(value) != peer
+                                : Self.peerMustReceive(value, peer: peer, me: me, adoptions: adoptions))
                         {
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)

@@ -43,6 +43,8 @@ final class LogWriter: @unchecked Sendable {
         case initializeDigest(Reply<Void>)
         /// Empties a damaged store to recover from the peer.
         case repairDamage(Reply<Wipe>)
+        /// Forgets that this device recovered from the peer (the peer has everything since).
+        case forgetRecovery(DeviceID, Reply<Void>)
     }
 
     struct Identity: Sendable {
@@ -145,13 +147,13 @@ final class LogWriter: @unchecked Sendable {
     var stagedInstalling: [DeviceID: UInt64] = [:]
     /// `everything` and `recoveredThrough` as this batch leaves them.
     var stagedEverything: Set<DeviceID> = []
+    /// The peers whose current snapshot keeps this device's copy (no sessions).
+    var stagedKeeping: Set<DeviceID> = []
+    private var keeping: Set<DeviceID> = []
     var stagedRecoveredThrough: [DeviceID: UInt64] = [:]
     /// Whether the records staged now come from a peer's stream.
     var stagingPeer = false
-    /// Whether they restore this device's own users from the peer's snapshot of everything: the peer dropped
-    /// its copy of them, and rebuilds it from this device's stream, so their changes count as this device's
-    /// own in the digest's bookkeeping.
-    var restoring = false
+
     /// `ownThrough` as this batch leaves it.
     private var stagedOwnThrough: UInt64 = 0
     /// Own users that the peer's events logged off or replaced, for ``automaticLogouts``.
@@ -172,8 +174,10 @@ final class LogWriter: @unchecked Sendable {
         /// A snapshot of the peer's users is being installed, whole again from this position of its stream
         /// on; `nil`: the copy is whole.
         case installing(DeviceID, UInt64?)
-        /// The recovery from the peer is complete.
-        case recovered
+        /// The recovery from `peer` is complete, at this device's sequence `position`.
+        case recovered(DeviceID, UInt64)
+        /// The peer has what this device did since it recovered from it.
+        case forgetRecovery(DeviceID)
     }
 
     private let commitTimer = Metrics.Timer(label: "tandem_commit_duration")
@@ -194,6 +198,8 @@ final class LogWriter: @unchecked Sendable {
         var installing: [DeviceID: UInt64] = [:]
         var installs: UInt64 = 0
         var recoveringFrom: UInt64?
+        /// The peers this device recovered from, with its sequence then, until the peer has what followed.
+        var recoveredFrom: [DeviceID: UInt64] = [:]
     }
 
     struct Recovered {
@@ -208,6 +214,7 @@ final class LogWriter: @unchecked Sendable {
         var appliedHistory: [DeviceID: UInt64]
         var installing: [DeviceID: UInt64]
         var recoveringFrom: UInt64?
+        var recoveredFrom: [DeviceID: UInt64]
     }
 
     init(
@@ -248,7 +255,8 @@ final class LogWriter: @unchecked Sendable {
                 applied: recovered.applied,
                 appliedHistory: recovered.appliedHistory,
                 installing: recovered.installing,
-                recoveringFrom: recovered.recoveringFrom
+                recoveringFrom: recovered.recoveringFrom,
+                recoveredFrom: recovered.recoveredFrom
             )
         )
         let now = monotonicNanoseconds()
@@ -532,6 +540,7 @@ final class LogWriter: @unchecked Sendable {
         stagedApplied.removeAll()
         stagedInstalling = installing
         stagedEverything = everything
+        stagedKeeping = keeping
         stagedRecoveredThrough = recoveredThrough
         stagedOwnThrough = ownThrough
         stagingPeer = false
@@ -665,6 +674,9 @@ final class LogWriter: @unchecked Sendable {
                         digestRequests.append(reply)
                     case .repairDamage(let reply):
                         repairs.append(reply)
+                    case .forgetRecovery(let peer, let reply):
+                        metaChanges.append(.forgetRecovery(peer))
+                        outcomes.voids.append((reply, .success(())))
                     }
                 }
             }
@@ -749,8 +761,15 @@ final class LogWriter: @unchecked Sendable {
                         try txn.putMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", position, in: files.logMeta)
                     case .installing(let peer, nil):
                         try txn.deleteMeta(StoreLayout.MetaKey.installingPrefix + "\(peer)", in: files.logMeta)
-                    case .recovered:
+                    case .recovered(let peer, let position):
                         try txn.deleteMeta(StoreLayout.MetaKey.recovering, in: files.logMeta)
+                        try txn.putMeta(
+                            StoreLayout.MetaKey.recoveredFromPrefix + "\(peer)",
+                            position,
+                            in: files.logMeta
+                        )
+                    case .forgetRecovery(let peer):
+                        try txn.deleteMeta(StoreLayout.MetaKey.recoveredFromPrefix + "\(peer)", in: files.logMeta)
                     }
                 }
                 guard mayTruncate else { return (0, firstRetained) }
@@ -791,6 +810,7 @@ final class LogWriter: @unchecked Sendable {
         for (peer, position) in stagedApplied { applied[peer] = position }
         installing = stagedInstalling
         everything = stagedEverything
+        keeping = stagedKeeping
         recoveredThrough = stagedRecoveredThrough
         var holdsChanged = false
         for change in metaChanges {
@@ -802,10 +822,15 @@ final class LogWriter: @unchecked Sendable {
                 }
             case .applied:
                 break
-            case .recovered:
+            case .recovered(let peer, let position):
                 recoveringFrom = nil
-                status.withLock { $0.recoveringFrom = nil }
+                status.withLock {
+                    $0.recoveringFrom = nil
+                    $0.recoveredFrom[peer] = position
+                }
                 logger.notice("recovered: this device's users are back from the peer")
+            case .forgetRecovery(let peer):
+                status.withLock { $0.recoveredFrom[peer] = nil }
             case .installing(let peer, let position):
                 if position == .max { installs += 1 }
                 status.withLock { [installs] in
@@ -972,6 +997,7 @@ final class LogWriter: @unchecked Sendable {
             $0.installing = wipe.installing
             $0.installs = installs
             $0.recoveringFrom = wipe.through
+            $0.recoveredFrom = [:]
             $0.changesInMemory = 0
         }
     }
@@ -1102,16 +1128,13 @@ final class LogWriter: @unchecked Sendable {
             if let current { delta &-= TableDigest.contribution(of: current) }
             if let session = entry.session { delta &+= TableDigest.contribution(of: session) }
             digestDelta &+= delta
-            if stagingPeer && !(restoring && (entry.session ?? current).map(isOwnInEffect) == true) {
+            if stagingPeer {
                 peerTouched.append(ip)
             } else {
                 ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
-                stagedOwnThrough = sequence
             }
         }
     }
-
-    private func isOwnInEffect(_ session: Session) -> Bool { adoptions.effectiveOwner(of: session) == origin }
 
     private func stageLogin(_ session: Session, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session {
         guard session.owner == origin else {
@@ -1263,6 +1286,7 @@ final class LogWriter: @unchecked Sendable {
         case .reset(_, _, _, _, let reply): reply.resume(returning: .failure(error))
         case .initializeDigest(let reply): reply.resume(returning: .failure(error))
         case .repairDamage(let reply): reply.resume(returning: .failure(error))
+        case .forgetRecovery(_, let reply): reply.resume(returning: .failure(error))
         case .checkpointDone: break
         }
     }

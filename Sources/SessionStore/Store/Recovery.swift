@@ -192,7 +192,8 @@ struct Recovery {
                         applied: applied,
                         appliedHistory: appliedHistory,
                         installing: installing,
-                        recoveringFrom: try logTxn.metaUInt64(StoreLayout.MetaKey.recovering, in: meta)
+                        recoveringFrom: try logTxn.metaUInt64(StoreLayout.MetaKey.recovering, in: meta),
+                        recoveredFrom: try Self.perDevice(StoreLayout.MetaKey.recoveredFromPrefix, logTxn, meta: meta)
                     )
                 }
             }

@@ -31,6 +31,7 @@ enum StoreLayout {
         static let appliedHistoryPrefix = "applied-history:"
         static let installingPrefix = "installing:"
         static let recovering = "recovering"
+        static let recoveredFromPrefix = "recovered-from:"
         static let history = "history"
     }
 

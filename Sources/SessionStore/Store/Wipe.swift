@@ -93,6 +93,7 @@ struct Wipe: Sendable {
                     StoreLayout.MetaKey.appliedPrefix, StoreLayout.MetaKey.adoptedPrefix,
                     StoreLayout.MetaKey.appliedHistoryPrefix, StoreLayout.MetaKey.installingPrefix,
                     StoreLayout.MetaKey.holdPrefix, StoreLayout.MetaKey.droppedHoldPrefix,
+                    StoreLayout.MetaKey.recoveredFromPrefix,
                 ] {
                     for (name, _) in try txn.metaUInt64s(prefix: prefix, in: files.logMeta) {
                         try txn.deleteMeta(prefix + name, in: files.logMeta)
