@@ -320,7 +320,7 @@ extension LogWriter {
                         into: &buffer
                     )
                 }
-                stage(session.ip, .offline(session.generation), replacing: session)
+                stage(session.ip, .offline(session.generation), replacing: session, resync: true)
             }
             stagedApplied[peer] = 0
             metaChanges.append(.applied(peer, 0))
@@ -458,6 +458,8 @@ extension LogWriter {
     ) throws(SessionStoreError) {
         switch event {
         case .login(let session):
+            // A session that ended here never comes back: the peer sent it before it heard of the end.
+            guard !hasEnded(session) else { return }
             let current = try resolve(session.ip, txn: txn)
             guard let (_, entry) = ApplyRule.change(for: event, current: current) else { return }
             if let current, adoptions.effectiveOwner(of: current) == origin {

@@ -125,6 +125,9 @@ final class LogWriter: @unchecked Sendable {
     private var digestDelta: UInt64 = 0
     /// The digest change of each own record of this batch, and the addresses the peer's events touched.
     private var ownDeltas: [DigestHistory.OwnDelta] = []
+    /// The sessions that ended recently, and those this batch ends.
+    private var ended = EndedSessions()
+    private var endedThisBatch: Set<EndedSessions.Key> = []
 
     /// Runs `stage`, whose own changes may repeat an earlier one the peer already has: they are marked so
     /// that a digest comparison never takes them back out of this device's digest.
@@ -537,6 +540,7 @@ final class LogWriter: @unchecked Sendable {
         digestDelta = 0
         ownDeltas.removeAll(keepingCapacity: true)
         peerTouched.removeAll(keepingCapacity: true)
+        endedThisBatch.removeAll(keepingCapacity: true)
         stagedApplied.removeAll()
         stagedInstalling = installing
         stagedEverything = everything
@@ -861,6 +865,7 @@ final class LogWriter: @unchecked Sendable {
                 for case .hold(let name, _) in metaChanges { state.droppedHolds[name] = nil }
             }
         }
+        for session in endedThisBatch { ended.insert(session) }
         if digestReady && (!ownDeltas.isEmpty || !peerTouched.isEmpty) {
             digests.withLock { [ownDeltas, peerTouched] in $0.noteChanges(own: ownDeltas, touchedByPeer: peerTouched) }
         }
@@ -978,6 +983,7 @@ final class LogWriter: @unchecked Sendable {
         recoveredThrough = [:]
         recoveringFrom = wipe.through
         deadlines = DeadlineHeap()
+        // `ended` stays: a session that ended here must not come back with the peer's snapshot either.
         digest = 0
         digestReady = true
         digests.withLock { $0.removeAll() }
@@ -1118,8 +1124,20 @@ final class LogWriter: @unchecked Sendable {
         if !stagingPeer { stagedOwnThrough = sequence }
     }
 
-    /// Stages the new state of `ip`, which `current` held until now.
-    func stage(_ ip: IPAddress, _ entry: TableEntry, replacing current: Session?) {
+    /// Whether `session` ended here recently (see ``EndedSessions``): a copy of it must not come back.
+    func hasEnded(_ session: Session) -> Bool {
+        let key = EndedSessions.Key(session)
+        return endedThisBatch.contains(key) || ended.contains(key)
+    }
+
+    /// Stages the new state of `ip`, which `current` held until now. `current` ends unless `resync`: a
+    /// snapshot drops the peer's copy of its users only to install them again from what it lists.
+    func stage(_ ip: IPAddress, _ entry: TableEntry, replacing current: Session?, resync: Bool = false) {
+        if !resync, let current,
+            entry.session?.generation != current.generation || entry.session?.owner != current.owner
+        {
+            endedThisBatch.insert(EndedSessions.Key(current))
+        }
         staged[ip] = changes.count
         changes.append((ip, entry))
         countDelta += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)

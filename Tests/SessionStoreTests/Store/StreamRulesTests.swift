@@ -151,4 +151,33 @@ struct StreamRulesTests {
         #expect(buffer.isEmpty)
         await store.close()
     }
+
+    @Test("a session that ended here does not come back with a late copy from the peer, in a snapshot or in its stream")
+    func endedSessionsStayEnded() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
+        try await store.initializeDigest()
+        // Device 2's user, copied here, then logged off here (R7): device 2 has not heard of it yet.
+        var user = testSession(5, owner: 2)
+        user.generation = Generation(term: 1, sequence: 3)
+        let login = LogRecord(sequence: 3, term: 1, origin: 2, time: .now, event: .login(user))
+        _ = try await store.applyPeer(.records(origin: 2, through: 3, history: 9, [login]))
+        try await store.logout(user.ip, reason: .deleteUser)
+        // Device 2's snapshot, read before its logout reached it, still holds the user.
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, adoptions: []))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [user]))
+        _ = try await store.applyPeer(.snapshotEnd(origin: 2, position: 3, wholeFrom: 3, history: 9))
+        #expect(try store.session(for: user.ip) == nil)
+        // Nor does the login's record, sent again.
+        let again = LogRecord(sequence: 4, term: 1, origin: 2, time: .now, event: .login(user))
+        _ = try await store.applyPeer(.records(origin: 2, through: 4, history: 9, [again]))
+        #expect(try store.session(for: user.ip) == nil)
+        // A new login of that address, a new generation, is a new session.
+        var next = user
+        next.generation = Generation(term: 1, sequence: 5)
+        let fresh = LogRecord(sequence: 5, term: 1, origin: 2, time: .now, event: .login(next))
+        _ = try await store.applyPeer(.records(origin: 2, through: 5, history: 9, [fresh]))
+        #expect(try store.session(for: user.ip) == next)
+        await store.close()
+    }
 }

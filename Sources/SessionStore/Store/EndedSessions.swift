@@ -1,0 +1,44 @@
+/// The sessions this store saw end recently — logged out, or replaced by a newer login — so that a late copy
+/// of one of them (in a peer's snapshot read before the peer heard of the logout, or in its stream) never
+/// brings it back. A session, once ended, is never legitimately online again: its address and generation
+/// name it for good. The users table keeps no tombstones, so this is what remembers, for the most recent
+/// `capacity` ends, which covers any logout still on its way to or from the peer.
+struct EndedSessions: Sendable {
+    struct Key: Hashable, Sendable {
+        var ip: IPAddress
+        var owner: DeviceID
+        var generation: Generation
+
+        init(_ session: Session) {
+            ip = session.ip
+            owner = session.owner
+            generation = session.generation
+        }
+    }
+
+    /// How many ends are remembered.
+    static let capacity = 1 << 18
+
+    private var keys: Set<Key> = []
+    private var order: [Key] = []
+    private var head = 0
+
+    /// Whether the session `key` names ended here.
+    func contains(_ key: Key) -> Bool {
+        keys.contains(key)
+    }
+
+    /// Remembers that the session `key` names ended, forgetting the oldest end beyond `capacity`.
+    mutating func insert(_ key: Key) {
+        guard keys.insert(key).inserted else { return }
+        order.append(key)
+        if order.count - head > Self.capacity {
+            keys.remove(order[head])
+            head += 1
+        }
+        if head > Self.capacity {
+            order.removeFirst(head)
+            head = 0
+        }
+    }
+}
