@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FailoverLink", targets: ["FailoverLink"]),
         .library(name: "Inspection", targets: ["Inspection"]),
         .executable(name: "tandem-frame-fuzzer", targets: ["tandem-frame-fuzzer"]),
+        .executable(name: "tandem-stream-fuzzer", targets: ["tandem-stream-fuzzer"]),
         .executable(name: "tandem", targets: ["tandem"]),
         .executable(name: "tandem-faults", targets: ["tandem-faults"]),
     ],
@@ -51,6 +52,16 @@ let package = Package(
             name: "tandem-frame-fuzzer",
             dependencies: ["FailoverLink", "SessionStore", .product(name: "NIOCore", package: "swift-nio")],
             path: "tools/fuzz/tandem-frame-fuzzer"
+        ),
+        .executableTarget(
+            name: "tandem-stream-fuzzer",
+            dependencies: [
+                "FailoverLink",
+                "SessionStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "tools/fuzz/tandem-stream-fuzzer"
         ),
         .target(name: "Inspection", dependencies: ["SessionStore"]),
         .executableTarget(

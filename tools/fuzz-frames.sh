@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 
-swift build --scratch-path .build-fuzz -Xswiftc -DFUZZING --sanitize=fuzzer --sanitize=address \
-    --product tandem-frame-fuzzer
+# The same flags as tools/fuzz-stream.sh (which says why the combined -sanitize= flag is needed), so that the
+# two share one build.
+swift build --scratch-path .build-fuzz -Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address \
+    --sanitize=fuzzer --sanitize=address --product tandem-frame-fuzzer
 corpus=.build-fuzz/corpus/frames
 mkdir -p "$corpus"
 cp tools/fuzz/seeds/frames/* "$corpus"/
