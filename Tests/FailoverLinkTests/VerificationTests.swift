@@ -107,6 +107,19 @@ struct VerificationTests {
     }
 
     @Test(
+        "own changes made before the store was opened or emptied, whose digest changes it never knew, are not taken out: no comparison until the peer has them"
+    )
+    func ownChangesBeforeOpen() {
+        // Opened at sequence 30 (own changes 21...30 unknown), then own changes 36 and 38.
+        let mine = Self.point(applied: 40, value: 7 &+ 100 &+ 5, ownThrough: 38)
+        var history = Self.digests(mine, own: [(36, 100), (38, 5)])
+        history.forgetOwnChanges(through: 30)
+        #expect(Self.compare(Self.peer(appliedOfYou: 25), history) == .inconclusive)
+        #expect(Self.compare(Self.peer(appliedOfYou: 35), history) == .equal(mine))
+        #expect(Self.compare(Self.peer(appliedOfYou: 36), history) == .differ(mine))
+    }
+
+    @Test(
         "this device's point for a comparison is the first whole one after its latest install that applied the peer's position"
     )
     func firstWholePoint() {

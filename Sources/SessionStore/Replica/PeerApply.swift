@@ -171,6 +171,13 @@ package struct DigestHistory: Sendable {
         }
     }
 
+    /// Forgets this store's own changes through `sequence`: those made before it was opened, or before it was
+    /// emptied, whose changes to the digest it never knew. A comparison that would take one of them out waits
+    /// until the peer has them.
+    package mutating func forgetOwnChanges(through sequence: UInt64) {
+        forgottenThrough = max(forgottenThrough, sequence)
+    }
+
     /// The digest `point` would have had without this store's own changes after `ownThrough` (the peer had
     /// not seen them); `nil` when one of them is forgotten, or touched by a peer's event since.
     package func value(of point: Point, withOwnThrough ownThrough: UInt64) -> UInt64? {
@@ -304,24 +311,8 @@ extension LogWriter {
                 )
             }
             for adoption in peerAdoptions { recordAdoption(adoption) }
-            let now = Timestamp.now
-            let kept = recoveringFrom ?? 0
-            for session in try onlineSessions(txn: txn)
-            where !keep
-                && (everything
-                    ? !(session.owner == origin && session.generation.sequence > kept)
-                    : adoptions.effectiveOwner(of: session) == peer)
-            {
-                sequence += 1
-                let logout = Logout(ending: session, reason: .resync)
-                appendRecord { buffer in
-                    RecordCodec.encode(
-                        LogRecord(sequence: sequence, term: term, origin: peer, time: now, event: .logout(logout)),
-                        into: &buffer
-                    )
-                }
-                stage(session.ip, .offline(session.generation), replacing: session, resync: true)
-            }
+            // The sessions this snapshot replaces go at its end, those it did not list (see `listed`).
+            if keep { endListing(peer) } else { beginListing(peer) }
             stagedApplied[peer] = 0
             metaChanges.append(.applied(peer, 0))
             try stageInstalling(peer, .max, txn: txn)
@@ -351,6 +342,7 @@ extension LogWriter {
             }
             let now = Timestamp.now
             for session in sessions {
+                noteListed(session.ip, by: peer)
                 try applyPeerEvent(.login(session), term: term, origin: peer, time: now, txn: txn)
             }
             return PeerApplied(through: known, takeover: nil)
@@ -363,6 +355,7 @@ extension LogWriter {
                     .invalidArgument("device \(peer)'s snapshot at \(position) claims to be whole from \(wholeFrom)")
                 )
             }
+            if !stagedKeeping.contains(peer) { try dropUnlisted(by: peer, txn: txn) }
             stagedApplied[peer] = position
             metaChanges.append(.applied(peer, position))
             metaChanges.append(.appliedHistory(peer, history))
@@ -370,6 +363,33 @@ extension LogWriter {
             if stagedEverything.contains(peer) { stagedRecoveredThrough[peer] = everythingThrough }
             try stageInstalling(peer, whole > position ? whole : nil, txn: txn)
             return PeerApplied(through: position, takeover: nil)
+        }
+    }
+
+    /// At the end of `peer`'s snapshot, drops the sessions it replaces that it did not list: the peer's copy
+    /// (those `peer` owns in effect), or for a snapshot of everything, all but this device's own sessions
+    /// logged in since it began to recover.
+    private func dropUnlisted(by peer: DeviceID, txn: borrowing ReadTransaction) throws(SessionStoreError) {
+        let listed = listedSoFar(by: peer)
+        endListing(peer)
+        let everything = stagedEverything.contains(peer)
+        let kept = recoveringFrom ?? 0
+        let now = Timestamp.now
+        for session in try onlineSessions(txn: txn)
+        where !listed.contains(session.ip)
+            && (everything
+                ? !(session.owner == origin && session.generation.sequence > kept)
+                : adoptions.effectiveOwner(of: session) == peer)
+        {
+            sequence += 1
+            let logout = Logout(ending: session, reason: .resync)
+            appendRecord { buffer in
+                RecordCodec.encode(
+                    LogRecord(sequence: sequence, term: term, origin: peer, time: now, event: .logout(logout)),
+                    into: &buffer
+                )
+            }
+            stage(session.ip, .offline(session.generation), replacing: session, resync: true)
         }
     }
 

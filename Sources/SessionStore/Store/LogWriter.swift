@@ -153,6 +153,14 @@ final class LogWriter: @unchecked Sendable {
     /// The peers whose current snapshot keeps this device's copy (no sessions).
     var stagedKeeping: Set<DeviceID> = []
     private var keeping: Set<DeviceID> = []
+    /// The addresses each snapshot being installed listed so far: its end drops the sessions it replaces that
+    /// it did not list. Until then the copy it replaces stays whole, so that a snapshot cut short (its sender
+    /// died) never leaves this device with part of the peer's users, the only copy if the peer's store is
+    /// lost next. `listedThisBatch` and `listingBegun`/`listingEnded` are this batch's share.
+    private var listed: [DeviceID: Set<IPAddress>] = [:]
+    private var listedThisBatch: [DeviceID: [IPAddress]] = [:]
+    private var listingBegun: Set<DeviceID> = []
+    private var listingEnded: Set<DeviceID> = []
     var stagedRecoveredThrough: [DeviceID: UInt64] = [:]
     /// Whether the records staged now come from a peer's stream.
     var stagingPeer = false
@@ -541,6 +549,9 @@ final class LogWriter: @unchecked Sendable {
         ownDeltas.removeAll(keepingCapacity: true)
         peerTouched.removeAll(keepingCapacity: true)
         endedThisBatch.removeAll(keepingCapacity: true)
+        listedThisBatch.removeAll()
+        listingBegun.removeAll()
+        listingEnded.removeAll()
         stagedApplied.removeAll()
         stagedInstalling = installing
         stagedEverything = everything
@@ -711,7 +722,10 @@ final class LogWriter: @unchecked Sendable {
     private func commit(_ outcomes: inout Outcomes) {
         let target = truncationTarget()
         let mayTruncate = truncationPending
-        guard !records.isEmpty || !metaChanges.isEmpty || mayTruncate else { return }
+        guard !records.isEmpty || !metaChanges.isEmpty || mayTruncate else {
+            commitListings()  // a snapshot's sessions that changed nothing were listed all the same
+            return
+        }
         let started = monotonicNanoseconds()
         let truncationBatch = configuration.truncationBatch
         let result: (deleted: Int, first: UInt64?)
@@ -866,6 +880,7 @@ final class LogWriter: @unchecked Sendable {
             }
         }
         for session in endedThisBatch { ended.insert(session) }
+        commitListings()
         if digestReady && (!ownDeltas.isEmpty || !peerTouched.isEmpty) {
             digests.withLock { [ownDeltas, peerTouched] in $0.noteChanges(own: ownDeltas, touchedByPeer: peerTouched) }
         }
@@ -984,9 +999,14 @@ final class LogWriter: @unchecked Sendable {
         recoveringFrom = wipe.through
         deadlines = DeadlineHeap()
         // `ended` stays: a session that ended here must not come back with the peer's snapshot either.
+        listed = [:]
         digest = 0
         digestReady = true
-        digests.withLock { $0.removeAll() }
+        // The logouts logged again changed nothing here, but the peer's copy of what they end may still hold it.
+        digests.withLock {
+            $0.removeAll()
+            $0.forgetOwnChanges(through: wipe.last)
+        }
         identity.withLock {
             $0.term = newTerm
             $0.adoptions = Adoptions()
@@ -1021,6 +1041,7 @@ final class LogWriter: @unchecked Sendable {
             return .failure(SessionStoreError.storage(error, doing: "reading the users table"))
         }
         digestReady = true
+        digests.withLock { [ownThrough] in $0.forgetOwnChanges(through: ownThrough) }
         recordDigestPoint()
         return .success(())
     }
@@ -1122,6 +1143,37 @@ final class LogWriter: @unchecked Sendable {
         encode(&buffer)
         records.append((sequence, start..<buffer.count))
         if !stagingPeer { stagedOwnThrough = sequence }
+    }
+
+    /// Takes the listings of a batch that committed.
+    private func commitListings() {
+        for peer in listingBegun { listed[peer] = [] }
+        for (peer, addresses) in listedThisBatch { listed[peer, default: []].formUnion(addresses) }
+        for peer in listingEnded { listed[peer] = nil }
+    }
+
+    /// Notes that the snapshot `peer` sends began: the sessions it replaces stay until its end.
+    func beginListing(_ peer: DeviceID) {
+        listingBegun.insert(peer)
+        listingEnded.remove(peer)
+        listedThisBatch[peer] = []
+    }
+
+    /// Notes that the snapshot `peer` sends lists `ip`.
+    func noteListed(_ ip: IPAddress, by peer: DeviceID) {
+        listedThisBatch[peer, default: []].append(ip)
+    }
+
+    /// The addresses the snapshot `peer` sends listed so far.
+    func listedSoFar(by peer: DeviceID) -> Set<IPAddress> {
+        var addresses = listingBegun.contains(peer) ? [] : listed[peer] ?? []
+        addresses.formUnion(listedThisBatch[peer] ?? [])
+        return addresses
+    }
+
+    /// Notes that the snapshot `peer` sends ended: what it listed is forgotten.
+    func endListing(_ peer: DeviceID) {
+        listingEnded.insert(peer)
     }
 
     /// Whether `session` ended here recently (see ``EndedSessions``): a copy of it must not come back.
