@@ -7,17 +7,17 @@ struct TandemFaults: AsyncParsableCommand {
         commandName: "tandem-faults",
         abstract: "Drive a pair of real `tandem node` processes through faults and check the promise.",
         discussion: """
-            Each round starts a fresh pair, runs logins and logouts on both devices (some acknowledged
-            locally, some only once the peer has them), and injects the faults of the chosen scenarios at
-            random moments. Every operation and its answer is kept in a history (history.jsonl in the
-            round's directory). A checker holds the history against both stores after each fault the pair
-            recovers from and at the end of the round: every write acknowledged as replicated is on the
-            surviving devices, every local write on its own device (unless a demotion reported it
-            discarded), no user logged out on either device is online anywhere, the two tables agree, and
+            Each round starts a fresh pair, runs logins and logouts on both devices (some acknowledged \
+            locally, some only once the peer has them), and injects the faults of the chosen scenarios at \
+            random moments. Every operation and its answer is kept in a history (history.jsonl in the \
+            round's directory). A checker holds the history against both stores after each fault the pair \
+            recovers from and at the end of the round: every write acknowledged as replicated is on the \
+            surviving devices, every local write on its own device (unless a demotion reported it \
+            discarded), no user logged out on either device is online anywhere, the two tables agree, and \
             `tandem diff` and `tandem log verify` find nothing.
 
-            The devices run in two network namespaces joined by a veth pair the run creates and removes
-            (needs root, iproute2 and nftables); with --loopback they run on 127.0.0.1 and 127.0.0.2 and the
+            The devices run in two network namespaces joined by a veth pair the run creates and removes \
+            (needs root, iproute2 and nftables); with --loopback they run on 127.0.0.1 and 127.0.0.2 and the \
             scenarios that cut the link are skipped.
 
             The seed is printed first; the same seed replays the same faults at the same moments.
