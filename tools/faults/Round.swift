@@ -53,7 +53,7 @@ final class Round: @unchecked Sendable {
         silenceLimit = .milliseconds(silenceLimitMs)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let secret = directory + "/secret"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: secret,
             contents: Data((0..<32).map { _ in UInt8.random(in: 0...255) }),
             attributes: [.posixPermissions: 0o600]

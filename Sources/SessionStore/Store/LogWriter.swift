@@ -94,7 +94,9 @@ final class LogWriter: @unchecked Sendable {
     private var checkpointRunning = false
     private var checkpointFailedWhileClosing = false
     private var lastFreeze = monotonicNanoseconds()
-    private var nextExpiry: UInt64
+    private let checkpointPolicy: CheckpointPolicy
+    private let retention: RetentionPolicy
+    private var expiry: ExpirySchedule
     /// The highest sequence of each peer's stream applied (committed).
     var applied: [DeviceID: UInt64]
     /// The history of each peer's log that `applied` counts in.
@@ -270,8 +272,12 @@ final class LogWriter: @unchecked Sendable {
                 recoveredFrom: recovered.recoveredFrom
             )
         )
-        let now = monotonicNanoseconds()
-        self.nextExpiry = now + UInt64(configuration.expiryInterval.map { $0.nanoseconds } ?? 0)
+        self.checkpointPolicy = CheckpointPolicy(configuration)
+        self.retention = RetentionPolicy(quotaBytes: configuration.logQuotaBytes)
+        self.expiry = ExpirySchedule(
+            interval: configuration.expiryInterval.map { UInt64($0.nanoseconds) },
+            now: monotonicNanoseconds()
+        )
         buffer.reserveCapacity(1 << 20)
     }
 
@@ -376,7 +382,7 @@ final class LogWriter: @unchecked Sendable {
     /// and a checkpoint is running, takes no new request and waits for that checkpoint, so that memory stays
     /// bounded however far the callers outrun the checkpointer.
     private func waitForCheckpointIfTooFarAhead() {
-        while checkpointRunning && overlay.active.count >= configuration.maxChangesInMemory {
+        while checkpointPolicy.holdsBack(checkpointRunning: checkpointRunning, changes: overlay.active.count) {
             guard waitForRunningCheckpoint() else { return }
             backPressureWaits.increment()
             maybeFreeze(now: monotonicNanoseconds())
@@ -405,17 +411,12 @@ final class LogWriter: @unchecked Sendable {
     }
 
     private func nextWake() -> UInt64 {
-        var wake = lastFreeze + UInt64(configuration.checkpointInterval.nanoseconds)
-        if configuration.expiryInterval != nil { wake = min(wake, nextExpiry) }
-        return wake
+        min(checkpointPolicy.deadline(lastFreeze: lastFreeze), expiry.wake ?? .max)
     }
 
     private func runTimers() {
         let now = monotonicNanoseconds()
-        if let interval = configuration.expiryInterval, now >= nextExpiry {
-            nextExpiry = now + UInt64(interval.nanoseconds)
-            expireInBackground()
-        }
+        if expiry.take(now: now) { expireInBackground() }
         maybeFreeze(now: now)
     }
 
@@ -457,15 +458,16 @@ final class LogWriter: @unchecked Sendable {
         guard !checkpointRunning else { return }
         resumeCheckpointWaiters()
         let active = overlay.active
-        let due = now - lastFreeze >= UInt64(configuration.checkpointInterval.nanoseconds)
-        let pendingPosition = active.throughSequence > checkpointSequence
-        if active.count >= configuration.checkpointThreshold
-            || (due && pendingPosition)
-            || (!checkpointWaiters.isEmpty && pendingPosition)
-        {
-            freeze()
-        } else if due {
-            lastFreeze = now
+        switch checkpointPolicy.step(
+            now: now,
+            lastFreeze: lastFreeze,
+            changes: active.count,
+            pendingPosition: active.throughSequence > checkpointSequence,
+            waiters: !checkpointWaiters.isEmpty
+        ) {
+        case .freeze: freeze()
+        case .restartInterval: lastFreeze = now
+        case .wait: break
         }
     }
 
@@ -1065,8 +1067,7 @@ final class LogWriter: @unchecked Sendable {
 
     /// The highest sequence the log may delete: behind the checkpoint, and before every hold.
     private func truncationTarget() -> UInt64 {
-        guard let lowestHold = holds.values.min() else { return checkpointSequence }
-        return min(checkpointSequence, lowestHold > 0 ? lowestHold - 1 : 0)
+        retention.truncationTarget(holds: holds, checkpoint: checkpointSequence)
     }
 
     private func checkpointCompleted(_ result: Result<UInt64, SessionStoreError>) {
@@ -1100,15 +1101,17 @@ final class LogWriter: @unchecked Sendable {
 
     /// Drops the holds that keep the log above its quota, loudly.
     private func enforceQuota() {
-        guard let lowestHold = holds.values.min(), lowestHold <= checkpointSequence else { return }
-        let bytes = files.retainedLogBytes()
-        guard bytes > configuration.logQuotaBytes else { return }
-        for (name, position) in holds where position <= checkpointSequence {
+        var bytes = 0
+        let dropped = retention.holdsToDrop(holds: holds, checkpoint: checkpointSequence) {
+            bytes = files.retainedLogBytes()
+            return bytes
+        }
+        for (name, position) in dropped {
             holdsDropped.increment()
             logger.error(
                 "the log exceeded its quota: dropping the hold of '\(name)', which must now resynchronize in full",
                 metadata: [
-                    "tandem.log.bytes": "\(bytes)", "tandem.log.quota_bytes": "\(configuration.logQuotaBytes)",
+                    "tandem.log.bytes": "\(bytes)", "tandem.log.quota_bytes": "\(retention.quotaBytes)",
                     "tandem.hold.name": "\(name)", "tandem.hold.sequence": "\(position)",
                 ]
             )
