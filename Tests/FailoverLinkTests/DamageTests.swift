@@ -90,7 +90,7 @@ struct DamageTests {
             database: "log",
             key: withUnsafeBytes(of: (last - 3).bigEndian) { Array($0) }
         )
-        await #expect(throws: SessionStoreError.self) {
+        #expect(throws: SessionStoreError.self) {
             _ = try SessionStore.open(at: pair.path(2), configuration: .init(deviceID: 2, portalGroup: "campus"))
         }
         try await pair.start(1)

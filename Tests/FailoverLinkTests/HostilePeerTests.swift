@@ -8,12 +8,19 @@ import Testing
 @testable import FailoverLink
 
 /// A client that negotiates like device 1 with the `Negotiation` state machine, then sends whatever frames
-/// a test gives it, sealed (or raw bytes, for a replay).
+/// a test gives it, sealed (or raw bytes, for a replay). It lives for the body of ``withConnection``, which
+/// closes the connection after it.
 private final class RawPeer: Sendable {
-    let channel: NIOAsyncChannel<Frame, Frame>
+    private let channel: any Channel
+    private let outbound: NIOAsyncChannelOutboundWriter<Frame>
     private let sealer: Mutex<FrameSealer>
 
-    static func connect(to address: SocketAddress, group: EventLoopGroup, secret: LinkSecret) async throws -> RawPeer {
+    static func withConnection<T: Sendable>(
+        to address: SocketAddress,
+        group: EventLoopGroup,
+        secret: LinkSecret,
+        _ body: (RawPeer) async throws -> T
+    ) async throws -> T {
         let channel = try await ClientBootstrap(group: group).connect(to: address) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers([
@@ -22,43 +29,47 @@ private final class RawPeer: Sendable {
                 return try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
             }
         }
-        var negotiation = Negotiation(
-            identity: LinkIdentity(deviceID: 1, portalGroup: "campus", configurationDigest: NegotiationTests.digest),
-            secret: secret,
-            role: .initiator
-        )
-        do {
-            return try await negotiate(&negotiation, on: channel)
-        } catch {
-            channel.outbound.finish()
-            try? await channel.channel.close()
-            throw error
+        return try await channel.executeThenClose { inbound, outbound in
+            var negotiation = Negotiation(
+                identity: LinkIdentity(
+                    deviceID: 1,
+                    portalGroup: "campus",
+                    configurationDigest: NegotiationTests.digest
+                ),
+                secret: secret,
+                role: .initiator
+            )
+            let keys = try await negotiate(&negotiation, inbound: inbound, outbound: outbound)
+            let peer = RawPeer(channel: channel.channel, outbound: outbound, sealer: FrameSealer(key: keys.sending))
+            return try await body(peer)
         }
     }
 
     private static func negotiate(
         _ negotiation: inout Negotiation,
-        on channel: NIOAsyncChannel<Frame, Frame>
-    ) async throws -> RawPeer {
-        var iterator = channel.inbound.makeAsyncIterator()
+        inbound: NIOAsyncChannelInboundStream<Frame>,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>
+    ) async throws -> LinkKeys {
+        var iterator = inbound.makeAsyncIterator()
         var actions = negotiation.start()
         while true {
             var keys: LinkKeys?
             for action in actions {
                 switch action {
-                case .send(let frame): try await channel.outbound.write(frame)
+                case .send(let frame): try await outbound.write(frame)
                 case .established(let negotiated): keys = negotiated.keys
                 case .fail(let error): throw error
                 }
             }
-            if let keys { return RawPeer(channel: channel, sealer: FrameSealer(key: keys.sending)) }
+            if let keys { return keys }
             guard let frame = try await iterator.next() else { throw LinkError(.connectionClosed) }
             actions = negotiation.receive(frame)
         }
     }
 
-    private init(channel: NIOAsyncChannel<Frame, Frame>, sealer: FrameSealer) {
+    private init(channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<Frame>, sealer: FrameSealer) {
         self.channel = channel
+        self.outbound = outbound
         self.sealer = Mutex(sealer)
     }
 
@@ -66,17 +77,17 @@ private final class RawPeer: Sendable {
     @discardableResult
     func send(_ frame: Frame) async throws -> Frame {
         let sealed = sealer.withLock { $0.seal(frame) }
-        try await channel.outbound.write(sealed)
+        try await outbound.write(sealed)
         return sealed
     }
 
     /// Sends a frame as it is (already sealed once).
-    func sendRaw(_ frame: Frame) async throws { try await channel.outbound.write(frame) }
+    func sendRaw(_ frame: Frame) async throws { try await outbound.write(frame) }
 
     /// Whether the other side closed the connection (within a few seconds). The writer is finished after.
     func closedByPeer() async -> Bool {
-        defer { channel.outbound.finish() }
-        return await eventually(within: .seconds(5)) { !self.channel.channel.isActive }
+        defer { outbound.finish() }
+        return await eventually(within: .seconds(5)) { !self.channel.isActive }
     }
 }
 
@@ -135,34 +146,36 @@ struct HostilePeerTests {
             ("a stream request of the wrong size", Frame(type: .streamRequest, payload: ByteBuffer(bytes: [1]))),
         ]
         for (name, frame) in hostile {
-            let peer = try await RawPeer.connect(to: address, group: group, secret: pair.secret)
-            try await peer.send(request)
-            _ = try? await peer.send(frame)
-            #expect(await peer.closedByPeer(), "\(name): the connection stays open")
+            try await RawPeer.withConnection(to: address, group: group, secret: pair.secret) { peer in
+                try await peer.send(request)
+                _ = try? await peer.send(frame)
+                #expect(await peer.closedByPeer(), "\(name): the connection stays open")
+            }
             #expect(two.store.count == 0, "\(name): something was stored")
             #expect(two.store.logStatus.lastSequence == 0, "\(name): something was logged")
         }
 
         // A valid batch is applied; the same sealed frame sent again is refused. A record of the listener's own
         // about one of its own users (as if sent back) changes nothing.
-        let peer = try await RawPeer.connect(to: address, group: group, secret: pair.secret)
-        try await peer.send(request)
-        let sealed = try await peer.send(
-            recordsFrame(through: 2, [login(1, sequence: 1), login(2, sequence: 2, origin: 2)])
-        )
-        #expect(await eventually { two.store.count == 1 })
-        #expect(try two.store.session(for: pairSession(2, owner: 2).ip) == nil)
-        try await peer.sendRaw(sealed)
-        #expect(await peer.closedByPeer(), "a replayed frame was accepted")
+        try await RawPeer.withConnection(to: address, group: group, secret: pair.secret) { peer in
+            try await peer.send(request)
+            let sealed = try await peer.send(
+                recordsFrame(through: 2, [login(1, sequence: 1), login(2, sequence: 2, origin: 2)])
+            )
+            #expect(await eventually { two.store.count == 1 })
+            #expect(try two.store.session(for: pairSession(2, owner: 2).ip) == nil)
+            try await peer.sendRaw(sealed)
+            #expect(await peer.closedByPeer(), "a replayed frame was accepted")
+        }
         #expect(two.store.count == 1)
 
         // A peer without the secret never gets as far as a data frame.
         await #expect(throws: (any Error).self) {
-            _ = try await RawPeer.connect(
+            try await RawPeer.withConnection(
                 to: address,
                 group: group,
                 secret: LinkSecret(bytes: "not the pair's secret at all".utf8)
-            )
+            ) { _ in }
         }
 
         // The listener still serves the real device 1, which replicates with it. Device 2's position in device

@@ -86,7 +86,7 @@ struct LinkServiceTests {
             )
         )
         try await two.start()
-        var oneConfiguration = try Self.configuration(1, host: "127.0.0.1", peer: try #require(two.listeningAddress))
+        var oneConfiguration = try Self.configuration(1, host: "127.0.0.1", peer: two.listeningAddress)
         oneConfiguration.listen = try SocketAddress(ipAddress: "127.0.0.1", port: port)
         let one = FailoverLinkService(configuration: oneConfiguration)
         try await one.start()

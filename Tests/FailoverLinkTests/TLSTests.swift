@@ -76,7 +76,7 @@ struct TLSTests {
         var oneConfiguration = try LinkServiceTests.configuration(
             1,
             host: "127.0.0.1",
-            peer: try #require(second.listeningAddress)
+            peer: second.listeningAddress
         )
         oneConfiguration.tls = one
         let first = FailoverLinkService(configuration: oneConfiguration)

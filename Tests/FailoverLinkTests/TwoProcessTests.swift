@@ -44,7 +44,7 @@ final class NodeChild: @unchecked Sendable {
                             let field = line.split(separator: " ").first(where: { $0.hasPrefix("number=") }),
                             let number = Int(field.dropFirst(7))
                         {
-                            if line.hasPrefix("login-ok ") { acks.insert(number) } else { logouts.insert(number) }
+                            if line.hasPrefix("login-ok ") { acks.insert(number) } else { _ = logouts.insert(number) }
                         } else {
                             lines.append(line)
                         }
@@ -85,7 +85,7 @@ struct TwoProcessTests {
     /// A pair's directory with the secret file both processes read.
     static func pairWithSecret() async throws -> Pair {
         let pair = try await Pair()
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: pair.directory + "/secret",
             contents: Data("a secret of the pair, 32 bytes!!".utf8)
         )

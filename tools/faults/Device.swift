@@ -72,7 +72,7 @@ final class Device: @unchecked Sendable {
             return incarnation
         }
         let errorLog = logDirectory + "/device\(id)-\(number).log"
-        FileManager.default.createFile(atPath: errorLog, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorLog))

@@ -47,7 +47,7 @@ final class History: @unchecked Sendable {
     let started = ContinuousClock.now
 
     init(path: String) {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         file = FileHandle(forWritingAtPath: path)
     }
 

@@ -51,7 +51,7 @@ struct Demo: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { if !keep && path == nil { try? FileManager.default.removeItem(atPath: directory) } }
         let secretFile = directory + "/pair.secret"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: secretFile,
             contents: Data((0..<32).map { _ in UInt8.random(in: 0...255) })
         )
