@@ -87,10 +87,10 @@ let package = Package(
             ],
             path: "tools/faults"
         ),
-        .testTarget(name: "LMDBTests", dependencies: ["LMDB", "CLMDB"]),
+        .testTarget(name: "LMDBTests", dependencies: ["LMDB", "CLMDB", "TestSupport"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SessionStoreTests", dependencies: ["SessionStore", "LMDB", "TestSupport"]),
-        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "SessionStore", "LMDB"]),
+        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "SessionStore", "LMDB", "TestSupport"]),
         .testTarget(
             name: "FailoverLinkTests",
             dependencies: [

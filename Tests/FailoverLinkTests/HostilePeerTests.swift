@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import SessionStore
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import FailoverLink

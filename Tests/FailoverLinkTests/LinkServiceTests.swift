@@ -2,19 +2,10 @@ import Crypto
 import NIOCore
 import NIOPosix
 import SessionStore
+import TestSupport
 import Testing
 
 @testable import FailoverLink
-
-/// Polls `condition` until it holds or `limit` passes: for states reached over real sockets.
-func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}
 
 @Suite("Failover link over TCP", .serialized)
 struct LinkServiceTests {

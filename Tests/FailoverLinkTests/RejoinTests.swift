@@ -1,6 +1,7 @@
 import Foundation
 import LMDB
 import SessionStore
+import TestSupport
 import Testing
 
 @testable import FailoverLink

@@ -1,17 +1,12 @@
 import Foundation
 import LMDB
 import Synchronization
+import TestSupport
 
-/// Runs `body` with a fresh directory made by `mkdtemp`, removed afterwards.
+/// Runs `body` with a fresh directory, removed afterwards.
 func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
-    var template = Array((NSTemporaryDirectory() + "/lmdb-tests-XXXXXX").utf8CString)
-    let path = template.withUnsafeMutableBufferPointer { buffer -> String? in
-        guard let result = mkdtemp(buffer.baseAddress!) else { return nil }
-        return String(cString: result)
-    }
-    guard let path else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
+    let directory = TemporaryDirectory(prefix: "lmdb-tests")
+    return try withExtendedLifetime(directory) { try body(directory.path) }
 }
 
 /// The bytes of `value` in big-endian order: keys that sort numerically.

@@ -1,20 +1,6 @@
 import Foundation
 import SessionStore
-
-/// A temporary directory for one test, removed when the test is done.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init() {
-        var template = Array("\(NSTemporaryDirectory())/tandem-test-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
-
-    /// A path inside the directory that does not exist yet.
-    func child(_ name: String) -> String { path + "/" + name }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+import TestSupport
 
 extension SessionStore.Configuration {
     /// The configuration tests use: device 1 of portal group "campus", no timers unless asked for.
@@ -64,14 +50,4 @@ func sameUser(_ a: Session, _ b: Session) -> Bool {
     a.generation = .zero
     b.generation = .zero
     return a == b
-}
-
-/// Polls `condition` until it holds or `limit` passes; for state reached by the store's own threads.
-func eventually(within limit: Duration = .seconds(20), _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try condition()
 }
