@@ -49,8 +49,8 @@ public final class FailoverNode: Sendable {
         /// Once it is committed on this device.
         case local
         /// Once the peer has durably committed it too, or with ``LinkError/Kind/notReplicated`` after
-        /// `timeout` (``Configuration/replicationTimeout`` when `nil`). The write stays committed here either
-        /// way.
+        /// `timeout` (``Configuration/replicationTimeout`` when `nil`), or with `CancellationError` at once
+        /// when the calling task is cancelled while it waits. The write stays committed here either way.
         case replicated(timeout: Duration? = nil)
     }
 
@@ -196,12 +196,7 @@ public final class FailoverNode: Sendable {
         if store.isRecovering, store.holdPosition(SessionStore.recoveryHold) == nil {
             try await store.holdLog(SessionStore.recoveryHold, from: store.lastLoggedSequence + 1)
         }
-        let task = Task { [acks] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(5))
-                acks.expire()
-            }
-        }
+        let task = Task { [acks] in await acks.expireWhenDue() }
         sweeper.withLock { $0 = task }
         try await link.start()
     }
@@ -217,7 +212,7 @@ public final class FailoverNode: Sendable {
         await link.shutdown()
         sweeper.withLock { $0 }?.cancel()
         store.setCommitObserver(nil)
-        acks.endAll(.stopped)
+        acks.stop()
         eventsContinuation.finish()
         takenOverContinuation.finish()
     }
@@ -312,6 +307,8 @@ public final class FailoverNode: Sendable {
             throw LinkError(.discarded(sequence: sequence, term: term))
         case .stopped:
             throw LinkError(.stopped(sequence: sequence))
+        case .cancelled:
+            throw CancellationError()
         }
     }
 
