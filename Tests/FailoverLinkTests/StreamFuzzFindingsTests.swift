@@ -84,4 +84,29 @@ struct StreamFuzzFindingsTests {
             await store.close()
         }
     }
+
+    @Test("a promotion over the peer that a known takeover of its users covers does not replace that one on disk")
+    func coveredPromotion() async throws {
+        try await Self.withStore { open in
+            var store = try open()
+            // The peer streams a takeover of its own users by device 3 at a term far above this device's.
+            let byThird = Adoption(from: 1, to: 3, term: .max)
+            let record = LogRecord(
+                sequence: 1,
+                term: 1,
+                origin: 1,
+                time: .now,
+                event: .takeover(from: 1, to: 3, term: .max)
+            )
+            _ = try await Self.apply(Self.recordsFrame(through: 1, [record]), to: store)
+            #expect(store.adoptions.byDevice[1] == byThird)
+            // This device then promotes itself over device 1, at a lower term: the known takeover stays.
+            _ = try await store.promote(over: 1, peerTerm: 200)
+            #expect(store.adoptions.byDevice[1] == byThird)
+            await store.close()
+            store = try open()
+            #expect(store.adoptions.byDevice[1] == byThird)
+            await store.close()
+        }
+    }
 }

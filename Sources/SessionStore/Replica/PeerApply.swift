@@ -535,12 +535,12 @@ extension LogWriter {
         guard !overflow else { throw SessionStoreError(.invalidArgument("the term cannot be raised past \(term)")) }
         let before = adoptions
         term = newTerm
-        let adoption = Adoption(from: peer, to: origin, term: newTerm)
-        adoptions.record(adoption)
         sequence += 1
         emit(.takeover(from: peer, to: origin, term: newTerm), time: .now)
         metaChanges.append(.term(newTerm))
-        metaChanges.append(.adoption(adoption))
+        // Written to the metadata only when in effect: a takeover of the peer's users already known at a
+        // higher term (by a third device, in a hostile stream) stays the one the next open finds.
+        recordAdoption(Adoption(from: peer, to: origin, term: newTerm))
         logger.notice(
             "promoted: this device takes over the users of device \(peer)",
             metadata: ["tandem.term": "\(newTerm)", "tandem.peer": "\(peer)"]
