@@ -8,8 +8,8 @@ struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read a store's log: dump, tail, stats, verify. Read-only; never slows a running device.",
         discussion: """
-            Every subcommand opens the store read-only with LMDB read transactions, so it can run against
-            the store of a running device (or a copy made with SessionStore.copy(to:)).
+            Every subcommand opens the store read-only with LMDB read transactions, so it can run against \
+            the store of a running device (or a copy made with SessionStore.copy(to:)). \
             Exit status: 0 on success; 1 when the command failed or `verify` found a problem; 64 on a usage error.
             """,
         subcommands: [Dump.self, Tail.self, Stats.self, Verify.self]
@@ -23,7 +23,8 @@ struct Log: ParsableCommand {
 
                 Examples:
                   tandem log dump --path /var/lib/portal/tandem --user alice
-                  tandem log dump --path DIR --kind logout --since 2026-11-21T08:00:00Z --json | jq .reason
+                  tandem log dump --path DIR --kind logout --since 2026-11-21T08:00:00Z \\
+                      --json | jq .reason
                   tandem log dump --path DIR --from 1000 --to 2000 --origin 2
                 """
         )
@@ -160,7 +161,7 @@ struct Log: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check checksums, sequence continuity, and that the users table equals the log replayed.",
             discussion: """
-                Exit status 0 when the store is clean, 1 with a line per problem found (corrupt-record,
+                Exit status 0 when the store is clean, 1 with a line per problem found (corrupt-record, \
                 sequence-gap, table-mismatch, corrupt-session).
 
                 Example:
@@ -207,7 +208,7 @@ struct Users: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the online users of a store (now, or at a past time rebuilt from the log).",
         discussion: """
-            Columns: IP, MAC, VLAN, interface, user, the device that owns the user in effect, whether this
+            Columns: IP, MAC, VLAN, interface, user, the device that owns the user in effect, whether this \
             device holds the primary or the backup copy, and the login time.
 
             Examples:

@@ -13,31 +13,36 @@ struct Node: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one device of a stateful-failover pair: its store and its link to the peer.",
         discussion: """
-            The device listens on its failover address, connects to its peer's (the lower device ID
-            connects), backs its users up on the peer and the peer's up here. It takes one command per
-            line on standard input and answers each with one line on standard output (a JSON object with
-            --json); replication events are printed as `event ...` lines as they happen. End of input, or
+            The device listens on its failover address, connects to its peer's (the lower device ID \
+            connects), backs its users up on the peer and the peer's up here. It takes one command per \
+            line on standard input and answers each with one line on standard output (a JSON object with \
+            --json); replication events are printed as `event ...` lines as they happen. End of input, or \
             `quit`, closes the store cleanly.
 
             Commands:
-              status                      failover state and why, term, users, positions, counters
+              status          failover state and why, term, users, positions, counters
               login NUMBER [local|replicated]
-                                          log user NUMBER in; answers `login-ok number=N sequence=S` or
-                                          `login-failed number=N kind=K message=...` (replicated: once the
-                                          peer has it too, or not-replicated after --replication-timeout)
+                              log user NUMBER in; answers `login-ok number=N sequence=S`
+                              or `login-failed number=N kind=K message=...`
+                              (replicated: once the peer has it too, or not-replicated
+                              after --replication-timeout)
               logout NUMBER [REASON] [local|replicated]
-                                          log user NUMBER off, on either device (the peer deletes it too);
-                                          answers `logout-ok number=N` or `logout-failed number=N kind=K ...`
+                              log user NUMBER off, on either device (the peer deletes it
+                              too); answers `logout-ok number=N` or
+                              `logout-failed number=N kind=K ...`
               storm FIRST COUNT [local|replicated] [CONCURRENCY]
-                                          log users FIRST..<FIRST+COUNT in, printing `ack N` as each is
-                                          acknowledged (replicated: once the peer has it), then `storm-done`
-              check FIRST COUNT           how many of users FIRST..<FIRST+COUNT are online here
-              promote                     take the peer's users over (also on SIGUSR1, for a VRRP notify script)
+                              log users FIRST..<FIRST+COUNT in, printing `ack N` as each
+                              is acknowledged (replicated: once the peer has it), then
+                              `storm-done`
+              check FIRST COUNT
+                              how many of users FIRST..<FIRST+COUNT are online here
+              promote         take the peer's users over (also on SIGUSR1, for a VRRP
+                              notify script)
               quit
 
-            `login` and `logout` run concurrently (up to 1,024 at a time), so their answers may come in
-            another order than the commands; the other commands run one after the other. Every change
-            of the failover state is printed as a `state` line, every replication event as an `event`
+            `login` and `logout` run concurrently (up to 1,024 at a time), so their answers may come in \
+            another order than the commands; the other commands run one after the other. Every change \
+            of the failover state is printed as a `state` line, every replication event as an `event` \
             line (`event=demoted`, `event=synchronized`, ...).
 
             User NUMBER has address 10.0.0.0 + NUMBER and MAC 02:00:00 + NUMBER.
@@ -45,9 +50,11 @@ struct Node: AsyncParsableCommand {
             Example (two terminals):
               head -c 32 /dev/urandom > /tmp/pair.secret
               tandem node --path /tmp/dev1 --device-id 1 --portal-group campus \\
-                  --listen 127.0.0.1:7400 --peer 127.0.0.2:7400 --secret-file /tmp/pair.secret
+                  --listen 127.0.0.1:7400 --peer 127.0.0.2:7400 \\
+                  --secret-file /tmp/pair.secret
               tandem node --path /tmp/dev2 --device-id 2 --portal-group campus \\
-                  --listen 127.0.0.2:7400 --peer 127.0.0.1:7400 --secret-file /tmp/pair.secret
+                  --listen 127.0.0.2:7400 --peer 127.0.0.1:7400 \\
+                  --secret-file /tmp/pair.secret
             """
     )
 

@@ -8,10 +8,10 @@ struct Storm: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Log users in (and some out) from many concurrent callers, printing each acknowledgement.",
         discussion: """
-            Each line on standard output is one acknowledged event, written as soon as the store
-            acknowledged it: `login <ip>` or `logout <ip>`. Every third user is logged out again once
-            its login is acknowledged. Addresses are 10.0.0.0 plus the user number (then fd00::/64 past
-            the IPv4 range). This is the load of the crash test: kill the process at any moment, reopen
+            Each line on standard output is one acknowledged event, written as soon as the store \
+            acknowledged it: `login <ip>` or `logout <ip>`. Every third user is logged out again once \
+            its login is acknowledged. Addresses are 10.0.0.0 plus the user number (then fd00::/64 past \
+            the IPv4 range). This is the load of the crash test: kill the process at any moment, reopen \
             the store, and every acknowledged login (not logged out) must be there.
 
             Example:
