@@ -226,10 +226,10 @@ extension RecordCodec {
         return userName
     }
 
-    /// Turns the ``ValidationError`` of a field rule into a ``CorruptRecordError`` at the field's offset.
+    /// Turns the ``InvalidFieldError`` of a field rule into a ``CorruptRecordError`` at the field's offset.
     @inline(__always)
     private static func applying(
-        _ rule: @autoclosure () throws(ValidationError) -> Void,
+        _ rule: @autoclosure () throws(InvalidFieldError) -> Void,
         at offset: Int
     ) throws(CorruptRecordError) {
         do {

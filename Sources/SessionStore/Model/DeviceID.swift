@@ -14,8 +14,8 @@ public struct DeviceID: Hashable, Comparable, Sendable, ExpressibleByIntegerLite
     /// Creates a device ID, checking its range.
     ///
     /// - Parameter value: The ID, 1...255.
-    /// - Throws: ``ValidationError`` for `deviceID` when `value` is outside 1...255.
-    public init(_ value: Int) throws(ValidationError) {
+    /// - Throws: ``InvalidFieldError`` for `deviceID` when `value` is outside 1...255.
+    public init(_ value: Int) throws(InvalidFieldError) {
         guard (1...255).contains(value) else {
             throw .outOfRange("deviceID", value: String(value), allowed: "1 to 255")
         }

@@ -15,7 +15,8 @@ enum FieldRules {
     static let maximumVLAN: UInt16 = 4094
 
     /// Checks a user name given as valid UTF-8: 1...253 bytes, no control characters (C0, DEL, C1).
-    static func checkUserName(_ bytes: UnsafeBufferPointer<UInt8>, field: String = "userName") throws(ValidationError) {
+    static func checkUserName(_ bytes: UnsafeBufferPointer<UInt8>, field: String = "userName") throws(InvalidFieldError)
+    {
         guard !bytes.isEmpty else {
             throw .empty(field, allowed: "1 to \(maximumUserNameBytes) bytes of UTF-8 without control characters")
         }
@@ -48,7 +49,7 @@ enum FieldRules {
     }
 
     /// Checks an access interface name: 1...63 bytes of printable ASCII (space to tilde).
-    static func checkAccessInterface(_ bytes: UnsafeBufferPointer<UInt8>) throws(ValidationError) {
+    static func checkAccessInterface(_ bytes: UnsafeBufferPointer<UInt8>) throws(InvalidFieldError) {
         let field = "accessInterface"
         guard !bytes.isEmpty else {
             throw .empty(field, allowed: "1 to \(maximumAccessInterfaceBytes) bytes of printable ASCII")
@@ -67,7 +68,7 @@ enum FieldRules {
     }
 
     /// Checks a portal group name: 1...31 bytes of `[A-Za-z0-9._-]`.
-    static func checkPortalGroup(_ bytes: UnsafeBufferPointer<UInt8>) throws(ValidationError) {
+    static func checkPortalGroup(_ bytes: UnsafeBufferPointer<UInt8>) throws(InvalidFieldError) {
         let field = "portalGroup"
         let allowed = "letters, digits, '.', '_' and '-'"
         guard !bytes.isEmpty else {
@@ -87,21 +88,21 @@ enum FieldRules {
     }
 
     /// Checks a VLAN ID: 0 (untagged) or 1...4094.
-    static func checkVLAN(_ vlan: UInt16) throws(ValidationError) {
+    static func checkVLAN(_ vlan: UInt16) throws(InvalidFieldError) {
         guard vlan <= maximumVLAN else {
             throw .outOfRange("vlan", value: String(vlan), allowed: "0 for untagged, or 1 to \(maximumVLAN)")
         }
     }
 
     /// Checks a RADIUS Acct-Session-Id length: at most 253 bytes of UTF-8.
-    static func checkAcctSessionID(byteCount: Int) throws(ValidationError) {
+    static func checkAcctSessionID(byteCount: Int) throws(InvalidFieldError) {
         guard byteCount <= maximumAcctSessionIDBytes else {
             throw .tooLong("radius.acctSessionID", bytes: byteCount, maximum: maximumAcctSessionIDBytes)
         }
     }
 
     /// Checks a RADIUS Class length: at most 253 bytes.
-    static func checkClass(byteCount: Int) throws(ValidationError) {
+    static func checkClass(byteCount: Int) throws(InvalidFieldError) {
         guard byteCount <= maximumClassBytes else {
             throw .tooLong("radius.classAttribute", bytes: byteCount, maximum: maximumClassBytes)
         }
@@ -151,9 +152,9 @@ extension String {
 
     /// Applies a field rule to the UTF-8 bytes of the string.
     @inline(__always)
-    func checkUTF8(_ rule: (UnsafeBufferPointer<UInt8>) throws(ValidationError) -> Void) throws(ValidationError) {
-        let failure: ValidationError? = withUTF8Bytes { bytes in
-            do throws(ValidationError) {
+    func checkUTF8(_ rule: (UnsafeBufferPointer<UInt8>) throws(InvalidFieldError) -> Void) throws(InvalidFieldError) {
+        let failure: InvalidFieldError? = withUTF8Bytes { bytes in
+            do throws(InvalidFieldError) {
                 try rule(bytes)
                 return nil
             } catch {

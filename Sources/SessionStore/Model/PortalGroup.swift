@@ -14,8 +14,8 @@ public struct PortalGroup: Hashable, Sendable, ExpressibleByStringLiteral {
     /// Creates a portal group, checking its name.
     ///
     /// - Parameter name: 1...31 bytes of `[A-Za-z0-9._-]`.
-    /// - Throws: ``ValidationError`` for `portalGroup` when the name is empty, too long, or has another character.
-    public init(_ name: String) throws(ValidationError) {
+    /// - Throws: ``InvalidFieldError`` for `portalGroup` when the name is empty, too long, or has another character.
+    public init(_ name: String) throws(InvalidFieldError) {
         try name.checkUTF8(FieldRules.checkPortalGroup)
         self.name = name
     }

@@ -95,8 +95,8 @@ public struct Session: Hashable, Sendable, Codable {
     ///
     /// - Parameter statefulFailover: Whether the device runs in stateful failover mode, where re-DHCP authentication
     ///   is refused (R10).
-    /// - Throws: ``ValidationError`` naming the first field that breaks a rule.
-    public func validate(statefulFailover: Bool) throws(ValidationError) {
+    /// - Throws: ``InvalidFieldError`` naming the first field that breaks a rule.
+    public func validate(statefulFailover: Bool) throws(InvalidFieldError) {
         try validateFormat()
         if statefulFailover, authenticationMode == .reDHCP {
             throw .reDHCPInStatefulFailover
@@ -104,8 +104,8 @@ public struct Session: Hashable, Sendable, Codable {
     }
 
     /// Checks the rules that hold whatever the configuration (every rule but R10).
-    func validateFormat() throws(ValidationError) {
-        try userName.checkUTF8 { (bytes) throws(ValidationError) in try FieldRules.checkUserName(bytes) }
+    func validateFormat() throws(InvalidFieldError) {
+        try userName.checkUTF8 { (bytes) throws(InvalidFieldError) in try FieldRules.checkUserName(bytes) }
         try FieldRules.checkVLAN(vlan)
         try accessInterface.checkUTF8(FieldRules.checkAccessInterface)
         try FieldRules.checkAcctSessionID(byteCount: radius.acctSessionID.utf8.count)

@@ -19,7 +19,7 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
         case portalGroupMismatch(path: String, stored: PortalGroup, requested: PortalGroup)
         case alreadyOnline(IPAddress, userName: String)
         case notOnline(IPAddress)
-        case invalidSession(ValidationError)
+        case invalidSession(InvalidFieldError)
         case foreignPortalGroup(session: PortalGroup, store: PortalGroup)
         case corruptRecord(CorruptRecordError, location: String)
         case corruptMetadata(key: String, detail: String)
@@ -52,7 +52,7 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
         public static let alreadyOnline = Kind("already-online")
         /// A logout for an address that no online user holds.
         public static let notOnline = Kind("not-online")
-        /// A session field is invalid; ``SessionStoreError/validationError`` says which.
+        /// A session field is invalid; ``SessionStoreError/invalidField`` says which.
         public static let invalidSession = Kind("invalid-session")
         /// A session of a portal group this store does not back up.
         public static let foreignPortalGroup = Kind("foreign-portal-group")
@@ -100,8 +100,8 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The validation failure behind an ``Kind/invalidSession`` error.
-    public var validationError: ValidationError? {
+    /// The field that broke a rule, behind an ``Kind/invalidSession`` error.
+    public var invalidField: InvalidFieldError? {
         if case .invalidSession(let error) = code { return error }
         return nil
     }

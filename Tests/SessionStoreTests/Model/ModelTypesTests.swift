@@ -14,7 +14,7 @@ struct DeviceIDTests {
 
     @Test("refuses 0 and values past 255", arguments: [0, -1, 256, 1000, Int.min, Int.max])
     func refuses(value: Int) {
-        let error = #expect(throws: ValidationError.self) { try DeviceID(value) }
+        let error = #expect(throws: InvalidFieldError.self) { try DeviceID(value) }
         #expect(error?.field == "deviceID")
         #expect(error?.description == "deviceID: \(value) is out of range (1 to 255)")
     }
@@ -55,7 +55,7 @@ struct PortalGroupTests {
         ]
     )
     func refuses(name: String, message: String) {
-        let error = #expect(throws: ValidationError.self) { try PortalGroup(name) }
+        let error = #expect(throws: InvalidFieldError.self) { try PortalGroup(name) }
         #expect(error?.field == "portalGroup")
         #expect(error?.description.hasPrefix(message) == true, "\(String(describing: error))")
     }

@@ -87,7 +87,7 @@ struct ValidationTests {
         var session = validSession()
         ruleBreak.change(&session)
         for statefulFailover in [false, true] {
-            let error = #expect(throws: ValidationError.self) {
+            let error = #expect(throws: InvalidFieldError.self) {
                 try session.validate(statefulFailover: statefulFailover)
             }
             #expect(error?.field == ruleBreak.field)
@@ -121,7 +121,7 @@ struct ValidationTests {
         var session = validSession()
         session.authenticationMode = .reDHCP
         try session.validate(statefulFailover: false)
-        let error = #expect(throws: ValidationError.self) {
+        let error = #expect(throws: InvalidFieldError.self) {
             try session.validate(statefulFailover: true)
         }
         #expect(error?.field == "authenticationMode")

@@ -57,12 +57,12 @@ struct SessionStoreTests {
         badVLAN.vlan = 5000
         let vlan = await #expect(throws: SessionStoreError.self) { try await store.login(badVLAN) }
         #expect(vlan?.kind == .invalidSession)
-        #expect(vlan?.validationError?.field == "vlan")
+        #expect(vlan?.invalidField?.field == "vlan")
 
         var reDHCP = testSession(3)
         reDHCP.authenticationMode = .reDHCP
         let r10 = await #expect(throws: SessionStoreError.self) { try await store.login(reDHCP) }
-        #expect(r10?.validationError?.field == "authenticationMode")
+        #expect(r10?.invalidField?.field == "authenticationMode")
 
         let foreign = await #expect(throws: SessionStoreError.self) {
             try await store.login(testSession(4, portalGroup: "guests"))

@@ -8,7 +8,7 @@
 /// ```
 /// userName: 300 bytes is too long (at most 253)
 /// ```
-public struct ValidationError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct InvalidFieldError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The field that breaks a rule, such as `userName`, `vlan` or `radius.classAttribute`.
     public let field: String
 
@@ -50,12 +50,12 @@ public struct ValidationError: Error, Hashable, Sendable, CustomStringConvertibl
         }
     }
 
-    static func empty(_ field: String, allowed: String) -> ValidationError {
-        ValidationError(field: field, code: .empty(allowed: allowed))
+    static func empty(_ field: String, allowed: String) -> InvalidFieldError {
+        InvalidFieldError(field: field, code: .empty(allowed: allowed))
     }
 
-    static func tooLong(_ field: String, bytes: Int, maximum: Int) -> ValidationError {
-        ValidationError(field: field, code: .tooLong(bytes: bytes, maximum: maximum))
+    static func tooLong(_ field: String, bytes: Int, maximum: Int) -> InvalidFieldError {
+        InvalidFieldError(field: field, code: .tooLong(bytes: bytes, maximum: maximum))
     }
 
     static func invalidCharacter(
@@ -63,15 +63,15 @@ public struct ValidationError: Error, Hashable, Sendable, CustomStringConvertibl
         _ character: String,
         byteOffset: Int,
         allowed: String
-    ) -> ValidationError {
-        ValidationError(field: field, code: .invalidCharacter(character, byteOffset: byteOffset, allowed: allowed))
+    ) -> InvalidFieldError {
+        InvalidFieldError(field: field, code: .invalidCharacter(character, byteOffset: byteOffset, allowed: allowed))
     }
 
-    static func outOfRange(_ field: String, value: String, allowed: String) -> ValidationError {
-        ValidationError(field: field, code: .outOfRange(value: value, allowed: allowed))
+    static func outOfRange(_ field: String, value: String, allowed: String) -> InvalidFieldError {
+        InvalidFieldError(field: field, code: .outOfRange(value: value, allowed: allowed))
     }
 
-    static var reDHCPInStatefulFailover: ValidationError {
-        ValidationError(field: "authenticationMode", code: .reDHCPInStatefulFailover)
+    static var reDHCPInStatefulFailover: InvalidFieldError {
+        InvalidFieldError(field: "authenticationMode", code: .reDHCPInStatefulFailover)
     }
 }
