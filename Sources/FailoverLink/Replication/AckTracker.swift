@@ -175,7 +175,7 @@ final class AckTracker: Sendable {
     func demoted(kept: UInt64, last: UInt64, term: UInt32) {
         acknowledge(kept)
         state.withLock { if last > kept { $0.discarded.append((kept + 1...last, term)) } }
-        end(with: .discarded(term: term)) { _ in true }
+        endAll(.discarded(term: term))
     }
 
     /// Ends the waits whose deadline has passed, earliest first.
@@ -195,17 +195,13 @@ final class AckTracker: Sendable {
     /// Ends every wait, and every later one, with ``Outcome/stopped``: the node stopped.
     func stop() {
         state.withLock { $0.stopped = true }
-        end(with: .stopped) { _ in true }
+        endAll(.stopped)
     }
 
-    private func end(with outcome: Outcome, _ which: (Waiter) -> Bool) {
+    private func endAll(_ outcome: Outcome) {
         let ended = state.withLock { state -> [CheckedContinuation<Outcome, Never>] in
-            var ended: [CheckedContinuation<Outcome, Never>] = []
-            for (id, waiter) in state.waiters where which(waiter) {
-                ended.append(waiter.continuation)
-                state.waiters[id] = nil
-            }
-            return ended
+            defer { state.waiters.removeAll() }
+            return state.waiters.values.map(\.continuation)
         }
         for continuation in ended { continuation.resume(returning: outcome) }
     }
