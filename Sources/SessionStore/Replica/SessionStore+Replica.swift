@@ -25,13 +25,13 @@ extension SessionStore {
 
     /// Applies a batch of the peer's stream; returns once it is committed here.
     package func applyPeer(_ batch: PeerBatch) async throws(SessionStoreError) -> PeerApplied {
-        try await writer.submit { .applyPeer(batch, $0) }.get()
+        try await writer.applyPeer(batch).get()
     }
 
     /// Takes over `peer`'s users: logs a takeover record and raises the term above `peerTerm` and this
     /// store's term.
     package func promote(over peer: DeviceID, peerTerm: UInt32) async throws(SessionStoreError) -> Promotion {
-        try await writer.submit { .promote(peer: peer, peerTerm: peerTerm, $0) }.get()
+        try await writer.promote(over: peer, peerTerm: peerTerm).get()
     }
 
     /// Empties the store for a full resynchronization from `peer`, of term `term`: this device's events after
@@ -43,9 +43,7 @@ extension SessionStore {
         from peer: DeviceID,
         holdName: String
     ) async throws(SessionStoreError) -> Demotion {
-        try await writer.submit {
-            .reset(term: term, keepThrough: keepThrough, peer: peer, holdName: holdName, $0)
-        }.get()
+        try await writer.resetForResync(term: term, keepThrough: keepThrough, peer: peer, holdName: holdName).get()
     }
 
     /// Starts keeping the users table's digest (one pass over the table, then O(1) per change). A damaged
@@ -56,12 +54,12 @@ extension SessionStore {
     @discardableResult
     package func initializeDigest() async throws(SessionStoreError) -> Bool {
         do {
-            try await writer.submit { .initializeDigest($0) }.get()
+            try await writer.initializeDigest().get()
             return false
         } catch  where error.kind == .corruptRecord && configuration.onDamage == .recoverFromPeer {
             writer.logger.error("the users table is damaged", metadata: ["tandem.error": "\(error)"])
             try await repairDamage()
-            try await writer.submit { .initializeDigest($0) }.get()
+            try await writer.initializeDigest().get()
             return true
         }
     }
@@ -69,7 +67,7 @@ extension SessionStore {
     /// Empties this store, but for the logouts it can still read (logged again), to recover its users from
     /// the peer: the repair of a damaged store.
     package func repairDamage() async throws(SessionStoreError) {
-        _ = try await writer.submit { .repairDamage($0) }.get()
+        _ = try await writer.repairDamage().get()
     }
 
     /// This log's history ID: random, new with the store and with each reset for a resynchronization.
@@ -100,7 +98,7 @@ extension SessionStore {
 
     /// Forgets that this device recovered from `peer`: the peer has everything since.
     package func forgetRecovery(from peer: DeviceID) async throws(SessionStoreError) {
-        try await writer.submit { .forgetRecovery(peer, $0) }.get()
+        try await writer.forgetRecovery(peer).get()
     }
 
     /// Where hold `name` keeps the log from (without reading the log's size, as ``logStatus`` does).
@@ -122,7 +120,7 @@ extension SessionStore {
     /// Places (or moves) hold `name` at the first sequence after the current checkpoint, for a snapshot, or
     /// keeps it where it is when that is earlier and still in the log; returns where it stands.
     package func holdAfterCheckpoint(_ name: String) async throws(SessionStoreError) -> UInt64 {
-        try await writer.submit { .hold(name, nil, $0) }.get()
+        try await writer.hold(name, from: nil).get()
         return writer.status.withLock { $0.holds[name] } ?? 1
     }
 

@@ -9,42 +9,39 @@ final class CommitObserver: Sendable {
     init(_ call: @escaping @Sendable (UInt64) -> Void) { self.call = call }
 }
 
-/// A caller waiting for the writer's answer.
-typealias Reply<T> = UnsafeContinuation<Result<T, SessionStoreError>, Never>
-
 /// The store's single writer: it takes every pending request at once, appends their events to the log in
 /// one LMDB transaction with one sync (group commit), applies them to the in-memory overlay, and resumes
 /// each caller once its event is durable under the store's durability setting.
 ///
+/// Each operation is a method (the "Requests" section) that queues its staging step, or its work that runs
+/// alone, with its reply (`Writer/Requests.swift`); `process` runs a batch of them without knowing what they
+/// are. A reply answers once: its consuming `resume` is the only way out.
+///
 /// `@unchecked Sendable` invariant: the queue fields are guarded by `queue`; every other mutable field is
 /// touched only on the writer thread (after `start`) or before `start` by the opening thread.
 final class LogWriter: @unchecked Sendable {
+    /// What the queue holds: callers' requests (each carries its own staging step or work, and its reply) and
+    /// the checkpointer's reports.
     enum Request: Sendable {
-        case login(Session, Reply<Session>)
-        case loginBatch([Session], Reply<[Result<Session, SessionStoreError>]>)
-        case logoutBatch([(IPAddress, LogoutReason)], Reply<[Result<Logout, SessionStoreError>]>)
-        case logout(IPAddress, LogoutReason, Reply<LoggedLogout>)
-        case expire(Timestamp, Reply<[Logout]>)
-        case changeDeviceID(DeviceID, Reply<Int>)
-        case checkpoint(Reply<UInt64>)
-        /// Keeps the log from a position on; `nil` means the first position after the current checkpoint.
-        case hold(String, UInt64?, Reply<Void>)
-        case release(String, Reply<Void>)
+        /// Staged with the rest of its batch and answered once the batch commits (see ``StagedRequest``).
+        case staged(any StagedRequest)
+        /// Runs alone after its batch commits (see ``AloneRequest``).
+        case alone(any AloneRequest)
+        /// Answered once the users table on disk holds everything logged before it.
+        case checkpoint(PendingReply<UInt64>)
         case checkpointDone(Result<UInt64, SessionStoreError>)
-        /// Applies a batch of the peer's stream (or of a snapshot of its users).
-        case applyPeer(PeerBatch, Reply<PeerApplied>)
-        /// Takes over the peer's users and raises the term above the peer's.
-        case promote(peer: DeviceID, peerTerm: UInt32, Reply<Promotion>)
-        /// Demotion: empties the store and adopts the peer's term, for a snapshot of `peer`'s users; what
-        /// became of the own events after `keepThrough` (never acknowledged) is returned. The log after the
-        /// reset is held under `holdName` for the peer.
-        case reset(term: UInt32, keepThrough: UInt64, peer: DeviceID, holdName: String, Reply<Demotion>)
-        /// Computes the users table's digest once; commits keep it up to date from then on.
-        case initializeDigest(Reply<Void>)
-        /// Empties a damaged store to recover from the peer.
-        case repairDamage(Reply<Wipe>)
-        /// Forgets that this device recovered from the peer (the peer has everything since).
-        case forgetRecovery(DeviceID, Reply<Void>)
+
+        /// Answers the caller with `error`, without running the request.
+        func reject(_ error: SessionStoreError) {
+            switch self {
+            case .staged(let request):
+                request.fail(error)
+                request.answer()
+            case .alone(let request): request.reject(error)
+            case .checkpoint(let reply): reply.resume(.failure(error))
+            case .checkpointDone: break
+            }
+        }
     }
 
     struct Identity: Sendable {
@@ -90,7 +87,7 @@ final class LogWriter: @unchecked Sendable {
     private var firstRetained: UInt64?
     private var holds: [String: UInt64]
     private var deadlines = DeadlineHeap()
-    private var checkpointWaiters: [(UInt64, Reply<UInt64>)] = []
+    private var checkpointWaiters: [(UInt64, PendingReply<UInt64>)] = []
     private var checkpointRunning = false
     private var checkpointFailedWhileClosing = false
     private var lastFreeze = monotonicNanoseconds()
@@ -172,8 +169,8 @@ final class LogWriter: @unchecked Sendable {
     /// Own users that the peer's events logged off or replaced, for ``automaticLogouts``.
     var peerNotices: [Logout] = []
     var metaChanges: [MetaChange] = []
-    /// The outcome buffers of the last batch, kept so that each batch does not allocate its own.
-    private var spareOutcomes = Outcomes()
+    /// The staged requests of the batch, answered once it commits; kept so that each batch does not allocate.
+    private var batchRequests: [any StagedRequest] = []
 
     enum MetaChange {
         case deviceID(DeviceID)
@@ -300,10 +297,94 @@ final class LogWriter: @unchecked Sendable {
     }
 
     /// Queues a caller's request and waits for its answer.
-    func submit<T>(_ make: (Reply<T>) -> Request) async -> Result<T, SessionStoreError> {
-        await withUnsafeContinuation { reply in
-            if !enqueue(make(reply)) { reply.resume(returning: .failure(SessionStoreError(.closed))) }
+    private func submit<T: Sendable>(_ make: (consuming Reply<T>) -> Request) async -> Result<T, SessionStoreError> {
+        await withUnsafeContinuation { continuation in
+            let request = make(Reply(continuation))
+            if !enqueue(request) { request.reject(SessionStoreError(.closed)) }
         }
+    }
+
+    /// Queues `work`, to run alone after the batch it comes in, and waits for it.
+    private func alone<T: Sendable>(_ work: @escaping Alone<T>.Work) async -> Result<T, SessionStoreError> {
+        await submit { reply in .alone(Alone(work, reply)) }
+    }
+
+    // MARK: - Requests: an operation is its request type (below, with its staging step) and the method that queues it
+
+    func login(_ session: Session) async -> Result<Session, SessionStoreError> {
+        await submit { .staged(LoginRequest(session, $0)) }
+    }
+
+    /// Each session of the batch succeeds or fails alone; the whole fails when the batch cannot commit.
+    func loginBatch(_ sessions: [Session]) async -> Result<[Result<Session, SessionStoreError>], SessionStoreError> {
+        await submit { .staged(LoginBatchRequest(sessions, $0)) }
+    }
+
+    func logoutBatch(
+        _ logouts: [(IPAddress, LogoutReason)]
+    ) async -> Result<[Result<Logout, SessionStoreError>], SessionStoreError> {
+        await submit { .staged(LogoutBatchRequest(logouts, $0)) }
+    }
+
+    func logout(_ ip: IPAddress, reason: LogoutReason) async -> Result<LoggedLogout, SessionStoreError> {
+        await submit { .staged(LogoutRequest(ip, reason, $0)) }
+    }
+
+    func expire(_ now: Timestamp) async -> Result<[Logout], SessionStoreError> {
+        await submit { .staged(ExpiryRequest(now, $0)) }
+    }
+
+    func changeDeviceID(to newID: DeviceID) async -> Result<Int, SessionStoreError> {
+        await submit { .staged(DeviceIDRequest(newID, $0)) }
+    }
+
+    /// Answers once the users table on disk holds everything logged before this request.
+    func checkpoint() async -> Result<UInt64, SessionStoreError> {
+        await submit { .checkpoint(PendingReply($0)) }
+    }
+
+    /// Keeps the log from `requested` on; `nil` means the first position after the current checkpoint.
+    func hold(_ name: String, from requested: UInt64?) async -> Result<Void, SessionStoreError> {
+        await submit { .staged(MetaRequest(.hold(name, requested), $0)) }
+    }
+
+    func release(_ name: String) async -> Result<Void, SessionStoreError> {
+        await submit { .staged(MetaRequest(.release(name), $0)) }
+    }
+
+    /// Forgets that this device recovered from the peer (the peer has everything since).
+    func forgetRecovery(_ peer: DeviceID) async -> Result<Void, SessionStoreError> {
+        await submit { .staged(MetaRequest(.forgetRecovery(peer), $0)) }
+    }
+
+    /// Applies a batch of the peer's stream (or of a snapshot of its users).
+    func applyPeer(_ batch: PeerBatch) async -> Result<PeerApplied, SessionStoreError> {
+        await submit { .staged(PeerRequest(batch, $0)) }
+    }
+
+    /// Takes over the peer's users and raises the term above the peer's.
+    func promote(over peer: DeviceID, peerTerm: UInt32) async -> Result<Promotion, SessionStoreError> {
+        await submit { .staged(PromotionRequest(peer, peerTerm, $0)) }
+    }
+
+    /// Demotion (see ``reset(term:keepThrough:peer:holdName:)``).
+    func resetForResync(
+        term: UInt32,
+        keepThrough: UInt64,
+        peer: DeviceID,
+        holdName: String
+    ) async -> Result<Demotion, SessionStoreError> {
+        await alone { writer in writer.reset(term: term, keepThrough: keepThrough, peer: peer, holdName: holdName) }
+    }
+
+    /// Computes the users table's digest once; commits keep it up to date from then on.
+    func initializeDigest() async -> Result<Void, SessionStoreError> {
+        await alone { writer in writer.initializeDigest() }
+    }
+
+    /// Empties a damaged store to recover from the peer.
+    func repairDamage() async -> Result<Wipe, SessionStoreError> {
+        await alone { writer in writer.repairDamage() }
     }
 
     /// Stops accepting requests, finishes the pending ones, checkpoints everything, and stops the threads.
@@ -354,8 +435,7 @@ final class LogWriter: @unchecked Sendable {
                 process(batch)
             } else if truncationPending {
                 beginBatch()
-                var outcomes = Outcomes()
-                commit(&outcomes)
+                _ = commit()  // a failure is logged, and the truncation tried again
             }
             batch.removeAll(keepingCapacity: true)
             runTimers()
@@ -373,7 +453,7 @@ final class LogWriter: @unchecked Sendable {
         let waiters = closeWaiters
         closeWaiters.removeAll()
         queue.unlock()
-        for request in rejected { fail(request, SessionStoreError(.closed)) }
+        for request in rejected { request.reject(SessionStoreError(.closed)) }
         automaticLogouts.finish()
         for waiter in waiters { waiter.resume() }
     }
@@ -432,9 +512,7 @@ final class LogWriter: @unchecked Sendable {
             return
         }
         guard !expired.isEmpty else { return }
-        var outcomes = Outcomes()
-        commit(&outcomes)
-        if let failure = outcomes.failure {
+        if let failure = commit() {
             logger.error("session-timeout expiry failed", metadata: ["tandem.error": "\(failure)"])
         } else {
             logger.debug("sessions expired", metadata: ["tandem.expired": "\(expired.count)"])
@@ -480,65 +558,6 @@ final class LogWriter: @unchecked Sendable {
 
     // MARK: - Batches
 
-    private struct Outcomes {
-        var logins: [(Reply<Session>, Result<Session, SessionStoreError>)] = []
-        var logouts: [(Reply<LoggedLogout>, Result<LoggedLogout, SessionStoreError>)] = []
-        var loginBatches:
-            [(
-                Reply<[Result<Session, SessionStoreError>]>,
-                Result<[Result<Session, SessionStoreError>], SessionStoreError>
-            )] = []
-        var logoutBatches:
-            [(
-                Reply<[Result<Logout, SessionStoreError>]>,
-                Result<[Result<Logout, SessionStoreError>], SessionStoreError>
-            )] = []
-        var expiries: [(Reply<[Logout]>, Result<[Logout], SessionStoreError>)] = []
-        var deviceChanges: [(Reply<Int>, Result<Int, SessionStoreError>)] = []
-        var voids: [(Reply<Void>, Result<Void, SessionStoreError>)] = []
-        var peers: [(Reply<PeerApplied>, Result<PeerApplied, SessionStoreError>)] = []
-        var promotions: [(Reply<Promotion>, Result<Promotion, SessionStoreError>)] = []
-        var failure: SessionStoreError?
-
-        mutating func failSucceeded(_ error: SessionStoreError) {
-            failure = error
-            for index in logins.indices { logins[index].1 = logins[index].1.flatMap { _ in .failure(error) } }
-            for index in logouts.indices { logouts[index].1 = logouts[index].1.flatMap { _ in .failure(error) } }
-            loginBatches = loginBatches.map { ($0.0, .failure(error)) }
-            logoutBatches = logoutBatches.map { ($0.0, .failure(error)) }
-            expiries = expiries.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
-            deviceChanges = deviceChanges.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
-            voids = voids.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
-            peers = peers.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
-            promotions = promotions.map { ($0.0, $0.1.flatMap { _ in .failure(error) }) }
-        }
-
-        mutating func removeAll() {
-            logins.removeAll(keepingCapacity: true)
-            logouts.removeAll(keepingCapacity: true)
-            loginBatches.removeAll(keepingCapacity: true)
-            logoutBatches.removeAll(keepingCapacity: true)
-            expiries.removeAll()
-            deviceChanges.removeAll()
-            voids.removeAll()
-            peers.removeAll()
-            promotions.removeAll()
-            failure = nil
-        }
-
-        func resume() {
-            for (reply, result) in logins { reply.resume(returning: result) }
-            for (reply, result) in logouts { reply.resume(returning: result) }
-            for (reply, result) in loginBatches { reply.resume(returning: result) }
-            for (reply, result) in logoutBatches { reply.resume(returning: result) }
-            for (reply, result) in expiries { reply.resume(returning: result) }
-            for (reply, result) in deviceChanges { reply.resume(returning: result) }
-            for (reply, result) in voids { reply.resume(returning: result) }
-            for (reply, result) in peers { reply.resume(returning: result) }
-            for (reply, result) in promotions { reply.resume(returning: result) }
-        }
-    }
-
     private func beginBatch() {
         staged.removeAll(keepingCapacity: true)
         changes.removeAll(keepingCapacity: true)
@@ -566,167 +585,53 @@ final class LogWriter: @unchecked Sendable {
         (origin, term, adoptions) = identity.withLock { ($0.deviceID, $0.term, $0.adoptions) }
     }
 
+    /// Stages the batch's requests in one read transaction of the users table, commits what they staged, answers
+    /// them, then runs the requests that run alone.
     private func process(_ batch: [Request]) {
         beginBatch()
-        var outcomes = Outcomes()
-        swap(&outcomes, &spareOutcomes)
-        defer {
-            outcomes.removeAll()
-            swap(&outcomes, &spareOutcomes)
-        }
         var checkpointResults: [Result<UInt64, SessionStoreError>] = []
-        var resets: [(UInt32, UInt64, DeviceID, String, Reply<Demotion>)] = []
-        var digestRequests: [Reply<Void>] = []
-        var repairs: [Reply<Wipe>] = []
+        var aloneRequests: [any AloneRequest] = []
+        var taken = 0  // the requests of the batch handled so far
+        func take(_ request: Request) {
+            switch request {
+            case .staged(let request): batchRequests.append(request)
+            case .alone(let request): aloneRequests.append(request)
+            case .checkpoint(let reply): checkpointWaiters.append((sequence, reply))
+            case .checkpointDone(let result): checkpointResults.append(result)
+            }
+            taken += 1
+        }
         do {
             try files.usersEnvironment.read { txn in
                 for request in batch {
-                    switch request {
-                    case .login(let session, let reply):
-                        outcomes.logins.append(
-                            (
-                                reply,
-                                Result { () throws(SessionStoreError) in
-                                    try stageLogin(session, txn: txn)
-                                }
-                            )
-                        )
-                    case .loginBatch(let sessions, let reply):
-                        var results: [Result<Session, SessionStoreError>] = []
-                        results.reserveCapacity(sessions.count)
-                        for session in sessions {
-                            results.append(Result { () throws(SessionStoreError) in try stageLogin(session, txn: txn) })
-                        }
-                        outcomes.loginBatches.append((reply, .success(results)))
-                    case .logoutBatch(let logouts, let reply):
-                        var results: [Result<Logout, SessionStoreError>] = []
-                        results.reserveCapacity(logouts.count)
-                        let now = Timestamp.now
-                        for (ip, reason) in logouts {
-                            results.append(
-                                Result { () throws(SessionStoreError) in
-                                    guard let session = try resolve(ip, txn: txn) else {
-                                        throw SessionStoreError(.notOnline(ip))
-                                    }
-                                    return stageLogout(session, reason: reason, time: now)
-                                }
-                            )
-                        }
-                        outcomes.logoutBatches.append((reply, .success(results)))
-                    case .logout(let ip, let reason, let reply):
-                        outcomes.logouts.append(
-                            (
-                                reply,
-                                Result { () throws(SessionStoreError) in
-                                    guard let session = try resolve(ip, txn: txn) else {
-                                        throw SessionStoreError(.notOnline(ip))
-                                    }
-                                    let logout = stageLogout(session, reason: reason, time: .now)
-                                    return LoggedLogout(logout: logout, sequence: sequence)
-                                }
-                            )
-                        )
-                    case .expire(let now, let reply):
-                        outcomes.expiries.append(
-                            (
-                                reply,
-                                Result { () throws(SessionStoreError) in
-                                    try stageExpiry(now, limit: .max, txn: txn)
-                                }
-                            )
-                        )
-                    case .changeDeviceID(let newID, let reply):
-                        outcomes.deviceChanges.append(
-                            (
-                                reply,
-                                Result { () throws(SessionStoreError) in
-                                    try stageDeviceIDChange(to: newID, txn: txn)
-                                }
-                            )
-                        )
-                    case .checkpoint(let reply):
-                        checkpointWaiters.append((sequence, reply))
-                    case .hold(let name, let requested, let reply):
-                        outcomes.voids.append(
-                            (
-                                reply,
-                                Result { () throws(SessionStoreError) in
-                                    // After the checkpoint, or from where the hold already is if that is
-                                    // earlier and still in the log (a reset keeps its logouts there).
-                                    let available = firstRetained ?? (lastSequence + 1)
-                                    var position = requested ?? checkpointSequence + 1
-                                    if requested == nil, let held = holds[name], held >= available {
-                                        position = min(held, position)
-                                    }
-                                    if position < available {
-                                        throw SessionStoreError(
-                                            .logTruncated(requested: position, firstRetained: available)
-                                        )
-                                    }
-                                    metaChanges.append(.hold(name, position))
-                                }
-                            )
-                        )
-                    case .release(let name, let reply):
-                        metaChanges.append(.release(name))
-                        outcomes.voids.append((reply, .success(())))
-                    case .checkpointDone(let result):
-                        checkpointResults.append(result)
-                    case .applyPeer(let peerBatch, let reply):
-                        outcomes.peers.append(
-                            (reply, Result { () throws(SessionStoreError) in try stagePeer(peerBatch, txn: txn) })
-                        )
-                    case .promote(let peer, let peerTerm, let reply):
-                        outcomes.promotions.append(
-                            (
-                                reply,
-                                Result { () throws(SessionStoreError) in
-                                    try stagePromotion(over: peer, peerTerm: peerTerm)
-                                }
-                            )
-                        )
-                    case .reset(let newTerm, let keepThrough, let peer, let holdName, let reply):
-                        resets.append((newTerm, keepThrough, peer, holdName, reply))
-                    case .initializeDigest(let reply):
-                        digestRequests.append(reply)
-                    case .repairDamage(let reply):
-                        repairs.append(reply)
-                    case .forgetRecovery(let peer, let reply):
-                        metaChanges.append(.forgetRecovery(peer))
-                        outcomes.voids.append((reply, .success(())))
-                    }
+                    if case .staged(let request) = request { request.stage(self, txn) }
+                    take(request)
                 }
             }
         } catch {
-            // The users table could not be read: nothing of this batch is written.
+            // The users table could not be read: nothing of this batch is written, and its staged requests fail.
             let failure = SessionStoreError.storage(error, doing: "reading the users table")
             beginBatch()
-            outcomes.failSucceeded(failure)
+            for request in batch[taken...] { take(request) }
+            for request in batchRequests { request.fail(failure) }
         }
         for result in checkpointResults { checkpointCompleted(result) }
-        commit(&outcomes)
-        outcomes.resume()
-        for (newTerm, keepThrough, peer, holdName, reply) in resets {
-            reply.resume(returning: reset(term: newTerm, keepThrough: keepThrough, peer: peer, holdName: holdName))
+        if let failure = commit() {
+            for request in batchRequests { request.fail(failure) }
         }
-        if !repairs.isEmpty {
-            let result = repairDamage()
-            for reply in repairs { reply.resume(returning: result) }
-        }
-        if !digestRequests.isEmpty {
-            let result = initializeDigest()
-            for reply in digestRequests { reply.resume(returning: result) }
-        }
+        for request in batchRequests { request.answer() }
+        batchRequests.removeAll(keepingCapacity: true)
+        for request in aloneRequests { request.run(self) }
     }
 
-    /// Writes the staged records and meta changes, then applies them; on failure, fails the batch's
-    /// successful outcomes and changes nothing.
-    private func commit(_ outcomes: inout Outcomes) {
+    /// Writes the staged records and meta changes, then applies them; on failure, changes nothing and returns
+    /// the error, for the batch's requests.
+    private func commit() -> SessionStoreError? {
         let target = truncationTarget()
         let mayTruncate = truncationPending
         guard !records.isEmpty || !metaChanges.isEmpty || mayTruncate else {
             commitListings()  // a snapshot's sessions that changed nothing were listed all the same
-            return
+            return nil
         }
         let started = monotonicNanoseconds()
         let truncationBatch = configuration.truncationBatch
@@ -809,8 +714,7 @@ final class LogWriter: @unchecked Sendable {
         } catch {
             let failure = SessionStoreError.storage(error, doing: "appending to the log")
             logger.error("group commit failed; its callers get the error", metadata: ["tandem.error": "\(failure)"])
-            outcomes.failSucceeded(failure)
-            return
+            return failure
         }
         commitTimer.recordNanoseconds(Int64(monotonicNanoseconds() - started))
         if !records.isEmpty {
@@ -891,6 +795,7 @@ final class LogWriter: @unchecked Sendable {
         if !peerNotices.isEmpty { automaticLogouts.yield(peerNotices) }
         metaChanges.removeAll(keepingCapacity: true)
         records.removeAll(keepingCapacity: true)
+        return nil
     }
 
     /// Demotion: waits for the running checkpoint, then empties the users table and the log and takes
@@ -1081,7 +986,7 @@ final class LogWriter: @unchecked Sendable {
             resumeCheckpointWaiters()
             enforceQuota()
         case .failure(let error):
-            for (_, reply) in checkpointWaiters { reply.resume(returning: .failure(error)) }
+            for (_, reply) in checkpointWaiters { reply.resume(.failure(error)) }
             checkpointWaiters.removeAll()
             checkpointFailedWhileClosing = true
             logger.error(
@@ -1096,7 +1001,7 @@ final class LogWriter: @unchecked Sendable {
         guard checkpointWaiters.contains(where: { $0.0 <= checkpointSequence }) else { return }
         let ready = checkpointWaiters.filter { $0.0 <= checkpointSequence }
         checkpointWaiters.removeAll { $0.0 <= checkpointSequence }
-        for (_, reply) in ready { reply.resume(returning: .success(checkpointSequence)) }
+        for (_, reply) in ready { reply.resume(.success(checkpointSequence)) }
     }
 
     /// Drops the holds that keep the log above its quota, loudly.
@@ -1207,6 +1112,20 @@ final class LogWriter: @unchecked Sendable {
                 ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
             }
         }
+    }
+
+    /// Keeps the log for `name` from `requested` on, or, for `nil`, from after the checkpoint (or from where the
+    /// hold already is if that is earlier and still in the log: a reset keeps its logouts there).
+    private func stageHold(_ name: String, from requested: UInt64?) throws(SessionStoreError) {
+        let available = firstRetained ?? (lastSequence + 1)
+        var position = requested ?? checkpointSequence + 1
+        if requested == nil, let held = holds[name], held >= available {
+            position = min(held, position)
+        }
+        if position < available {
+            throw SessionStoreError(.logTruncated(requested: position, firstRetained: available))
+        }
+        metaChanges.append(.hold(name, position))
     }
 
     private func stageLogin(_ session: Session, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session {
@@ -1342,26 +1261,182 @@ final class LogWriter: @unchecked Sendable {
         for (_, index) in staged { if let session = changes[index].1.session { online.append(session) } }
         return online
     }
+}
 
-    private func fail(_ request: Request, _ error: SessionStoreError) {
-        switch request {
-        case .login(_, let reply): reply.resume(returning: .failure(error))
-        case .logout(_, _, let reply): reply.resume(returning: .failure(error))
-        case .loginBatch(_, let reply): reply.resume(returning: .failure(error))
-        case .logoutBatch(_, let reply): reply.resume(returning: .failure(error))
-        case .expire(_, let reply): reply.resume(returning: .failure(error))
-        case .changeDeviceID(_, let reply): reply.resume(returning: .failure(error))
-        case .checkpoint(let reply): reply.resume(returning: .failure(error))
-        case .hold(_, _, let reply): reply.resume(returning: .failure(error))
-        case .release(_, let reply): reply.resume(returning: .failure(error))
-        case .applyPeer(_, let reply): reply.resume(returning: .failure(error))
-        case .promote(_, _, let reply): reply.resume(returning: .failure(error))
-        case .reset(_, _, _, _, let reply): reply.resume(returning: .failure(error))
-        case .initializeDigest(let reply): reply.resume(returning: .failure(error))
-        case .repairDamage(let reply): reply.resume(returning: .failure(error))
-        case .forgetRecovery(_, let reply): reply.resume(returning: .failure(error))
-        case .checkpointDone: break
+// MARK: - The request types: each holds its arguments, its staging step and its outcome
+
+extension LogWriter {
+    final class LoginRequest: StagedRequest, @unchecked Sendable {
+        private let session: Session
+        private var outcome: Outcome<Session>
+        init(_ session: Session, _ reply: consuming Reply<Session>) {
+            self.session = session
+            outcome = Outcome(reply)
         }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            outcome.set(Result { () throws(SessionStoreError) in try writer.stageLogin(session, txn: txn) })
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    final class LoginBatchRequest: StagedRequest, @unchecked Sendable {
+        private let sessions: [Session]
+        private var outcome: Outcome<[Result<Session, SessionStoreError>]>
+        init(_ sessions: [Session], _ reply: consuming Reply<[Result<Session, SessionStoreError>]>) {
+            self.sessions = sessions
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            var results: [Result<Session, SessionStoreError>] = []
+            results.reserveCapacity(sessions.count)
+            for session in sessions {
+                results.append(Result { () throws(SessionStoreError) in try writer.stageLogin(session, txn: txn) })
+            }
+            outcome.set(.success(results))
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    final class LogoutBatchRequest: StagedRequest, @unchecked Sendable {
+        private let logouts: [(IPAddress, LogoutReason)]
+        private var outcome: Outcome<[Result<Logout, SessionStoreError>]>
+        init(_ logouts: [(IPAddress, LogoutReason)], _ reply: consuming Reply<[Result<Logout, SessionStoreError>]>) {
+            self.logouts = logouts
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            var results: [Result<Logout, SessionStoreError>] = []
+            results.reserveCapacity(logouts.count)
+            let now = Timestamp.now
+            for (ip, reason) in logouts {
+                results.append(
+                    Result { () throws(SessionStoreError) in
+                        guard let session = try writer.resolve(ip, txn: txn) else {
+                            throw SessionStoreError(.notOnline(ip))
+                        }
+                        return writer.stageLogout(session, reason: reason, time: now)
+                    }
+                )
+            }
+            outcome.set(.success(results))
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    final class LogoutRequest: StagedRequest, @unchecked Sendable {
+        private let ip: IPAddress
+        private let reason: LogoutReason
+        private var outcome: Outcome<LoggedLogout>
+        init(_ ip: IPAddress, _ reason: LogoutReason, _ reply: consuming Reply<LoggedLogout>) {
+            self.ip = ip
+            self.reason = reason
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            outcome.set(
+                Result { () throws(SessionStoreError) in
+                    guard let session = try writer.resolve(ip, txn: txn) else {
+                        throw SessionStoreError(.notOnline(ip))
+                    }
+                    let logout = writer.stageLogout(session, reason: reason, time: .now)
+                    return LoggedLogout(logout: logout, sequence: writer.sequence)
+                }
+            )
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    final class ExpiryRequest: StagedRequest, @unchecked Sendable {
+        private let now: Timestamp
+        private var outcome: Outcome<[Logout]>
+        init(_ now: Timestamp, _ reply: consuming Reply<[Logout]>) {
+            self.now = now
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            outcome.set(Result { () throws(SessionStoreError) in try writer.stageExpiry(now, limit: .max, txn: txn) })
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    final class DeviceIDRequest: StagedRequest, @unchecked Sendable {
+        private let newID: DeviceID
+        private var outcome: Outcome<Int>
+        init(_ newID: DeviceID, _ reply: consuming Reply<Int>) {
+            self.newID = newID
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            outcome.set(Result { () throws(SessionStoreError) in try writer.stageDeviceIDChange(to: newID, txn: txn) })
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    /// A change of the log's metadata alone: a hold, its release, the end of a recovery.
+    final class MetaRequest: StagedRequest, @unchecked Sendable {
+        enum Change {
+            /// Keeps the log from a position on; `nil`: after the checkpoint, or where the hold already is.
+            case hold(String, UInt64?)
+            case release(String)
+            case forgetRecovery(DeviceID)
+        }
+        private let change: Change
+        private var outcome: Outcome<Void>
+        init(_ change: Change, _ reply: consuming Reply<Void>) {
+            self.change = change
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            outcome.set(
+                Result { () throws(SessionStoreError) in
+                    switch change {
+                    case .hold(let name, let requested): try writer.stageHold(name, from: requested)
+                    case .release(let name): writer.metaChanges.append(.release(name))
+                    case .forgetRecovery(let peer): writer.metaChanges.append(.forgetRecovery(peer))
+                    }
+                }
+            )
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    final class PeerRequest: StagedRequest, @unchecked Sendable {
+        private let batch: PeerBatch
+        private var outcome: Outcome<PeerApplied>
+        init(_ batch: PeerBatch, _ reply: consuming Reply<PeerApplied>) {
+            self.batch = batch
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            outcome.set(Result { () throws(SessionStoreError) in try writer.stagePeer(batch, txn: txn) })
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
+    }
+
+    final class PromotionRequest: StagedRequest, @unchecked Sendable {
+        private let peer: DeviceID
+        private let peerTerm: UInt32
+        private var outcome: Outcome<Promotion>
+        init(_ peer: DeviceID, _ peerTerm: UInt32, _ reply: consuming Reply<Promotion>) {
+            self.peer = peer
+            self.peerTerm = peerTerm
+            outcome = Outcome(reply)
+        }
+        func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction) {
+            outcome.set(
+                Result { () throws(SessionStoreError) in try writer.stagePromotion(over: peer, peerTerm: peerTerm) }
+            )
+        }
+        func fail(_ error: SessionStoreError) { outcome.fail(error) }
+        func answer() { outcome.answer() }
     }
 }
 

@@ -214,7 +214,7 @@ public final class SessionStore: Sendable {
     @discardableResult
     public func login(_ session: Session) async throws(SessionStoreError) -> Session {
         if let refusal = refusal(of: session) { throw refusal }
-        return try await writer.submit { .login(session, $0) }.get()
+        return try await writer.login(session).get()
     }
 
     /// Logs many users in with one call: one request to the writer and one resumption for all of them,
@@ -254,7 +254,7 @@ public final class SessionStore: Sendable {
             }
         }
         guard !accepted.isEmpty else { return results }
-        let stored = try await writer.submit { .loginBatch(accepted, $0) }.get()
+        let stored = try await writer.loginBatch(accepted).get()
         for (position, result) in zip(positions, stored) { results[position] = result }
         return results
     }
@@ -271,7 +271,7 @@ public final class SessionStore: Sendable {
         -> [Result<Logout, SessionStoreError>]
     {
         guard !logouts.isEmpty else { return [] }
-        return try await writer.submit { .logoutBatch(logouts, $0) }.get()
+        return try await writer.logoutBatch(logouts).get()
     }
 
     /// Why `session` cannot be logged in, found without asking the writer; `nil` when it may be.
@@ -304,7 +304,7 @@ public final class SessionStore: Sendable {
 
     /// Logs a user out (see ``logout(_:reason:)``), and returns the sequence of the logout's record too.
     package func loggedLogout(_ ip: IPAddress, reason: LogoutReason) async throws(SessionStoreError) -> LoggedLogout {
-        try await writer.submit { .logout(ip, reason, $0) }.get()
+        try await writer.logout(ip, reason: reason).get()
     }
 
     /// Logs out every session whose session-timeout deadline is at or before `now`, with reason
@@ -317,7 +317,7 @@ public final class SessionStore: Sendable {
     ///   ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func expireSessions(asOf now: Timestamp = .now) async throws(SessionStoreError) -> [Logout] {
-        try await writer.submit { .expire(now, $0) }.get()
+        try await writer.expire(now).get()
     }
 
     /// Changes this device's ID (R4). Every online user is logged off through logged events (reason
@@ -333,7 +333,7 @@ public final class SessionStore: Sendable {
     ///   ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func changeDeviceID(to newID: DeviceID) async throws(SessionStoreError) -> Int {
-        try await writer.submit { .changeDeviceID(newID, $0) }.get()
+        try await writer.changeDeviceID(to: newID).get()
     }
 
     /// Writes everything committed so far into the users table on disk.
@@ -346,7 +346,7 @@ public final class SessionStore: Sendable {
     ///   ``SessionStoreError/Kind/storage`` when the checkpoint failed for good while the store closed.
     @discardableResult
     public func checkpoint() async throws(SessionStoreError) -> UInt64 {
-        try await writer.submit { .checkpoint($0) }.get()
+        try await writer.checkpoint().get()
     }
 
     // MARK: - Lookups
@@ -571,7 +571,7 @@ public final class SessionStore: Sendable {
     /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/logTruncated`` when the log no longer
     ///   holds `first`, ``SessionStoreError/Kind/storage`` or ``SessionStoreError/Kind/closed``.
     public func holdLog(_ name: String, from first: UInt64) async throws(SessionStoreError) {
-        try await writer.submit { .hold(name, first, $0) }.get()
+        try await writer.hold(name, from: first).get()
     }
 
     /// Releases a hold taken with ``holdLog(_:from:)``; the log behind the checkpoint is then truncated.
@@ -580,7 +580,7 @@ public final class SessionStore: Sendable {
     /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` or
     ///   ``SessionStoreError/Kind/closed``.
     public func releaseLog(_ name: String) async throws(SessionStoreError) {
-        try await writer.submit { .release(name, $0) }.get()
+        try await writer.release(name).get()
     }
 
     /// Where the log stands.
@@ -626,7 +626,7 @@ public final class SessionStore: Sendable {
         // Hold the log after the checkpoint as the writer sees it when placing the hold, so that the log
         // copied after the users table still continues it.
         let holdName = "copy-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try await writer.submit { .hold(holdName, nil, $0) }.get()
+        try await writer.hold(holdName, from: nil).get()
         do {
             try files.usersEnvironment.copy(to: destination + "/" + StoreLayout.usersFile, compact: true)
             try files.logEnvironment.copy(to: destination + "/" + StoreLayout.logFile, compact: true)
