@@ -1,6 +1,24 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// Fuzzing builds (tools/fuzz-frames.sh, tools/fuzz-stream.sh) set TANDEM_FUZZ_SANITIZE to the sanitizers of this
+// package's own modules: `fuzzer` (coverage for libFuzzer) or `fuzzer,address`. Only these modules carry
+// coverage counters, and libFuzzer clears and scans every counter after each input: instrumenting the
+// dependencies too (swift-nio, swift-crypto) made that scan most of the cost of an input. The fuzz targets are
+// then built with FUZZING defined and linked with libFuzzer, whose driver their own entry point calls.
+let fuzzSanitizers = Context.environment["TANDEM_FUZZ_SANITIZE"].flatMap { $0.isEmpty ? nil : $0 }
+let instrumented: [SwiftSetting] = fuzzSanitizers.map { [.unsafeFlags(["-sanitize=\($0)"])] } ?? []
+let fuzzTarget: [SwiftSetting] = instrumented + (fuzzSanitizers == nil ? [] : [.define("FUZZING")])
+let fuzzLinking: [LinkerSetting] =
+    fuzzSanitizers.map {
+        [
+            .unsafeFlags([
+                "-sanitize=\($0)", "-Xlinker", "--undefined=LLVMFuzzerRunDriver", "-Xlinker",
+                "--export-dynamic-symbol=LLVMFuzzerRunDriver",
+            ])
+        ]
+    } ?? []
+
 let package = Package(
     name: "Tandem",
     platforms: [.macOS(.v15)],
@@ -28,14 +46,15 @@ let package = Package(
             pkgConfig: "lmdb",
             providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]
         ),
-        .target(name: "LMDB", dependencies: ["CLMDB"]),
+        .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: instrumented),
         .target(
             name: "SessionStore",
             dependencies: [
                 "LMDB",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: instrumented
         ),
         .target(
             name: "FailoverLink",
@@ -47,12 +66,15 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: instrumented
         ),
         .executableTarget(
             name: "tandem-frame-fuzzer",
             dependencies: ["FailoverLink", "SessionStore", .product(name: "NIOCore", package: "swift-nio")],
-            path: "tools/fuzz/tandem-frame-fuzzer"
+            path: "tools/fuzz/tandem-frame-fuzzer",
+            swiftSettings: fuzzTarget,
+            linkerSettings: fuzzLinking
         ),
         .executableTarget(
             name: "tandem-stream-fuzzer",
@@ -62,7 +84,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "tools/fuzz/tandem-stream-fuzzer"
+            path: "tools/fuzz/tandem-stream-fuzzer",
+            swiftSettings: fuzzTarget,
+            linkerSettings: fuzzLinking
         ),
         .target(name: "Inspection", dependencies: ["SessionStore"]),
         .executableTarget(

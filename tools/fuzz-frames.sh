@@ -7,10 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 
-# The same flags as tools/fuzz-stream.sh (which says why the combined -sanitize= flag is needed), so that the
-# two share one build.
-swift build --scratch-path .build-fuzz -Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address \
-    --sanitize=fuzzer --sanitize=address --product tandem-frame-fuzzer
+# The same build as tools/fuzz-stream.sh (which says what it instruments), so that the two share it.
+TANDEM_FUZZ_SANITIZE=fuzzer,address swift build --scratch-path .build-fuzz --sanitize=address \
+    --product tandem-frame-fuzzer
 corpus=.build-fuzz/corpus/frames
 mkdir -p "$corpus"
 cp tools/fuzz/seeds/frames/* "$corpus"/

@@ -17,11 +17,10 @@ configuration="${FUZZ_CONFIGURATION:-debug}"
 extra=()
 if [ "$configuration" = release ]; then extra=(-Xswiftc -assert-config -Xswiftc Debug); fi
 
-# swiftc keeps only the last of several -sanitize= flags, and SwiftPM passes --sanitize=fuzzer and
-# --sanitize=address as two: without the combined flag after them, the Swift code has no coverage counters and
-# libFuzzer fuzzes blind. (SwiftPM's own flags are still needed: they link libFuzzer.)
-swift build -c "$configuration" --scratch-path .build-fuzz -Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address \
-    "${extra[@]}" --sanitize=fuzzer --sanitize=address --product tandem-stream-fuzzer
+# TANDEM_FUZZ_SANITIZE (see Package.swift) gives the package's own modules libFuzzer's coverage and AddressSanitizer
+# and links libFuzzer into the target; --sanitize=address gives the dependencies AddressSanitizer too.
+TANDEM_FUZZ_SANITIZE=fuzzer,address swift build -c "$configuration" --scratch-path .build-fuzz "${extra[@]}" \
+    --sanitize=address --product tandem-stream-fuzzer
 corpus=.build-fuzz/corpus/stream
 mkdir -p "$corpus"
 cp tools/fuzz/seeds/stream/* "$corpus"/

@@ -2,8 +2,12 @@ import FailoverLink
 import NIOCore
 import SessionStore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // A libFuzzer target for the link's frame decoder and the negotiation that reads the frames it yields.
-// Build and run it with tools/fuzz-frames.sh. Built without -DFUZZING, it is a corpus replayer: it runs the
+// Build and run it with tools/fuzz-frames.sh. Built without FUZZING (see Package.swift), it is a corpus replayer: it runs the
 // files named on its command line through the same function, so a crash the fuzzer found stays a test.
 
 private let identity = LinkIdentity(
@@ -41,6 +45,33 @@ func exercise(_ bytes: UnsafeRawBufferPointer) {
 public func fuzzFrame(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     exercise(UnsafeRawBufferPointer(start: data, count: size))
     return 0
+}
+
+/// The entry point: libFuzzer's driver, found at run time. Package.swift links libFuzzer into this target and
+/// instruments only the package's own modules, and SwiftPM links an executable target's `main` to the module's
+/// own entry point, so that libFuzzer's `main` is not the one that runs.
+@main
+enum FuzzerEntry {
+    typealias Callback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    typealias Driver =
+        @convention(c) (
+            UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+            Callback
+        ) -> CInt
+
+    static func main() {
+        guard let driver = dlsym(nil, "LLVMFuzzerRunDriver") else {
+            fatalError("libFuzzer's LLVMFuzzerRunDriver is not linked in: build with tools/fuzz-*.sh")
+        }
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(
+            unsafeBitCast(driver, to: Driver.self)(&argc, &argv) { data, size in
+                guard let data else { return 0 }
+                return fuzzFrame(data, size)
+            }
+        )
+    }
 }
 #else
 @main

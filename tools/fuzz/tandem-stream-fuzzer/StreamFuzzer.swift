@@ -11,7 +11,7 @@ import Glibc
 
 // A libFuzzer target for the replication stream of a hostile but authenticated peer: the bytes are frames that
 // passed the link's sealing, decoded by `PeerWork` and the replication messages, and applied to a real store of
-// device 2 as device 1's stream. Build and run it with tools/fuzz-stream.sh. Built without -DFUZZING, it is a
+// device 2 as device 1's stream. Build and run it with tools/fuzz-stream.sh. Built without FUZZING (see Package.swift), it is a
 // corpus replayer (`tandem-stream-fuzzer FILES...`) and writes its own seeds (`--write-seeds DIR`).
 //
 // The input is a sequence of frames `[type u8][length u16 big-endian][payload]`, at most `maximumFrames`; a frame
@@ -719,6 +719,33 @@ private final class ResultBox<T: Sendable>: Sendable {
 public func fuzzStream(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     exercise(UnsafeRawBufferPointer(start: data, count: size))
     return 0
+}
+
+/// The entry point: libFuzzer's driver, found at run time. Package.swift links libFuzzer into this target and
+/// instruments only the package's own modules, and SwiftPM links an executable target's `main` to the module's
+/// own entry point, so that libFuzzer's `main` is not the one that runs.
+@main
+enum FuzzerEntry {
+    typealias Callback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    typealias Driver =
+        @convention(c) (
+            UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+            Callback
+        ) -> CInt
+
+    static func main() {
+        guard let driver = dlsym(nil, "LLVMFuzzerRunDriver") else {
+            fatalError("libFuzzer's LLVMFuzzerRunDriver is not linked in: build with tools/fuzz-*.sh")
+        }
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(
+            unsafeBitCast(driver, to: Driver.self)(&argc, &argv) { data, size in
+                guard let data else { return 0 }
+                return fuzzStream(data, size)
+            }
+        )
+    }
 }
 #else
 @main
