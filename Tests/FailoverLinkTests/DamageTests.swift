@@ -29,10 +29,10 @@ struct DamageTests {
         try await pair.start(1)
         try await pair.start(2, tune: Self.recovering)
         for number in 0..<50 {
-            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+            try await pair[1].login(pairSession(number, owner: 1), writeConcern: .replicated(timeout: .seconds(10)))
         }
         for number in 0..<5 {
-            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+            try await pair[2].login(pairSession(number, owner: 2), writeConcern: .replicated(timeout: .seconds(10)))
         }
         #expect(await pair.verified())
         let expected = try pair[1].store.allSessions()
@@ -68,10 +68,10 @@ struct DamageTests {
         try await pair.start(1)
         try await pair.start(2) { $0.checkpointInterval = .seconds(3600) }
         for number in 0..<30 {
-            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+            try await pair[1].login(pairSession(number, owner: 1), writeConcern: .replicated(timeout: .seconds(10)))
         }
         for number in 0..<5 {
-            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+            try await pair[2].login(pairSession(number, owner: 2), writeConcern: .replicated(timeout: .seconds(10)))
         }
         #expect(await pair.verified())
         await pair.stop(1)

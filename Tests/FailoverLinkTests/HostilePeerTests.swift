@@ -183,7 +183,7 @@ struct HostilePeerTests {
         // 1's stream belongs to another history of its log (the impostor's), so its copy of device 1's users
         // is rebuilt from a snapshot.
         let one = try await pair.start(1)
-        try await one.login(pairSession(7, owner: 1), durability: .replicated())
+        try await one.login(pairSession(7, owner: 1), writeConcern: .replicated())
         #expect(try two.store.session(for: pairSession(7, owner: 1).ip) != nil)
         #expect(await pair.converged())
         try await group.shutdownGracefully()

@@ -57,7 +57,7 @@ struct PromotionTests {
         // Device 1's old users stay with device 2; its new ones are its own.
         let kept = try #require(try returning.store.session(for: pairSession(11, owner: 1).ip))
         #expect(returning.store.effectiveOwner(of: kept) == 2)
-        let fresh = try await returning.login(pairSession(600, owner: 1), durability: .replicated())
+        let fresh = try await returning.login(pairSession(600, owner: 1), writeConcern: .replicated())
         #expect(promoted.store.effectiveOwner(of: fresh) == 1)
         #expect(try promoted.store.session(for: fresh.ip) == fresh)
         await pair.tearDown()

@@ -26,23 +26,23 @@ struct RejoinTests {
         try await pair.start(2, tune: Self.lagging)
         #expect(await pair.verified())
         for number in 0..<300 {
-            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+            try await pair[1].login(pairSession(number, owner: 1), writeConcern: .replicated(timeout: .seconds(10)))
         }
         for number in 0..<20 {
-            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+            try await pair[2].login(pairSession(number, owner: 2), writeConcern: .replicated(timeout: .seconds(10)))
         }
         // Device 1 logs some of its users off just before it goes, and one of device 2's (R7).
         for number in 0..<50 {
             try await pair[1].logout(
                 pairSession(number, owner: 1).ip,
                 reason: .user,
-                durability: .replicated(timeout: .seconds(10))
+                writeConcern: .replicated(timeout: .seconds(10))
             )
         }
         try await pair[1].logout(
             pairSession(7, owner: 2).ip,
             reason: .deleteUser,
-            durability: .replicated(timeout: .seconds(10))
+            writeConcern: .replicated(timeout: .seconds(10))
         )
         await pair.stop(1)
 
@@ -88,17 +88,17 @@ struct RejoinTests {
         let pair = try await Pair()
         try await pair.start(1)
         try await pair.start(2, tune: Self.lagging)
-        for number in 0..<100 { try await pair[2].login(pairSession(number, owner: 2), durability: .replicated()) }
+        for number in 0..<100 { try await pair[2].login(pairSession(number, owner: 2), writeConcern: .replicated()) }
         _ = try await pair[2].store.checkpoint()
         // Device 1 logs ten of device 2's users off (R7); device 2 applies that after its checkpoint.
         for number in 0..<10 {
             try await pair[1].logout(
                 pairSession(number, owner: 2).ip,
                 reason: .deleteUser,
-                durability: .replicated(timeout: .seconds(10))
+                writeConcern: .replicated(timeout: .seconds(10))
             )
         }
-        try await pair[1].login(pairSession(1, owner: 1), durability: .replicated(timeout: .seconds(10)))
+        try await pair[1].login(pairSession(1, owner: 1), writeConcern: .replicated(timeout: .seconds(10)))
         #expect(await pair.converged())
         await pair.stop(1)
         // Device 1's position in device 2's stream no longer names device 2's history: it gets a snapshot.
@@ -125,10 +125,10 @@ struct RejoinTests {
         try await pair.start(1)
         try await pair.start(2)
         for number in 0..<50 {
-            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+            try await pair[1].login(pairSession(number, owner: 1), writeConcern: .replicated(timeout: .seconds(10)))
         }
         for number in 0..<5 {
-            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+            try await pair[2].login(pairSession(number, owner: 2), writeConcern: .replicated(timeout: .seconds(10)))
         }
         #expect(await pair.converged())
         // The link goes; device 1 logs off one of its users and one of device 2's, and a new user in.
@@ -172,7 +172,7 @@ struct RejoinTests {
         try await pair.start(1)
         try await pair.start(2)
         for number in 0..<20 {
-            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+            try await pair[1].login(pairSession(number, owner: 1), writeConcern: .replicated(timeout: .seconds(10)))
         }
         await pair.stop(1)
         try await pair[2].promote()
@@ -180,7 +180,7 @@ struct RejoinTests {
         // Device 1 comes back on its old term with no peer yet, and logs users in that wait for the peer.
         let returning = try await pair.start(1)
         let waiting = Task {
-            try await returning.login(pairSession(100, owner: 1), durability: .replicated(timeout: .seconds(20)))
+            try await returning.login(pairSession(100, owner: 1), writeConcern: .replicated(timeout: .seconds(20)))
         }
         try await Task.sleep(for: .milliseconds(300))
         try await pair.start(2)  // term 2: device 1 steps down, and sends the peer a snapshot of its new history
@@ -223,10 +223,10 @@ struct RejoinTests {
         try await pair.start(1)
         try await pair.start(2)
         for number in 0..<100 {
-            try await pair[1].login(pairSession(number, owner: 1), durability: .replicated(timeout: .seconds(10)))
+            try await pair[1].login(pairSession(number, owner: 1), writeConcern: .replicated(timeout: .seconds(10)))
         }
         for number in 0..<10 {
-            try await pair[2].login(pairSession(number, owner: 2), durability: .replicated(timeout: .seconds(10)))
+            try await pair[2].login(pairSession(number, owner: 2), writeConcern: .replicated(timeout: .seconds(10)))
         }
         #expect(await pair.verified())
         let before = try pair[2].store.allSessions()
@@ -245,7 +245,7 @@ struct RejoinTests {
         // The recovered users are this device's own again: it expires them and logs them off.
         let mine = try #require(try fresh.store.session(for: pairSession(5, owner: 1).ip))
         #expect(fresh.store.effectiveOwner(of: mine) == 1)
-        try await fresh.logout(mine.ip, reason: .user, durability: .replicated(timeout: .seconds(10)))
+        try await fresh.logout(mine.ip, reason: .user, writeConcern: .replicated(timeout: .seconds(10)))
         #expect(try pair[2].store.session(for: mine.ip) == nil)
         await pair.tearDown()
     }

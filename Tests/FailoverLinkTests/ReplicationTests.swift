@@ -76,35 +76,35 @@ struct ReplicationTests {
         await pair.tearDown()
     }
 
-    @Test("replicated durability returns once the peer has committed the write; local does not wait")
+    @Test("the replicated write concern returns once the peer has committed the write; local does not wait")
     func durability() async throws {
         let pair = try await Pair()
         let one = try await pair.start(1)
         let two = try await pair.start(2)
         #expect(await pair.synchronized())
         for number in 0..<50 {
-            let session = try await one.login(pairSession(number, owner: 1), durability: .replicated())
+            let session = try await one.login(pairSession(number, owner: 1), writeConcern: .replicated())
             // Already on the peer the moment the call returns.
             #expect(try two.store.session(for: session.ip) == session)
         }
         let batch = (50..<150).map { pairSession($0, owner: 1) }
-        let results = try await one.login(contentsOf: batch, durability: .replicated())
+        let results = try await one.login(contentsOf: batch, writeConcern: .replicated())
         #expect(results.allSatisfy { (try? $0.get()) != nil })
         for session in batch { #expect(try two.store.session(for: session.ip) != nil) }
-        try await one.logout(pairSession(3, owner: 1).ip, reason: .deleteUser, durability: .replicated())
+        try await one.logout(pairSession(3, owner: 1).ip, reason: .deleteUser, writeConcern: .replicated())
         #expect(try two.store.session(for: pairSession(3, owner: 1).ip) == nil)
 
         await pair.stop(2)
         let started = ContinuousClock.now
         let error = await #expect(throws: LinkError.self) {
-            try await one.login(pairSession(999, owner: 1), durability: .replicated(timeout: .milliseconds(300)))
+            try await one.login(pairSession(999, owner: 1), writeConcern: .replicated(timeout: .milliseconds(300)))
         }
         #expect(error?.kind == .notReplicated)
         #expect(error?.description.contains("independence") == true)
         #expect(started.duration(to: .now) >= .milliseconds(300))
         // Committed here all the same, and a local write does not wait for the absent peer.
         #expect(try one.store.session(for: pairSession(999, owner: 1).ip) != nil)
-        try await one.login(pairSession(1_000, owner: 1), durability: .local)
+        try await one.login(pairSession(1_000, owner: 1), writeConcern: .local)
         // It reaches the peer when the peer is back.
         let back = try await pair.start(2)
         #expect(await eventually { (try? back.store.session(for: pairSession(999, owner: 1).ip)) != nil })

@@ -12,7 +12,7 @@ struct Demo: AsyncParsableCommand {
         discussion: """
             Device 1 (active, 127.0.0.1) and device 2 (standby, 127.0.0.2) run as two `tandem node` \
             processes with their own stores. Device 2 logs its own users in; device 1 runs a login storm \
-            whose logins are acknowledged once the peer has them (replicated durability), and is killed \
+            whose logins are acknowledged once the peer has them (replicated write concern), and is killed \
             with SIGKILL in the middle of it. Device 2 is promoted and must hold every login device 1 \
             acknowledged, and its own users. Every commit is synced to disk.
 

@@ -206,11 +206,18 @@ struct Node: AsyncParsableCommand {
             guard arguments.count >= 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
                 throw ValidationError("usage: storm FIRST COUNT [local|replicated] [CONCURRENCY]")
             }
-            let durability: FailoverNode.Durability =
+            let writeConcern: FailoverNode.WriteConcern =
                 arguments.count > 2 && arguments[2] == "replicated"
                 ? .replicated() : .local
             let concurrency = arguments.count > 3 ? Int(arguments[3]) ?? 64 : 64
-            try await storm(node, first: first, count: count, durability: durability, concurrency: concurrency, console)
+            try await storm(
+                node,
+                first: first,
+                count: count,
+                writeConcern: writeConcern,
+                concurrency: concurrency,
+                console
+            )
         case "check":
             guard arguments.count == 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
                 throw ValidationError("usage: check FIRST COUNT")
@@ -235,7 +242,7 @@ struct Node: AsyncParsableCommand {
             console.reply("error", ["message": "usage: \(command) NUMBER ..."])
             return
         }
-        let durability: FailoverNode.Durability = arguments.contains("replicated") ? .replicated() : .local
+        let writeConcern: FailoverNode.WriteConcern = arguments.contains("replicated") ? .replicated() : .local
         do {
             if command == "login" {
                 let session = StormSession.make(
@@ -243,7 +250,7 @@ struct Node: AsyncParsableCommand {
                     portalGroup: node.store.portalGroup,
                     owner: node.store.deviceID
                 )
-                let stored = try await node.login(session, durability: durability)
+                let stored = try await node.login(session, writeConcern: writeConcern)
                 console.reply("login-ok", ["number": "\(number)", "sequence": "\(stored.generation.sequence)"])
             } else {
                 let reason =
@@ -252,7 +259,7 @@ struct Node: AsyncParsableCommand {
                 let logged = try await node.loggedLogout(
                     StormSession.address(number),
                     reason: reason,
-                    durability: durability
+                    writeConcern: writeConcern
                 )
                 console.reply("logout-ok", ["number": "\(number)", "sequence": "\(logged.sequence)"])
             }
@@ -310,7 +317,7 @@ struct Node: AsyncParsableCommand {
         _ node: FailoverNode,
         first: Int,
         count: Int,
-        durability: FailoverNode.Durability,
+        writeConcern: FailoverNode.WriteConcern,
         concurrency: Int,
         _ console: Console
     ) async throws {
@@ -329,7 +336,7 @@ struct Node: AsyncParsableCommand {
                         do {
                             try await node.login(
                                 StormSession.make(number: number, portalGroup: group, owner: owner),
-                                durability: durability
+                                writeConcern: writeConcern
                             )
                             console.write("ack \(number)\n")
                         } catch {

@@ -1,7 +1,7 @@
 import Synchronization
 
 /// The peer's acknowledgements of this device's stream, and the writers waiting for them (`replicated`
-/// durability).
+/// write concern).
 ///
 /// A wait ends once, with one ``Outcome``: acknowledged, timed out at its deadline, discarded by a demotion,
 /// stopped with the node, or cancelled with its task. Deadlines are kept in order and ``expireWhenDue()``

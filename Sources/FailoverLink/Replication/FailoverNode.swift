@@ -17,7 +17,7 @@ import Synchronization
 /// let store = try SessionStore.open(at: "/var/lib/portal/tandem", configuration: .init(deviceID: 1, portalGroup: "campus"))
 /// let node = FailoverNode(store: store, configuration: .init(link: linkConfiguration))
 /// try await node.start()
-/// try await node.login(session, durability: .replicated())   // returns once the peer has it too
+/// try await node.login(session, writeConcern: .replicated())   // returns once the peer has it too
 /// // VRRP made this device master and the peer is gone:
 /// let report = try await node.promote()
 /// ```
@@ -26,7 +26,7 @@ public final class FailoverNode: Sendable {
     public struct Configuration: Sendable {
         /// The link: identity, secret, addresses, TLS, heartbeats.
         public var link: FailoverLinkService.Configuration
-        /// How long a ``Durability/replicated(timeout:)`` write waits when it names no timeout. Default: 1 s.
+        /// How long a ``WriteConcern/replicated(timeout:)`` write waits when it names no timeout. Default: 1 s.
         public var replicationTimeout: Duration = .seconds(1)
         /// How often the two devices compare their users tables' digests. Default: 1 s.
         public var digestInterval: Duration = .seconds(1)
@@ -45,7 +45,7 @@ public final class FailoverNode: Sendable {
     }
 
     /// When a write returns.
-    public enum Durability: Sendable, Hashable {
+    public enum WriteConcern: Sendable, Hashable {
         /// Once it is committed on this device.
         case local
         /// Once the peer has durably committed it too, or with ``LinkError/Kind/notReplicated`` after
@@ -250,26 +250,26 @@ public final class FailoverNode: Sendable {
     /// Logs a user in on this device (see ``SessionStore/login(_:)``).
     /// - Parameters:
     ///   - session: the new session, owned by this device.
-    ///   - durability: when to return.
+    ///   - writeConcern: when to return: once committed here, or once the peer has it too.
     /// - Returns: the session as stored.
     /// - Throws: what ``SessionStore/login(_:)`` throws; ``LinkError`` of kind ``LinkError/Kind/notReplicated``
     ///   when the peer did not acknowledge it in time (it is committed here).
     @discardableResult
-    public func login(_ session: Session, durability: Durability = .local) async throws -> Session {
+    public func login(_ session: Session, writeConcern: WriteConcern = .local) async throws -> Session {
         let stored = try await store.login(session)
-        try await replicate(through: stored.generation.sequence, durability)
+        try await replicate(through: stored.generation.sequence, writeConcern)
         return stored
     }
 
-    /// Logs many users in with one call (see ``SessionStore/login(contentsOf:)``); with `replicated`
-    /// durability it returns once the peer has all that were accepted.
+    /// Logs many users in with one call (see ``SessionStore/login(contentsOf:)``); with the `replicated`
+    /// write concern it returns once the peer has all that were accepted.
     public func login(
         contentsOf sessions: [Session],
-        durability: Durability = .local
+        writeConcern: WriteConcern = .local
     ) async throws -> [Result<Session, SessionStoreError>] {
         let results = try await store.login(contentsOf: sessions)
         let last = results.compactMap { try? $0.get().generation.sequence }.max()
-        if let last { try await replicate(through: last, durability) }
+        if let last { try await replicate(through: last, writeConcern) }
         return results
     }
 
@@ -277,26 +277,30 @@ public final class FailoverNode: Sendable {
     /// - Parameters:
     ///   - ip: the user's address.
     ///   - reason: why.
-    ///   - durability: when to return.
+    ///   - writeConcern: when to return: once committed here, or once the peer has it too.
     /// - Returns: the logout as logged.
     @discardableResult
-    public func logout(_ ip: IPAddress, reason: LogoutReason, durability: Durability = .local) async throws -> Logout {
-        try await loggedLogout(ip, reason: reason, durability: durability).logout
+    public func logout(
+        _ ip: IPAddress,
+        reason: LogoutReason,
+        writeConcern: WriteConcern = .local
+    ) async throws -> Logout {
+        try await loggedLogout(ip, reason: reason, writeConcern: writeConcern).logout
     }
 
-    /// Logs a user off (see ``logout(_:reason:durability:)``), and returns the sequence of the logout's record.
+    /// Logs a user off (see ``logout(_:reason:writeConcern:)``), and returns the sequence of the logout's record.
     package func loggedLogout(
         _ ip: IPAddress,
         reason: LogoutReason,
-        durability: Durability = .local
+        writeConcern: WriteConcern = .local
     ) async throws -> LoggedLogout {
         let logged = try await store.loggedLogout(ip, reason: reason)
-        try await replicate(through: logged.sequence, durability)
+        try await replicate(through: logged.sequence, writeConcern)
         return logged
     }
 
-    private func replicate(through sequence: UInt64, _ durability: Durability) async throws {
-        guard case .replicated(let timeout) = durability else { return }
+    private func replicate(through sequence: UInt64, _ writeConcern: WriteConcern) async throws {
+        guard case .replicated(let timeout) = writeConcern else { return }
         let limit = timeout ?? configuration.replicationTimeout
         switch await acks.wait(for: sequence, timeout: limit) {
         case .acknowledged:

@@ -18,7 +18,7 @@ struct FailoverScenario: AsyncParsableCommand {
               lag         device 1 runs churn (a logout and a login) at --lag-rate events/s for
                           --lag-seconds; lag is from a commit on device 1 to device 2's acknowledgement
                           that it committed it too;
-              replicated  --replicated-logins logins with replicated durability from --concurrency
+              replicated  --replicated-logins logins with the replicated write concern from --concurrency
                           callers, one login per call, then again with --batch logins per call;
               promotion   device 1 goes away; device 2 is promoted and takes its users over
                           (promote_ready_ms: until the takeover committed and lookups answer for every
@@ -147,7 +147,7 @@ struct FailoverScenario: AsyncParsableCommand {
                 let number = counter.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard number < end else { return }
                 let call = nanosecondsNow()
-                try await node.login(BenchSession.make(number), durability: .replicated(timeout: .seconds(30)))
+                try await node.login(BenchSession.make(number), writeConcern: .replicated(timeout: .seconds(30)))
                 latencies.record(nanosecondsNow() - call)
             }
         }
@@ -169,7 +169,7 @@ struct FailoverScenario: AsyncParsableCommand {
                 guard first < batchEnd else { return }
                 let sessions = (first..<min(first + perCall, batchEnd)).map(BenchSession.make)
                 let call = nanosecondsNow()
-                _ = try await node.login(contentsOf: sessions, durability: .replicated(timeout: .seconds(30)))
+                _ = try await node.login(contentsOf: sessions, writeConcern: .replicated(timeout: .seconds(30)))
                 latencies.record(nanosecondsNow() - call, count: sessions.count)
             }
         }
