@@ -3,7 +3,8 @@ import NIOSSL
 
 /// Drives a ``Negotiation`` on one connection, then authenticates every frame: inbound frames are opened
 /// (their tags checked) before they go up the pipeline, outbound frames sealed. Nothing passes before
-/// negotiation succeeds. It also sends heartbeats and closes a connection whose peer falls silent.
+/// negotiation succeeds. It also sends heartbeats and closes a connection whose peer falls silent, as
+/// ``LivenessStateMachine`` rules with its event loop's time.
 ///
 /// Bound to its channel's event loop.
 final class NegotiationHandler: ChannelDuplexHandler {
@@ -26,7 +27,7 @@ final class NegotiationHandler: ChannelDuplexHandler {
     private var opener: FrameOpener?
     private var timeout: Scheduled<Void>?
     private var heartbeat: RepeatedTask?
-    private var lastHeard = NIODeadline.now()
+    private var liveness: LivenessStateMachine?
     private var finished = false
 
     init(
@@ -44,13 +45,15 @@ final class NegotiationHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        liveness = LivenessStateMachine(
+            negotiationTimeout: negotiationTimeout,
+            silenceLimit: silenceLimit,
+            now: context.eventLoop.now
+        )
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timeout = context.eventLoop.scheduleTask(in: negotiationTimeout) {
             let (handler, context) = loopBound.value
-            handler.fail(
-                context: context,
-                LinkError(.protocolViolation("negotiation did not finish in time"))
-            )
+            handler.tick(context: context)
         }
         perform(negotiation.start(), context: context)
         context.fireChannelActive()
@@ -58,7 +61,7 @@ final class NegotiationHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        lastHeard = .now()
+        liveness?.heard(at: context.eventLoop.now)
         guard var opener else {
             perform(negotiation.receive(frame), context: context)
             return
@@ -121,6 +124,7 @@ final class NegotiationHandler: ChannelDuplexHandler {
                 timeout?.cancel()
                 sealer = FrameSealer(key: negotiated.keys.sending)
                 opener = FrameOpener(key: negotiated.keys.receiving)
+                liveness?.established(at: context.eventLoop.now)
                 startHeartbeats(context: context)
                 events.established(negotiated)
             case .fail(let error):
@@ -134,21 +138,30 @@ final class NegotiationHandler: ChannelDuplexHandler {
         heartbeat = context.eventLoop.scheduleRepeatedTask(initialDelay: heartbeatInterval, delay: heartbeatInterval) {
             _ in
             let (handler, context) = loopBound.value
-            guard NIODeadline.now() - handler.lastHeard < handler.silenceLimit else {
-                handler.fail(
-                    context: context,
-                    LinkError(.peerSilent(limitMilliseconds: handler.silenceLimit.nanoseconds / 1_000_000))
-                )
-                return
-            }
-            guard var sealer = handler.sealer else { return }
+            handler.tick(context: context)
+        }
+    }
+
+    /// A timer fired: does what the liveness rules say.
+    private func tick(context: ChannelHandlerContext) {
+        guard var liveness else { return }
+        let action = liveness.tick(at: context.eventLoop.now)
+        self.liveness = liveness
+        switch action {
+        case .nothing:
+            break
+        case .sendHeartbeat:
+            guard var sealer else { return }
             let frame = sealer.seal(Frame(type: .heartbeat, payload: ByteBuffer()))
-            handler.sealer = sealer
-            context.writeAndFlush(handler.wrapOutboundOut(frame), promise: nil)
+            self.sealer = sealer
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        case .fail(let error):
+            fail(context: context, error)
         }
     }
 
     private func stopTimers() {
+        liveness?.finish()
         timeout?.cancel()
         heartbeat?.cancel()
     }

@@ -1,0 +1,179 @@
+import NIOCore
+import NIOEmbedded
+import SessionStore
+import Synchronization
+import Testing
+
+@testable import FailoverLink
+
+/// The connection's timing rules: the negotiation's timeout, heartbeats, and a silent peer. First as pure rules
+/// with the time passed in, then in `NegotiationHandler` on two `EmbeddedChannel`s whose time the test advances.
+@Suite("Liveness")
+struct LivenessTests {
+    static let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    @Test("the negotiation fails at its deadline and not before; established in time, it does not")
+    func negotiationTimeout() {
+        var rules = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        #expect(rules.tick(at: Self.start + .milliseconds(4_999)) == .nothing)
+        #expect(
+            rules.tick(at: Self.start + .seconds(5))
+                == .fail(LinkError(.protocolViolation("negotiation did not finish in time")))
+        )
+        #expect(rules.state == .finished)
+        #expect(rules.tick(at: Self.start + .seconds(6)) == .nothing)
+
+        var inTime = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        inTime.established(at: Self.start + .seconds(4))
+        #expect(inTime.tick(at: Self.start + .milliseconds(4_500)) == .sendHeartbeat)
+    }
+
+    @Test("once established, each tick sends a heartbeat until the peer was last heard a silence limit ago")
+    func silence() {
+        var rules = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        rules.established(at: Self.start)
+        #expect(rules.tick(at: Self.start + .milliseconds(999)) == .sendHeartbeat)
+        rules.heard(at: Self.start + .milliseconds(900))
+        // A frame heard out of order never moves the last-heard time back.
+        rules.heard(at: Self.start + .milliseconds(100))
+        #expect(rules.tick(at: Self.start + .milliseconds(1_899)) == .sendHeartbeat)
+        #expect(
+            rules.tick(at: Self.start + .milliseconds(1_900)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000)))
+        )
+        #expect(rules.state == .finished)
+        // Nothing more once finished, whatever is heard.
+        rules.heard(at: Self.start + .seconds(2))
+        #expect(rules.tick(at: Self.start + .seconds(2)) == .nothing)
+    }
+
+    @Test("frames heard before the negotiation ends do not count; a closed connection does nothing more")
+    func beforeAndAfter() {
+        var rules = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        rules.heard(at: Self.start + .seconds(1))
+        #expect(rules.state == .negotiating(deadline: Self.start + .seconds(5)))
+        rules.finish()
+        rules.established(at: Self.start + .seconds(2))
+        #expect(rules.state == .finished)
+    }
+
+    /// Two handlers joined by the test, which carries each one's frames to the other when asked to.
+    final class Pair {
+        let initiator: EmbeddedChannel
+        let acceptor: EmbeddedChannel
+        let events = Recorded()
+
+        /// What the handlers reported.
+        final class Recorded: Sendable {
+            let established = Mutex<[LinkRole]>([])
+            let failures = Mutex<[LinkRole: LinkError]>([:])
+        }
+
+        init() throws {
+            let secret = LinkSecret(bytes: "a shared secret of the pair".utf8)
+            let digest = Array(repeating: UInt8(0xAB), count: 32)
+            var channels: [EmbeddedChannel] = []
+            for (role, id) in [(LinkRole.initiator, UInt8(1)), (.acceptor, 2)] {
+                let identity = LinkIdentity(
+                    deviceID: DeviceID(rawValue: id)!,
+                    portalGroup: "campus",
+                    configurationDigest: digest
+                )
+                let handler = NegotiationHandler(
+                    negotiation: Negotiation(identity: identity, secret: secret, role: role),
+                    events: .init(
+                        established: { [events] _ in events.established.withLock { $0.append(role) } },
+                        failed: { [events] error in events.failures.withLock { $0[role] = error } }
+                    ),
+                    negotiationTimeout: .seconds(5),
+                    heartbeatInterval: .milliseconds(100),
+                    silenceLimit: .seconds(1)
+                )
+                channels.append(EmbeddedChannel(handler: handler, loop: EmbeddedEventLoop()))
+            }
+            (initiator, acceptor) = (channels[0], channels[1])
+            for channel in channels {
+                try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+            }
+        }
+
+        /// Carries the frames written so far to the other side, or drops those of a direction turned off.
+        /// Returns the types of the frames each side wrote.
+        @discardableResult
+        func carry(
+            toAcceptor: Bool = true,
+            toInitiator: Bool = true
+        ) throws -> (
+            fromInitiator: [FrameType], fromAcceptor: [FrameType]
+        ) {
+            var written: ([FrameType], [FrameType]) = ([], [])
+            var moved = true
+            while moved {
+                moved = false
+                while let frame = try initiator.readOutbound(as: Frame.self) {
+                    written.0.append(frame.type)
+                    if toAcceptor, acceptor.isActive { try acceptor.writeInbound(frame) }
+                    moved = true
+                }
+                while let frame = try acceptor.readOutbound(as: Frame.self) {
+                    written.1.append(frame.type)
+                    if toInitiator, initiator.isActive { try initiator.writeInbound(frame) }
+                    moved = true
+                }
+            }
+            return written
+        }
+
+        func advance(_ channel: EmbeddedChannel, by amount: TimeAmount) {
+            channel.embeddedEventLoop.advanceTime(by: amount)
+        }
+    }
+
+    @Test("on the handler: heartbeats every interval keep a link up; the side that hears none closes at the limit")
+    func handlerHeartbeatsAndSilence() throws {
+        let pair = try Pair()
+        try pair.carry()
+        #expect(pair.events.established.withLock { Set($0) } == [.initiator, .acceptor])
+
+        // Both sides send a heartbeat each interval; carried both ways, the link stays up past the limit.
+        for _ in 0..<15 {
+            pair.advance(pair.initiator, by: .milliseconds(100))
+            pair.advance(pair.acceptor, by: .milliseconds(100))
+            let written = try pair.carry()
+            #expect(written.fromInitiator == [.heartbeat])
+            #expect(written.fromAcceptor == [.heartbeat])
+        }
+        #expect(pair.initiator.isActive && pair.acceptor.isActive)
+        #expect(pair.events.failures.withLock { $0.isEmpty })
+
+        // The initiator's frames stop reaching the acceptor: it closes once a silence limit has passed, and
+        // not before.
+        for _ in 0..<9 {
+            pair.advance(pair.initiator, by: .milliseconds(100))
+            pair.advance(pair.acceptor, by: .milliseconds(100))
+            try pair.carry(toAcceptor: false)
+        }
+        #expect(pair.acceptor.isActive)
+        pair.advance(pair.acceptor, by: .milliseconds(100))
+        try pair.carry(toAcceptor: false)
+        #expect(!pair.acceptor.isActive)
+        #expect(pair.events.failures.withLock { $0[.acceptor] } == LinkError(.peerSilent(limitMilliseconds: 1_000)))
+        #expect(pair.events.failures.withLock { $0[.initiator] } == nil)
+        _ = try? pair.initiator.finish()
+    }
+
+    @Test("on the handler: a negotiation the peer never answers fails at the timeout")
+    func handlerNegotiationTimeout() throws {
+        let pair = try Pair()
+        // The acceptor's hello never reaches the initiator.
+        try pair.carry(toInitiator: false)
+        pair.advance(pair.initiator, by: .milliseconds(4_900))
+        #expect(pair.initiator.isActive)
+        pair.advance(pair.initiator, by: .milliseconds(100))
+        #expect(!pair.initiator.isActive)
+        #expect(
+            pair.events.failures.withLock { $0[.initiator] }
+                == LinkError(.protocolViolation("negotiation did not finish in time"))
+        )
+        _ = try? pair.acceptor.finish()
+    }
+}
