@@ -5,7 +5,8 @@ import PackageDescription
 // package's own modules: `fuzzer` (coverage for libFuzzer) or `fuzzer,address`. Only these modules carry
 // coverage counters, and libFuzzer clears and scans every counter after each input: instrumenting the
 // dependencies too (swift-nio, swift-crypto) made that scan most of the cost of an input. The fuzz targets are
-// then built with FUZZING defined and linked with libFuzzer, whose driver their own entry point calls.
+// then built with FUZZING defined and linked with libFuzzer, whose driver their own entry point calls
+// (tools/fuzz/FuzzerDriver).
 let fuzzSanitizers = Context.environment["TANDEM_FUZZ_SANITIZE"].flatMap { $0.isEmpty ? nil : $0 }
 let instrumented: [SwiftSetting] = fuzzSanitizers.map { [.unsafeFlags(["-sanitize=\($0)"])] } ?? []
 let fuzzTarget: [SwiftSetting] = instrumented + (fuzzSanitizers == nil ? [] : [.define("FUZZING")])
@@ -69,9 +70,12 @@ let package = Package(
             ],
             swiftSettings: instrumented
         ),
+        .target(name: "FuzzerDriver", path: "tools/fuzz/FuzzerDriver"),
         .executableTarget(
             name: "tandem-frame-fuzzer",
-            dependencies: ["FailoverLink", "SessionStore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "FailoverLink", "SessionStore", "FuzzerDriver", .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "tools/fuzz/tandem-frame-fuzzer",
             swiftSettings: fuzzTarget,
             linkerSettings: fuzzLinking
@@ -81,6 +85,7 @@ let package = Package(
             dependencies: [
                 "FailoverLink",
                 "SessionStore",
+                "FuzzerDriver",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

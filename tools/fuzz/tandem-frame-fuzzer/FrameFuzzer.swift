@@ -1,14 +1,12 @@
 import FailoverLink
+import FuzzerDriver
 import NIOCore
 import SessionStore
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 // A libFuzzer target for the link's frame decoder and the negotiation that reads the frames it yields.
-// Build and run it with tools/fuzz-frames.sh. Built without FUZZING (see Package.swift), it is a corpus replayer: it runs the
-// files named on its command line through the same function, so a crash the fuzzer found stays a test.
+// Build and run it with tools/fuzz-frames.sh. Built without FUZZING (see Package.swift), it is a corpus
+// replayer: it runs the files named on its command line through the same function, so a crash the fuzzer
+// found stays a test.
 
 private let identity = LinkIdentity(
     deviceID: 2,
@@ -47,30 +45,14 @@ public func fuzzFrame(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// The entry point: libFuzzer's driver, found at run time. Package.swift links libFuzzer into this target and
-/// instruments only the package's own modules, and SwiftPM links an executable target's `main` to the module's
-/// own entry point, so that libFuzzer's `main` is not the one that runs.
+/// The entry point: libFuzzer's driver (see `runLibFuzzer`).
 @main
 enum FuzzerEntry {
-    typealias Callback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-    typealias Driver =
-        @convention(c) (
-            UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-            Callback
-        ) -> CInt
-
     static func main() {
-        guard let driver = dlsym(nil, "LLVMFuzzerRunDriver") else {
-            fatalError("libFuzzer's LLVMFuzzerRunDriver is not linked in: build with tools/fuzz-*.sh")
+        runLibFuzzer { data, size in
+            guard let data else { return 0 }
+            return fuzzFrame(data, size)
         }
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(
-            unsafeBitCast(driver, to: Driver.self)(&argc, &argv) { data, size in
-                guard let data else { return 0 }
-                return fuzzFrame(data, size)
-            }
-        )
     }
 }
 #else

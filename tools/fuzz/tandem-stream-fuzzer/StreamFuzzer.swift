@@ -1,5 +1,6 @@
 import Dispatch
 import FailoverLink
+import FuzzerDriver
 import Logging
 import NIOCore
 import SessionStore
@@ -721,30 +722,14 @@ public func fuzzStream(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// The entry point: libFuzzer's driver, found at run time. Package.swift links libFuzzer into this target and
-/// instruments only the package's own modules, and SwiftPM links an executable target's `main` to the module's
-/// own entry point, so that libFuzzer's `main` is not the one that runs.
+/// The entry point: libFuzzer's driver (see `runLibFuzzer`).
 @main
 enum FuzzerEntry {
-    typealias Callback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-    typealias Driver =
-        @convention(c) (
-            UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-            Callback
-        ) -> CInt
-
     static func main() {
-        guard let driver = dlsym(nil, "LLVMFuzzerRunDriver") else {
-            fatalError("libFuzzer's LLVMFuzzerRunDriver is not linked in: build with tools/fuzz-*.sh")
+        runLibFuzzer { data, size in
+            guard let data else { return 0 }
+            return fuzzStream(data, size)
         }
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(
-            unsafeBitCast(driver, to: Driver.self)(&argc, &argv) { data, size in
-                guard let data else { return 0 }
-                return fuzzStream(data, size)
-            }
-        )
     }
 }
 #else
