@@ -13,7 +13,18 @@ public struct UserDifference: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(kind.rawValue)  \(ip)  \(detail)" }
 
-    public var json: String { jsonLine(["kind": kind.rawValue, "ip": "\(ip)", "detail": detail]) }
+    /// The difference as one JSON object on one line, keys sorted.
+    public var json: String {
+        var bytes: [UInt8] = []
+        withUnsafeMutablePointer(to: &bytes) { pointer in
+            var object = JSONWriter(pointer)
+            object.add("detail", detail)
+            object.add("ip", ip.description)
+            object.add("kind", kind.rawValue)
+            object.finish()
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }
 
 /// Compares two lists of online users, address by address.

@@ -13,14 +13,32 @@ public enum UserRow {
             + "  " + session.loginTime.description
     }
 
+    /// The session as one JSON object on one line, keys sorted.
     public static func json(_ session: Session, owner: DeviceID, device: DeviceID) -> String {
-        jsonLine([
-            "ip": "\(session.ip)", "mac": "\(session.mac)", "vlan": Int(session.vlan),
-            "interface": session.accessInterface, "user": session.userName, "owner": Int(owner.rawValue),
-            "logged_in_owner": Int(session.owner.rawValue), "copy": owner == device ? "primary" : "backup",
-            "login_time": session.loginTime.description, "portal_group": session.portalGroup.name,
-            "session_timeout": Int(session.sessionTimeout), "idle_timeout": Int(session.idleTimeout),
-            "generation": "\(session.generation)",
-        ])
+        var bytes: [UInt8] = []
+        appendJSON(session, owner: owner, device: device, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends ``json(_:owner:device:)``'s object to `bytes`, without a newline: no general serializer and
+    /// no `String` per field, so that a million users list in about a second.
+    public static func appendJSON(_ session: Session, owner: DeviceID, device: DeviceID, to bytes: inout [UInt8]) {
+        withUnsafeMutablePointer(to: &bytes) { pointer in
+            var object = JSONWriter(pointer)
+            object.add("copy", owner == device ? "primary" : "backup")
+            object.add("generation", session.generation)
+            object.add("idle_timeout", UInt64(session.idleTimeout))
+            object.add("interface", session.accessInterface)
+            object.add("ip", session.ip.description)
+            object.add("logged_in_owner", UInt64(session.owner.rawValue))
+            object.add("login_time", session.loginTime)
+            object.add("mac", session.mac)
+            object.add("owner", UInt64(owner.rawValue))
+            object.add("portal_group", session.portalGroup.name)
+            object.add("session_timeout", UInt64(session.sessionTimeout))
+            object.add("user", session.userName)
+            object.add("vlan", UInt64(session.vlan))
+            object.finish()
+        }
     }
 }

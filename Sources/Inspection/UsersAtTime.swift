@@ -8,10 +8,7 @@ public func sessions(at time: Timestamp, in reader: StoreReader) throws -> [Sess
     let positions = try reader.positions()
     let first = positions.firstRetained ?? positions.lastSequence + 1
     if first > 1 {
-        throw InspectionError(
-            "the log starts at record \(first): records before it were truncated behind a checkpoint, so the past "
-                + "cannot be rebuilt (keep the log with a hold to answer --at)"
-        )
+        throw InspectionError(.pastTruncated(firstRetained: first))
     }
     var table = SessionTable()
     try reader.forEachRecord { record in

@@ -2,8 +2,22 @@ import SessionStore
 
 /// What `tandem log verify` found wrong.
 public struct Problem: Sendable, Hashable, CustomStringConvertible {
-    /// What kind of problem: `corrupt-record`, `sequence-gap`, `table-mismatch`, `corrupt-session`.
-    public var kind: String
+    /// What kind of problem.
+    public enum Kind: String, Sendable, Hashable, CustomStringConvertible {
+        /// A log record (or its key) that fails its checksum or whose fields do not decode.
+        case corruptRecord = "corrupt-record"
+        /// Sequences missing between the first record kept and the last.
+        case sequenceGap = "sequence-gap"
+        /// The users table on disk differs from what the log replayed says it holds.
+        case tableMismatch = "table-mismatch"
+        /// A session of the users table that does not decode.
+        case corruptSession = "corrupt-session"
+
+        /// The kind's name, as in `corrupt-record`.
+        public var description: String { rawValue }
+    }
+
+    public var kind: Kind
     /// Where and what, precisely.
     public var detail: String
 
@@ -43,7 +57,7 @@ public func verifyStore(_ reader: StoreReader, progress: (Double) -> Void = { _ 
     while true {
         let before = try reader.positions().checkpointSequence
         let result = try verifyOnce(reader, progress: progress)
-        guard attempt < 3, result.problems.contains(where: { $0.kind == "table-mismatch" }),
+        guard attempt < 3, result.problems.contains(where: { $0.kind == .tableMismatch }),
             try reader.positions().checkpointSequence != before
         else { return result }
         attempt += 1
@@ -63,14 +77,14 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
         result.records += 1
         if result.records % 65_536 == 0 { progress(0.7 * Double(result.records) / total) }
         guard key.count == 8 else {
-            result.problems.append(Problem(kind: "corrupt-record", detail: "a log key of \(key.count) bytes"))
+            result.problems.append(Problem(kind: .corruptRecord, detail: "a log key of \(key.count) bytes"))
             return true
         }
         let sequence = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
         if result.firstSequence == nil { result.firstSequence = sequence }
         if let expected, sequence != expected {
             result.problems.append(
-                Problem(kind: "sequence-gap", detail: "records \(expected)...\(sequence - 1) are missing")
+                Problem(kind: .sequenceGap, detail: "records \(expected)...\(sequence - 1) are missing")
             )
         }
         expected = sequence + 1
@@ -80,7 +94,7 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
             guard record.sequence == sequence else {
                 result.problems.append(
                     Problem(
-                        kind: "corrupt-record",
+                        kind: .corruptRecord,
                         detail: "the record at key \(sequence) says sequence \(record.sequence)"
                     )
                 )
@@ -92,14 +106,14 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
                 afterCheckpoint.append(record)  // checked against the table, below
             }
         } catch {
-            result.problems.append(Problem(kind: "corrupt-record", detail: "sequence \(sequence): \(error)"))
+            result.problems.append(Problem(kind: .corruptRecord, detail: "sequence \(sequence): \(error)"))
         }
         return true
     }
     if positions.lastSequence > result.lastSequence, positions.lastSequence > positions.checkpointSequence {
         result.problems.append(
             Problem(
-                kind: "sequence-gap",
+                kind: .sequenceGap,
                 detail: "records \(result.lastSequence + 1)...\(positions.lastSequence) were logged but are missing"
             )
         )
@@ -107,7 +121,7 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     if let first = result.firstSequence, first > positions.checkpointSequence + 1 {
         result.problems.append(
             Problem(
-                kind: "sequence-gap",
+                kind: .sequenceGap,
                 detail: "the log starts at \(first), but the table's checkpoint is \(positions.checkpointSequence)"
             )
         )
@@ -116,7 +130,7 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     // The users table at its checkpoint, against the log.
     result.fullReplay = result.firstSequence == 1 || (result.firstSequence == nil && positions.lastSequence == 0)
     // A damaged record would show as differences of its own: the table is compared with an intact log only.
-    let intact = !result.problems.contains { $0.kind == "corrupt-record" }
+    let intact = !result.problems.contains { $0.kind == .corruptRecord }
     if !intact { result.fullReplay = false }
     let replayed = atCheckpoint.sessions
     var mismatches = Mismatches()
@@ -142,7 +156,7 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
             }
         }
     } catch let error as SessionStoreError where error.kind == .corruptRecord {
-        result.problems.append(Problem(kind: "corrupt-session", detail: "\(error)"))
+        result.problems.append(Problem(kind: .corruptSession, detail: "\(error)"))
     }
     progress(0.85)
     if result.fullReplay && matched < replayed.count {
@@ -184,9 +198,9 @@ private struct Mismatches {
     mutating func report(_ detail: String) {
         count += 1
         if count <= 100 {
-            problems.append(Problem(kind: "table-mismatch", detail: detail))
+            problems.append(Problem(kind: .tableMismatch, detail: detail))
         } else if count == 101 {
-            problems.append(Problem(kind: "table-mismatch", detail: "more differences (only the first 100 are listed)"))
+            problems.append(Problem(kind: .tableMismatch, detail: "more differences (only the first 100 are listed)"))
         }
     }
 }

@@ -131,6 +131,42 @@ struct InspectionTests {
         #expect(object["user"] as? String == session.userName)
     }
 
+    @Test("a user's JSON line holds every field of the row, escaped, and says whose copy it is")
+    func userJSON() throws {
+        var session = user(7, owner: 2)
+        session.userName = #"o"brien\d ü"#
+        session.idleTimeout = 600
+        session.generation = Generation(term: 3, sequence: 1_048_576)
+        let line = UserRow.json(session, owner: 1, device: 1)
+        #expect(!line.contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["ip"] as? String == "10.0.0.7")
+        #expect(object["mac"] as? String == session.mac.description)
+        #expect(object["user"] as? String == session.userName)
+        #expect(object["vlan"] as? Int == 10)
+        #expect(object["interface"] as? String == session.accessInterface)
+        #expect(object["owner"] as? Int == 1)
+        #expect(object["logged_in_owner"] as? Int == 2)
+        #expect(object["copy"] as? String == "primary")
+        #expect(object["login_time"] as? String == session.loginTime.description)
+        #expect(object["portal_group"] as? String == "campus")
+        #expect(object["session_timeout"] as? Int == 0)
+        #expect(object["idle_timeout"] as? Int == 600)
+        #expect(object["generation"] as? String == "3.1048576")
+        #expect(object.count == 13)
+        let backup = try #require(
+            try JSONSerialization.jsonObject(with: Data(UserRow.json(session, owner: 2, device: 1).utf8))
+                as? [String: Any]
+        )
+        #expect(backup["copy"] as? String == "backup")
+        let difference = try #require(differences([session], []).first)
+        let parsed = try #require(
+            try JSONSerialization.jsonObject(with: Data(difference.json.utf8)) as? [String: String]
+        )
+        #expect(parsed == ["kind": "only-in-first", "ip": "10.0.0.7", "detail": difference.detail])
+        #expect(difference.detail.contains(session.userName))
+    }
+
     @Test("the fast JSON path, read from the encoded records, prints exactly what the decoded records print")
     func fastJSONMatchesDecoded() async throws {
         let scratch = try ScratchStore()
@@ -194,7 +230,7 @@ struct InspectionTests {
             _ = try txn.put(key, value, in: log)
         }
         var result = try verifyStore(try StoreReader(path: scratch.path))
-        #expect(result.problems.map(\.kind) == ["corrupt-record"])
+        #expect(result.problems.map(\.kind) == [.corruptRecord])
         #expect(result.problems.first?.detail.contains("sequence 3") == true)
 
         // Record 5 deleted.
@@ -204,7 +240,7 @@ struct InspectionTests {
             _ = try withUnsafeBytes(of: UInt64(5).bigEndian) { try txn.delete(key: $0, in: log) }
         }
         result = try verifyStore(try StoreReader(path: scratch.path))
-        #expect(result.problems.contains { $0.kind == "sequence-gap" && $0.detail.contains("records 5...5") })
+        #expect(result.problems.contains { $0.kind == .sequenceGap && $0.detail.contains("records 5...5") })
 
         // User 3 removed from the users table, outside the log.
         scratch = try ScratchStore()
@@ -215,7 +251,7 @@ struct InspectionTests {
             try environment.write { txn in _ = try user(3).ip.withUnsafeBytes { try txn.delete(key: $0, in: users) } }
         }
         result = try verifyStore(try StoreReader(path: scratch.path))
-        #expect(result.problems.map(\.kind) == ["table-mismatch"])
+        #expect(result.problems.map(\.kind) == [.tableMismatch])
         #expect(result.problems.first?.detail.contains("10.0.0.3") == true)
     }
 
@@ -257,6 +293,7 @@ struct InspectionTests {
         let error = #expect(throws: InspectionError.self) {
             try sessions(at: .now, in: try StoreReader(path: scratch.path))
         }
+        #expect(error?.kind == .pastTruncated)
         #expect(error?.description.contains("truncated") == true)
     }
 

@@ -183,7 +183,7 @@ struct Log: ParsableCommand {
                     jsonLine([
                         "clean": result.problems.isEmpty, "records": result.records,
                         "checkpointed_sessions": result.checkpointedSessions, "full_replay": result.fullReplay,
-                        "problems": result.problems.map { ["kind": $0.kind, "detail": $0.detail] },
+                        "problems": result.problems.map { ["kind": $0.kind.rawValue, "detail": $0.detail] },
                     ])
                 )
             } else {
@@ -249,19 +249,26 @@ struct Users: ParsableCommand {
         let output = Output()
         if !json { output.line(UserRow.header) }
         var shown = 0
+        var lines: [UInt8] = []  // JSON lines, handed to the output about 1 MiB at a time
         for session in sessions {
             let effective = identity.adoptions.effectiveOwner(of: session)
             if let ipFilter, session.ip != ipFilter { continue }
             if let macFilter, session.mac != macFilter { continue }
             if let user, session.userName != user { continue }
             if let owner, Int(effective.rawValue) != owner { continue }
-            output.line(
-                json
-                    ? UserRow.json(session, owner: effective, device: identity.deviceID)
-                    : UserRow.text(session, owner: effective, device: identity.deviceID)
-            )
+            if json {
+                UserRow.appendJSON(session, owner: effective, device: identity.deviceID, to: &lines)
+                lines.append(UInt8(ascii: "\n"))
+                if lines.count >= 1 << 20 {
+                    output.bytes(lines)
+                    lines.removeAll(keepingCapacity: true)
+                }
+            } else {
+                output.line(UserRow.text(session, owner: effective, device: identity.deviceID))
+            }
             shown += 1
         }
+        if !lines.isEmpty { output.bytes(lines) }
         if !json { output.line("\(shown) users") }
     }
 }
