@@ -86,40 +86,18 @@ public enum LogLine {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends ``json(_:)``'s object to `bytes`, without a newline.
+    /// Appends ``json(_:)``'s object to `bytes`, without a newline. The record is encoded and written by
+    /// the same code as `tandem log dump --json`'s lines read straight from the log, so that a dump line
+    /// has one field list whichever path prints it.
     public static func appendJSON(_ record: LogRecord, to bytes: inout [UInt8]) {
-        withUnsafeMutablePointer(to: &bytes) { pointer in
-            var object = JSONWriter(pointer)
-            object.add("sequence", record.sequence)
-            object.add("term", UInt64(record.term))
-            object.add("origin", UInt64(record.origin.rawValue))
-            object.add("time", record.time)
-            object.add("kind", record.event.kind.description)
-            switch record.event {
-            case .login(let session):
-                object.add("ip", session.ip.description)
-                object.add("mac", session.mac)
-                object.add("user", session.userName)
-                object.add("owner", UInt64(session.owner.rawValue))
-                object.add("vlan", UInt64(session.vlan))
-                object.add("interface", session.accessInterface)
-                object.add("generation", session.generation)
-            case .logout(let logout):
-                object.add("ip", logout.ip.description)
-                object.add("mac", logout.mac)
-                object.add("user", logout.userName)
-                object.add("owner", UInt64(logout.owner.rawValue))
-                object.add("reason", logout.reason.description)
-                object.add("generation", logout.generation)
-            case .deviceIDChanged(let from, let to):
-                object.add("from", UInt64(from.rawValue))
-                object.add("to", UInt64(to.rawValue))
-            case .takeover(let from, let to, let term):
-                object.add("from", UInt64(from.rawValue))
-                object.add("to", UInt64(to.rawValue))
-                object.add("new_term", UInt64(term))
+        var unit: [UInt8] = []
+        RecordCodec.encode(record, into: &unit)
+        unit.withUnsafeBytes { encoded in
+            do throws(CorruptRecordError) {
+                try RecordCodec.appendJSON(ofRecord: encoded, to: &bytes)
+            } catch {
+                assertionFailure("a record encoded here does not read back: \(error)")
             }
-            object.finish()
         }
     }
 }

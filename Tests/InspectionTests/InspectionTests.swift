@@ -167,7 +167,7 @@ struct InspectionTests {
         #expect(difference.detail.contains(session.userName))
     }
 
-    @Test("the fast JSON path, read from the encoded records, prints exactly what the decoded records print")
+    @Test("a dump line read straight from the stored record is the line of the record decoded and encoded again")
     func fastJSONMatchesDecoded() async throws {
         let scratch = try ScratchStore()
         let store = try scratch.open()
