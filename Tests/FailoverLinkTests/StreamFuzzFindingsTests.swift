@@ -39,23 +39,23 @@ struct StreamFuzzFindingsTests {
 
     /// Takeovers of device 3 the peer sends: one in effect, then one it covers (an older term, or the same
     /// term to another device).
-    static let coveredTakeovers: [[Adoption]] = [
-        [Adoption(from: 3, to: 1, term: 5), Adoption(from: 3, to: 2, term: 2)],
-        [Adoption(from: 3, to: 9, term: 3), Adoption(from: 3, to: 1, term: 3)],
+    static let coveredTakeovers: [[Takeover]] = [
+        [Takeover(from: 3, to: 1, term: 5), Takeover(from: 3, to: 2, term: 2)],
+        [Takeover(from: 3, to: 9, term: 3), Takeover(from: 3, to: 1, term: 3)],
     ]
 
     @Test(
         "a snapshot's takeover that an earlier one covers does not replace it on disk",
         arguments: coveredTakeovers
     )
-    func coveredTakeoverInSnapshot(_ takeovers: [Adoption]) async throws {
+    func coveredTakeoverInSnapshot(_ takeovers: [Takeover]) async throws {
         try await Self.withStore { open in
             var store = try open()
-            _ = try await Self.apply(SnapshotBeginMessage.frame(adoptions: takeovers), to: store)
-            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            _ = try await Self.apply(SnapshotBeginMessage.frame(takeovers: takeovers), to: store)
+            #expect(store.takeovers.byDevice[3] == takeovers[0])
             await store.close()
             store = try open()
-            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            #expect(store.takeovers.byDevice[3] == takeovers[0])
             await store.close()
         }
     }
@@ -64,23 +64,23 @@ struct StreamFuzzFindingsTests {
         "a takeover record that an earlier one covers does not replace it on disk",
         arguments: coveredTakeovers
     )
-    func coveredTakeoverInStream(_ takeovers: [Adoption]) async throws {
+    func coveredTakeoverInStream(_ takeovers: [Takeover]) async throws {
         try await Self.withStore { open in
             var store = try open()
-            let records = takeovers.enumerated().map { index, adoption in
+            let records = takeovers.enumerated().map { index, takeover in
                 LogRecord(
                     sequence: UInt64(index + 1),
-                    term: adoption.term,
+                    term: takeover.term,
                     origin: 1,
                     time: .now,
-                    event: .takeover(from: adoption.from, to: adoption.to, term: adoption.term)
+                    event: .takeover(from: takeover.from, to: takeover.to, term: takeover.term)
                 )
             }
             _ = try await Self.apply(Self.recordsFrame(through: 2, records), to: store)
-            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            #expect(store.takeovers.byDevice[3] == takeovers[0])
             await store.close()
             store = try open()
-            #expect(store.adoptions.byDevice[3] == takeovers[0])
+            #expect(store.takeovers.byDevice[3] == takeovers[0])
             await store.close()
         }
     }
@@ -90,7 +90,7 @@ struct StreamFuzzFindingsTests {
         try await Self.withStore { open in
             var store = try open()
             // The peer streams a takeover of its own users by device 3 at a term far above this device's.
-            let byThird = Adoption(from: 1, to: 3, term: .max)
+            let byThird = Takeover(from: 1, to: 3, term: .max)
             let record = LogRecord(
                 sequence: 1,
                 term: 1,
@@ -99,13 +99,13 @@ struct StreamFuzzFindingsTests {
                 event: .takeover(from: 1, to: 3, term: .max)
             )
             _ = try await Self.apply(Self.recordsFrame(through: 1, [record]), to: store)
-            #expect(store.adoptions.byDevice[1] == byThird)
+            #expect(store.takeovers.byDevice[1] == byThird)
             // This device then promotes itself over device 1, at a lower term: the known takeover stays.
             _ = try await store.promote(over: 1, peerTerm: 200)
-            #expect(store.adoptions.byDevice[1] == byThird)
+            #expect(store.takeovers.byDevice[1] == byThird)
             await store.close()
             store = try open()
-            #expect(store.adoptions.byDevice[1] == byThird)
+            #expect(store.takeovers.byDevice[1] == byThird)
             await store.close()
         }
     }

@@ -251,7 +251,7 @@ struct Users: ParsableCommand {
         var shown = 0
         var lines: [UInt8] = []  // JSON lines, handed to the output about 1 MiB at a time
         for session in sessions {
-            let effective = identity.adoptions.effectiveOwner(of: session)
+            let effective = identity.takeovers.effectiveOwner(of: session)
             if let ipFilter, session.ip != ipFilter { continue }
             if let macFilter, session.mac != macFilter { continue }
             if let user, session.userName != user { continue }

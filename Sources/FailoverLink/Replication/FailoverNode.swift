@@ -431,7 +431,7 @@ public final class FailoverNode: Sendable {
                     history: store.historyID,
                     applied: position.applied,
                     appliedHistory: position.history,
-                    adoptedYouAt: store.adoptions.byDevice[peer].flatMap { $0.to == store.deviceID ? $0.term : nil }
+                    adoptedYouAt: store.takeovers.byDevice[peer].flatMap { $0.to == store.deviceID ? $0.term : nil }
                         ?? 0,
                     recovering: store.isRecovering
                 )
@@ -648,7 +648,7 @@ public final class FailoverNode: Sendable {
         let term = store.term
         if request.term > term { return true }
         guard request.term == term, request.adoptedYouAt == term else { return false }
-        let mine = store.adoptions.byDevice[peer]
+        let mine = store.takeovers.byDevice[peer]
         return mine?.term == term && mine?.to == store.deviceID && peer < store.deviceID
     }
 
@@ -850,7 +850,7 @@ public final class FailoverNode: Sendable {
         let heldFrom = try await store.holdAfterCheckpoint(holdName)
         try await outbound.write(
             SnapshotBeginMessage.frame(
-                adoptions: Array(store.adoptions.byDevice.values),
+                takeovers: Array(store.takeovers.byDevice.values),
                 everything: everything,
                 keep: keep
             )

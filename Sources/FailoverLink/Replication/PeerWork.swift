@@ -4,7 +4,7 @@ import SessionStore
 /// Work from the peer's stream, decoded by the connection's reader and applied by its applier.
 package enum PeerWork: Sendable {
     case records(through: UInt64, [LogRecord])
-    case snapshotBegin(adoptions: [Adoption], everything: Bool, keep: Bool = false)
+    case snapshotBegin(takeovers: [Takeover], everything: Bool, keep: Bool = false)
     case snapshotSessions([Session])
     case snapshotEnd(SnapshotEndMessage)
     /// A digest point of the peer, compared once everything before it is applied.
@@ -22,8 +22,8 @@ package enum PeerWork: Sendable {
             let (through, records) = try RecordsMessage.decode(frame.payload)
             return .records(through: through, records)
         case .snapshotBegin:
-            let (adoptions, everything, keep) = try SnapshotBeginMessage.decode(frame.payload)
-            return .snapshotBegin(adoptions: adoptions, everything: everything, keep: keep)
+            let (takeovers, everything, keep) = try SnapshotBeginMessage.decode(frame.payload)
+            return .snapshotBegin(takeovers: takeovers, everything: everything, keep: keep)
         case .snapshotSessions:
             let sessions = try frame.payload.withUnsafeReadableBytes { bytes throws(SessionStoreError) in
                 try SessionStore.decodeSnapshot(bytes)
@@ -44,8 +44,8 @@ package enum PeerWork: Sendable {
         switch self {
         case .records(let through, let records):
             .records(origin: origin, through: through, history: history, records)
-        case .snapshotBegin(let adoptions, let everything, let keep):
-            .snapshotBegin(origin: origin, adoptions: adoptions, everything: everything, keep: keep)
+        case .snapshotBegin(let takeovers, let everything, let keep):
+            .snapshotBegin(origin: origin, takeovers: takeovers, everything: everything, keep: keep)
         case .snapshotSessions(let sessions):
             .snapshotSessions(origin: origin, sessions)
         case .snapshotEnd(let end):

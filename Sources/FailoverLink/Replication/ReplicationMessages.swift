@@ -99,35 +99,35 @@ package enum RecordsMessage {
 /// only the sender's users, or none because the receiver keeps its copy of them (the sender recovered from
 /// it), then the sender's takeovers, so that the receiver knows who owns what.
 package enum SnapshotBeginMessage {
-    package static func frame(adoptions: [Adoption], everything: Bool = false, keep: Bool = false) -> Frame {
+    package static func frame(takeovers: [Takeover], everything: Bool = false, keep: Bool = false) -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(UInt8((everything ? 1 : 0) | (keep ? 2 : 0)))
-        buffer.writeInteger(UInt8(adoptions.count))
-        for adoption in adoptions {
-            buffer.writeInteger(adoption.from.rawValue)
-            buffer.writeInteger(adoption.to.rawValue)
-            buffer.writeInteger(adoption.term)
+        buffer.writeInteger(UInt8(takeovers.count))
+        for takeover in takeovers {
+            buffer.writeInteger(takeover.from.rawValue)
+            buffer.writeInteger(takeover.to.rawValue)
+            buffer.writeInteger(takeover.term)
         }
         return Frame(type: .snapshotBegin, payload: buffer)
     }
 
     package static func decode(
         _ payload: ByteBuffer
-    ) throws(LinkError) -> (adoptions: [Adoption], everything: Bool, keep: Bool) {
+    ) throws(LinkError) -> (takeovers: [Takeover], everything: Bool, keep: Bool) {
         var buffer = payload
         guard let flags = buffer.readInteger(as: UInt8.self), flags & ~3 == 0, flags != 3,
             let count = buffer.readInteger(as: UInt8.self), buffer.readableBytes == Int(count) * 6
         else {
             throw LinkError(.malformed("a snapshot-begin frame of \(payload.readableBytes) bytes"))
         }
-        var adoptions: [Adoption] = []
+        var takeovers: [Takeover] = []
         for _ in 0..<count {
             guard let from = DeviceID(rawValue: buffer.readInteger(as: UInt8.self)!),
                 let to = DeviceID(rawValue: buffer.readInteger(as: UInt8.self)!)
             else { throw LinkError(.malformed("device ID 0 in a snapshot-begin frame")) }
-            adoptions.append(Adoption(from: from, to: to, term: buffer.readInteger(as: UInt32.self)!))
+            takeovers.append(Takeover(from: from, to: to, term: buffer.readInteger(as: UInt32.self)!))
         }
-        return (adoptions, flags & 1 != 0, flags & 2 != 0)
+        return (takeovers, flags & 1 != 0, flags & 2 != 0)
     }
 }
 

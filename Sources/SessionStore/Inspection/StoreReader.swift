@@ -68,7 +68,7 @@ public final class StoreReader: Sendable {
         /// The device's term.
         public var term: UInt32
         /// The takeovers it knows.
-        public var adoptions: Adoptions
+        public var takeovers: Takeovers
     }
 
     /// The store's identity, read from its metadata.
@@ -83,7 +83,7 @@ public final class StoreReader: Sendable {
                         deviceID: stored.deviceID,
                         portalGroup: stored.portalGroup,
                         term: stored.term,
-                        adoptions: stored.adoptions
+                        takeovers: stored.takeovers
                     )
                 }
             }

@@ -4,7 +4,7 @@
 /// Sessions are never rewritten on promotion. A session whose ``Session/owner`` is ``from`` and whose
 /// generation's term is below ``term`` is owned in effect by ``to``; sessions that ``from`` logs in after
 /// it learned the new term stay its own.
-public struct Adoption: Sendable, Hashable, Codable {
+public struct Takeover: Sendable, Hashable, Codable {
     /// The device whose users were taken over.
     public var from: DeviceID
     /// The device that took them over.
@@ -36,18 +36,18 @@ public struct Adoption: Sendable, Hashable, Codable {
 
 /// The takeovers a store knows, by the device taken over (only the latest one per device matters: it covers
 /// every earlier term).
-public struct Adoptions: Sendable, Hashable {
+public struct Takeovers: Sendable, Hashable {
     /// The latest takeover of each device.
-    public private(set) var byDevice: [DeviceID: Adoption] = [:]
+    public private(set) var byDevice: [DeviceID: Takeover] = [:]
 
     /// No takeovers.
     public init() {}
 
     /// Records a takeover; an older one of the same device is replaced.
-    /// - Parameter adoption: the takeover.
-    public mutating func record(_ adoption: Adoption) {
-        if let known = byDevice[adoption.from], known.term >= adoption.term { return }
-        byDevice[adoption.from] = adoption
+    /// - Parameter takeover: the takeover.
+    public mutating func record(_ takeover: Takeover) {
+        if let known = byDevice[takeover.from], known.term >= takeover.term { return }
+        byDevice[takeover.from] = takeover
     }
 
     /// The device that owns `session` in effect: its owner, or the device that took that owner's users
@@ -61,9 +61,9 @@ public struct Adoptions: Sendable, Hashable {
     func effectiveOwner(owner: DeviceID, term sessionTerm: UInt32) -> DeviceID {
         var owner = owner
         var floor = sessionTerm
-        while let adoption = byDevice[owner], floor < adoption.term {
-            owner = adoption.to
-            floor = adoption.term
+        while let takeover = byDevice[owner], floor < takeover.term {
+            owner = takeover.to
+            floor = takeover.term
         }
         return owner
     }

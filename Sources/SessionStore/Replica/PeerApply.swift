@@ -10,7 +10,7 @@ package enum PeerBatch: Sendable {
     /// device's users too: every session is dropped but this device's logins since it began to recover.
     /// A snapshot that `keep`s the copy: the peer recovered its users from this device, which holds them as it
     /// sent them; nothing is dropped, and the stream after it brings what the peer did since.
-    case snapshotBegin(origin: DeviceID, adoptions: [Adoption], everything: Bool = false, keep: Bool = false)
+    case snapshotBegin(origin: DeviceID, takeovers: [Takeover], everything: Bool = false, keep: Bool = false)
     /// Sessions of the peer's users table.
     case snapshotSessions(origin: DeviceID, [Session])
     /// The snapshot is complete; it stood at the peer's sequence `position` of history `history`, and the
@@ -41,7 +41,7 @@ package struct PeerApplied: Sendable, Equatable {
     package var through: UInt64
     /// The peer took this device's users over at a term above this device's: the device is demoted, and
     /// must reset and resynchronize. Records after the takeover were not applied.
-    package var takeover: Adoption?
+    package var takeover: Takeover?
 }
 
 /// A logout as logged: what it ended, and the sequence of its record.
@@ -68,8 +68,8 @@ package struct Promotion: Sendable {
     /// The sequence of the takeover record.
     package var sequence: UInt64
     /// The takeovers known before and after it.
-    package var before: Adoptions
-    package var after: Adoptions
+    package var before: Takeovers
+    package var after: Takeovers
 }
 
 /// The users table's digest after recent commits, with the positions it stood at, and the digest change of
@@ -276,7 +276,7 @@ extension LogWriter {
                 previous = record.sequence
             }
             var position = max(known, through)
-            var takeover: Adoption?
+            var takeover: Takeover?
             for record in records where record.sequence > known {
                 // This device's own event, back from the peer: it matters only to the copy of the peer's
                 // users, which a snapshot may have rebuilt without it; this device's own users have it, unless
@@ -289,7 +289,7 @@ extension LogWriter {
                 if case .takeover(let from, let to, let newTerm) = record.event, from == origin, newTerm > term,
                     record.origin == peer
                 {
-                    takeover = Adoption(from: from, to: to, term: newTerm)
+                    takeover = Takeover(from: from, to: to, term: newTerm)
                     position = record.sequence - 1
                     break
                 }
@@ -302,7 +302,7 @@ extension LogWriter {
                 try stageInstalling(peer, nil, txn: txn)
             }
             return PeerApplied(through: position, takeover: takeover)
-        case .snapshotBegin(_, let peerAdoptions, let everything, let keep):
+        case .snapshotBegin(_, let peerTakeovers, let everything, let keep):
             if everything && recoveringFrom == nil {
                 throw SessionStoreError(
                     .invalidArgument(
@@ -310,7 +310,7 @@ extension LogWriter {
                     )
                 )
             }
-            for adoption in peerAdoptions { recordAdoption(adoption) }
+            for takeover in peerTakeovers { recordTakeover(takeover) }
             // The sessions this snapshot replaces go at its end, those it did not list (see `listed`).
             if keep { endListing(peer) } else { beginListing(peer) }
             stagedApplied[peer] = 0
@@ -332,7 +332,7 @@ extension LogWriter {
             let everything = stagedEverything.contains(peer)
             for session in sessions
             where everything
-                ? session.owner != peer && session.owner != origin : adoptions.effectiveOwner(of: session) != peer
+                ? session.owner != peer && session.owner != origin : takeovers.effectiveOwner(of: session) != peer
             {
                 throw SessionStoreError(
                     .invalidArgument(
@@ -379,7 +379,7 @@ extension LogWriter {
         where !listed.contains(session.ip)
             && (everything
                 ? !(session.owner == origin && session.generation.sequence > kept)
-                : adoptions.effectiveOwner(of: session) == peer)
+                : takeovers.effectiveOwner(of: session) == peer)
         {
             sequence += 1
             let logout = Logout(ending: session, reason: .resync)
@@ -449,19 +449,19 @@ extension LogWriter {
     /// effect: one that a takeover already known covers (of a higher term, or of the same term and recorded
     /// first) changes nothing, and writing it would replace that one on disk, where the store would find it
     /// on its next open.
-    private func recordAdoption(_ adoption: Adoption) {
-        let known = adoptions.byDevice[adoption.from]
-        adoptions.record(adoption)
-        if adoptions.byDevice[adoption.from] != known { metaChanges.append(.adoption(adoption)) }
+    private func recordTakeover(_ takeover: Takeover) {
+        let known = takeovers.byDevice[takeover.from]
+        takeovers.record(takeover)
+        if takeovers.byDevice[takeover.from] != known { metaChanges.append(.takeover(takeover)) }
     }
 
     /// Whether `event` changes a session that `peer` owns in effect (a login or logout of one).
     private func concernsCopy(of peer: DeviceID, _ event: Event) -> Bool {
         switch event {
         case .login(let session):
-            adoptions.effectiveOwner(of: session) == peer
+            takeovers.effectiveOwner(of: session) == peer
         case .logout(let logout):
-            adoptions.effectiveOwner(owner: logout.owner, term: logout.generation.term) == peer
+            takeovers.effectiveOwner(owner: logout.owner, term: logout.generation.term) == peer
         case .deviceIDChanged, .takeover:
             false
         }
@@ -482,7 +482,7 @@ extension LogWriter {
             guard !hasEnded(session) else { return }
             let current = try resolve(session.ip, txn: txn)
             guard let (_, entry) = ApplyRule.change(for: event, current: current) else { return }
-            if let current, adoptions.effectiveOwner(of: current) == origin {
+            if let current, takeovers.effectiveOwner(of: current) == origin {
                 peerNotices.append(Logout(ending: current, reason: .superseded))
             }
             sequence += 1
@@ -503,7 +503,7 @@ extension LogWriter {
         case .logout(let logout):
             let current = try resolve(logout.ip, txn: txn)
             guard let current, let (_, entry) = ApplyRule.change(for: event, current: current) else { return }
-            if adoptions.effectiveOwner(of: current) == origin { peerNotices.append(logout) }
+            if takeovers.effectiveOwner(of: current) == origin { peerNotices.append(logout) }
             sequence += 1
             appendRecord { buffer in
                 RecordCodec.encode(
@@ -513,7 +513,7 @@ extension LogWriter {
             }
             stage(logout.ip, entry, replacing: current)
         case .takeover(let from, let to, let newTerm):
-            recordAdoption(Adoption(from: from, to: to, term: newTerm))
+            recordTakeover(Takeover(from: from, to: to, term: newTerm))
             sequence += 1
             appendRecord { buffer in
                 RecordCodec.encode(
@@ -533,18 +533,18 @@ extension LogWriter {
         }
         let (newTerm, overflow) = max(term, peerTerm).addingReportingOverflow(1)
         guard !overflow else { throw SessionStoreError(.invalidArgument("the term cannot be raised past \(term)")) }
-        let before = adoptions
+        let before = takeovers
         term = newTerm
         sequence += 1
         emit(.takeover(from: peer, to: origin, term: newTerm), time: .now)
         metaChanges.append(.term(newTerm))
         // Written to the metadata only when in effect: a takeover of the peer's users already known at a
         // higher term (by a third device, in a hostile stream) stays the one the next open finds.
-        recordAdoption(Adoption(from: peer, to: origin, term: newTerm))
+        recordTakeover(Takeover(from: peer, to: origin, term: newTerm))
         logger.notice(
             "promoted: this device takes over the users of device \(peer)",
             metadata: ["tandem.term": "\(newTerm)", "tandem.peer": "\(peer)"]
         )
-        return Promotion(term: newTerm, sequence: sequence, before: before, after: adoptions)
+        return Promotion(term: newTerm, sequence: sequence, before: before, after: takeovers)
     }
 }

@@ -5,16 +5,16 @@ import LMDB
 
 extension SessionStore {
     /// The takeovers this store knows (its own promotions and its peer's).
-    public var adoptions: Adoptions { writer.identity.withLock { $0.adoptions } }
+    public var takeovers: Takeovers { writer.identity.withLock { $0.takeovers } }
 
     /// The device that owns `session` in effect: its ``Session/owner``, unless a takeover moved it since
-    /// (see ``Adoption``). This device is primary for the sessions it owns in effect and holds the backup
+    /// (see ``Takeover``). This device is primary for the sessions it owns in effect and holds the backup
     /// copy of the others.
     ///
     /// - Parameter session: a session of this store.
     /// - Returns: the device responsible for it.
     public func effectiveOwner(of session: Session) -> DeviceID {
-        adoptions.effectiveOwner(of: session)
+        takeovers.effectiveOwner(of: session)
     }
 
     /// Sets the function called on the writer thread after each commit that logged records, with the last
@@ -161,7 +161,7 @@ extension SessionStore {
         into buffer: inout [UInt8]
     ) throws(SessionStoreError) -> StreamRead {
         let me = deviceID
-        let adoptions = self.adoptions
+        let takeovers = self.takeovers
         do {
             return try files.logEnvironment.read { txn in
                 let last = try txn.metaUInt64(StoreLayout.MetaKey.lastSequence, in: files.logMeta) ?? 0
@@ -186,7 +186,7 @@ extension SessionStore {
                         if sequence <= everythingThrough
                             || (sequence <= sentBackAfter
                                 ? RecordCodec.peekOrigin(value) != peer
-                                : Self.peerMustReceive(value, peer: peer, me: me, adoptions: adoptions))
+                                : Self.peerMustReceive(value, peer: peer, me: me, takeovers: takeovers))
                         {
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)
@@ -210,11 +210,11 @@ extension SessionStore {
         _ bytes: UnsafeRawBufferPointer,
         peer: DeviceID,
         me: DeviceID,
-        adoptions: Adoptions
+        takeovers: Takeovers
     ) -> Bool {
         guard RecordCodec.peekOrigin(bytes) == peer else { return true }
         guard let subject = RecordCodec.peekSubject(bytes) else { return false }
-        return adoptions.effectiveOwner(owner: subject.owner, term: subject.term) == me
+        return takeovers.effectiveOwner(owner: subject.owner, term: subject.term) == me
     }
 
     /// Decodes a stream batch made by ``readStream(after:for:maxBytes:into:)``; damage anywhere
@@ -254,7 +254,7 @@ extension SessionStore {
         into buffer: inout [UInt8]
     ) throws(SessionStoreError) -> (last: IPAddress?, checkpoint: UInt64, count: Int) {
         let me = deviceID
-        let adoptions = self.adoptions
+        let takeovers = self.takeovers
         do {
             return try files.usersEnvironment.read { txn in
                 let checkpoint = try txn.metaUInt64(StoreLayout.MetaKey.checkpointSequence, in: files.usersMeta) ?? 0
@@ -272,7 +272,7 @@ extension SessionStore {
                     while let (key, value) = entry, read < maxSessions {
                         let ip = IPAddress(bytes: key)
                         let session = try decodeStoredSession(value, ip: ip)
-                        if everything || adoptions.effectiveOwner(of: session) == me {
+                        if everything || takeovers.effectiveOwner(of: session) == me {
                             buffer.append(contentsOf: key)
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)

@@ -48,7 +48,7 @@ final class LogWriter: @unchecked Sendable {
         var deviceID: DeviceID
         var portalGroup: PortalGroup
         var term: UInt32
-        var adoptions = Adoptions()
+        var takeovers = Takeovers()
         /// This log's history: a random ID, new with the store and with each reset, so that a peer's
         /// position in another history of this device is never taken for one in this one.
         var history: UInt64 = 0
@@ -142,7 +142,7 @@ final class LogWriter: @unchecked Sendable {
     var sequence: UInt64 = 0
     var origin: DeviceID
     var term: UInt32
-    var adoptions: Adoptions
+    var takeovers: Takeovers
     /// Peer positions this batch applies.
     var stagedApplied: [DeviceID: UInt64] = [:]
     /// `installing` as this batch leaves it.
@@ -178,7 +178,7 @@ final class LogWriter: @unchecked Sendable {
         case release(String)
         case droppedHold(String, UInt64)
         case term(UInt32)
-        case adoption(Adoption)
+        case takeover(Takeover)
         case applied(DeviceID, UInt64)
         case appliedHistory(DeviceID, UInt64)
         /// A snapshot of the peer's users is being installed, whole again from this position of its stream
@@ -248,7 +248,7 @@ final class LogWriter: @unchecked Sendable {
         self.deadlines = recovered.deadlines
         self.origin = recovered.identity.deviceID
         self.term = recovered.identity.term
-        self.adoptions = recovered.identity.adoptions
+        self.takeovers = recovered.identity.takeovers
         self.applied = recovered.applied
         self.appliedHistory = recovered.appliedHistory
         self.installing = recovered.installing
@@ -582,7 +582,7 @@ final class LogWriter: @unchecked Sendable {
         stagingPeer = false
         peerNotices.removeAll()
         sequence = lastSequence
-        (origin, term, adoptions) = identity.withLock { ($0.deviceID, $0.term, $0.adoptions) }
+        (origin, term, takeovers) = identity.withLock { ($0.deviceID, $0.term, $0.takeovers) }
     }
 
     /// Stages the batch's requests in one read transaction of the users table, commits what they staged, answers
@@ -668,10 +668,10 @@ final class LogWriter: @unchecked Sendable {
                         try txn.putMeta(StoreLayout.MetaKey.droppedHoldPrefix + name, position, in: files.logMeta)
                     case .term(let newTerm):
                         try txn.putMeta(StoreLayout.MetaKey.term, UInt64(newTerm), in: files.logMeta)
-                    case .adoption(let adoption):
+                    case .takeover(let takeover):
                         try txn.putMeta(
-                            StoreLayout.MetaKey.adoptedPrefix + "\(adoption.from)",
-                            adoption.metaValue,
+                            StoreLayout.MetaKey.adoptedPrefix + "\(takeover.from)",
+                            takeover.metaValue,
                             in: files.logMeta
                         )
                     case .applied(let peer, let position):
@@ -739,10 +739,10 @@ final class LogWriter: @unchecked Sendable {
         var holdsChanged = false
         for change in metaChanges {
             switch change {
-            case .term, .adoption:
-                identity.withLock { [term, adoptions] in
+            case .term, .takeover:
+                identity.withLock { [term, takeovers] in
                     $0.term = term
-                    $0.adoptions = adoptions
+                    $0.takeovers = takeovers
                 }
             case .applied:
                 break
@@ -916,7 +916,7 @@ final class LogWriter: @unchecked Sendable {
         }
         identity.withLock {
             $0.term = newTerm
-            $0.adoptions = Adoptions()
+            $0.takeovers = Takeovers()
             $0.history = wipe.history
         }
         status.withLock { [firstRetained, installs] in
@@ -1203,7 +1203,7 @@ final class LogWriter: @unchecked Sendable {
         // Each device expires the sessions it owns in effect; the peer's copies end with the peer's logouts.
         guard let session = try resolve(ip, txn: txn), let deadline = session.deadline, deadline <= now,
             generation == nil || generation == session.generation,
-            adoptions.effectiveOwner(of: session) == origin
+            takeovers.effectiveOwner(of: session) == origin
         else { return }
         expired.append(stageLogout(session, reason: .sessionTimeout, time: now))
     }

@@ -96,22 +96,22 @@ struct Recovery {
             )
         }
         let term = try txn.metaUInt64(StoreLayout.MetaKey.term, in: meta) ?? 1
-        var adoptions = Adoptions()
+        var takeovers = Takeovers()
         for (name, value) in try txn.metaUInt64s(prefix: StoreLayout.MetaKey.adoptedPrefix, in: meta) {
             guard let from = UInt8(name).flatMap({ DeviceID(rawValue: $0) }),
-                let adoption = Adoption(from: from, metaValue: value)
+                let takeover = Takeover(from: from, metaValue: value)
             else {
                 throw SessionStoreError(
                     .corruptMetadata(key: StoreLayout.MetaKey.adoptedPrefix + name, detail: "not a takeover")
                 )
             }
-            adoptions.record(adoption)
+            takeovers.record(takeover)
         }
         return LogWriter.Identity(
             deviceID: deviceID,
             portalGroup: group,
             term: UInt32(truncatingIfNeeded: term),
-            adoptions: adoptions,
+            takeovers: takeovers,
             history: try txn.metaUInt64(StoreLayout.MetaKey.history, in: meta) ?? 0
         )
     }

@@ -96,7 +96,7 @@ struct StreamRulesTests {
         try await store.logout(mine.ip, reason: .user)
         // Device 2 took device 1's users of term 1 over; its stream brings back device 1's old login of user 2,
         // and a stale login of user 1, whom device 1 logged out and still owns in effect at term 2.
-        _ = try await store.applyPeer(.snapshotBegin(origin: 2, adoptions: [Adoption(from: 1, to: 2, term: 2)]))
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: [Takeover(from: 1, to: 2, term: 2)]))
         _ = try await store.applyPeer(.snapshotEnd(origin: 2, position: 0, wholeFrom: 0, history: 9))
         let (adopted, adoptedSession) = Self.peerLogin(2, sequence: 40, term: 1)
         var stale = mine
@@ -165,7 +165,7 @@ struct StreamRulesTests {
         _ = try await store.applyPeer(.records(origin: 2, through: 3, history: 9, [login]))
         try await store.logout(user.ip, reason: .deleteUser)
         // Device 2's snapshot, read before its logout reached it, still holds the user.
-        _ = try await store.applyPeer(.snapshotBegin(origin: 2, adoptions: []))
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: []))
         _ = try await store.applyPeer(.snapshotSessions(origin: 2, [user]))
         _ = try await store.applyPeer(.snapshotEnd(origin: 2, position: 3, wholeFrom: 3, history: 9))
         #expect(try store.session(for: user.ip) == nil)
@@ -201,7 +201,7 @@ struct StreamRulesTests {
         // A snapshot that lists users 1 and 5, cut short by its sender's death: users 2...4 stay meanwhile.
         var newcomer = testSession(5, owner: 2)
         newcomer.generation = Generation(term: 1, sequence: 8)
-        _ = try await store.applyPeer(.snapshotBegin(origin: 2, adoptions: []))
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: []))
         _ = try await store.applyPeer(.snapshotSessions(origin: 2, [users[0], newcomer]))
         for user in users + [newcomer] { #expect(try store.session(for: user.ip) == user) }
         #expect(store.count == 5)
@@ -209,7 +209,7 @@ struct StreamRulesTests {
         // Reopened half-way: still whole; the next snapshot, complete, lists users 1 and 3 only.
         store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
         #expect(store.count == 5)
-        _ = try await store.applyPeer(.snapshotBegin(origin: 2, adoptions: []))
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: []))
         _ = try await store.applyPeer(.snapshotSessions(origin: 2, [users[0]]))
         #expect(store.count == 5)
         _ = try await store.applyPeer(.snapshotSessions(origin: 2, [users[2]]))

@@ -46,7 +46,7 @@ enum Seeds {
     /// a digest point.
     static var snapshotThenStream: Seed {
         var seed = Seed()
-        seed.add(SnapshotBeginMessage.frame(adoptions: [Adoption(from: 3, to: 1, term: 2)]))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [Takeover(from: 3, to: 1, term: 2)]))
         seed.add(
             snapshotFrame([
                 session(1, owner: 1, term: 1, sequence: 1),
@@ -82,7 +82,7 @@ enum Seeds {
     /// took device 2's users over (the snapshot's begin says it did).
     static var ownRecordsBack: Seed {
         var seed = Seed()
-        seed.add(SnapshotBeginMessage.frame(adoptions: [Adoption(from: 2, to: 1, term: 3)]))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [Takeover(from: 2, to: 1, term: 3)]))
         seed.add(snapshotEnd(position: 0, wholeFrom: 0))
         let own = session(21, owner: 2, term: 1, sequence: 1)
         let stale = session(22, owner: 2, term: 4, sequence: 2)
@@ -106,7 +106,7 @@ enum Seeds {
         let (first, _) = login(31, sequence: 1)
         let (third, _) = login(33, sequence: 3, term: 7)
         seed.add(recordsFrame(through: 3, [first, record(2, term: 7, .takeover(from: 2, to: 1, term: 7)), third]))
-        seed.add(SnapshotBeginMessage.frame(adoptions: [Adoption(from: 2, to: 1, term: 7)]))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [Takeover(from: 2, to: 1, term: 7)]))
         seed.add(
             snapshotFrame([session(34, owner: 1, term: 7, sequence: 3), session(35, owner: 2, term: 6, sequence: 9)])
         )
@@ -121,7 +121,7 @@ enum Seeds {
         seed.add(recordsFrame(through: .max, [record(.max, term: .max, .login(top))]))
         seed.add(recordsFrame(through: .max - 1, []))
         seed.add(recordsFrame(through: .max, [record(.max, term: .max, .takeover(from: 2, to: 1, term: .max))]))
-        seed.add(SnapshotBeginMessage.frame(adoptions: [Adoption(from: 1, to: 3, term: .max)]))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [Takeover(from: 1, to: 3, term: .max)]))
         seed.add(snapshotEnd(position: .max, wholeFrom: .max))
         seed.add(recordsFrame(through: .max, [record(.max, term: .max, .logout(Logout(ending: top, reason: .user)))]))
         return seed
@@ -134,8 +134,8 @@ enum Seeds {
         let foreign = session(51, owner: 3, term: 8, sequence: 1)
         seed.add(recordsFrame(through: 1, [record(1, term: 8, .login(foreign))]))
         seed.add(
-            SnapshotBeginMessage.frame(adoptions: [
-                Adoption(from: 3, to: 1, term: 9), Adoption(from: 4, to: 3, term: 5),
+            SnapshotBeginMessage.frame(takeovers: [
+                Takeover(from: 3, to: 1, term: 9), Takeover(from: 4, to: 3, term: 5),
             ])
         )
         seed.add(snapshotFrame([foreign, session(52, owner: 4, term: 4, sequence: 7)]))
@@ -215,7 +215,7 @@ enum Seeds {
         seed.add(
             recordsFrame(through: 3, [record(1, .login(long)), record(2, .login(early)), record(3, .login(late))])
         )
-        seed.add(SnapshotBeginMessage.frame(adoptions: []))
+        seed.add(SnapshotBeginMessage.frame(takeovers: []))
         seed.add(snapshotFrame([long, early, late]))
         seed.add(snapshotEnd(position: 3, wholeFrom: 3))
         return seed
@@ -243,7 +243,7 @@ enum Seeds {
                 ]
             )
         )
-        seed.add(SnapshotBeginMessage.frame(adoptions: [Adoption(from: 1, to: 1, term: 3)]))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [Takeover(from: 1, to: 1, term: 3)]))
         seed.add(snapshotFrame([firstSession, older, firstSession]))
         seed.add(snapshotEnd(position: 2, wholeFrom: 4))
         seed.add(recordsFrame(through: 4, [first]))
@@ -256,7 +256,7 @@ enum Seeds {
     /// everything but takes the usual one.
     static var recovery: Seed {
         var seed = Seed()
-        seed.add(SnapshotBeginMessage.frame(adoptions: [Adoption(from: 3, to: 1, term: 2)], everything: true))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [Takeover(from: 3, to: 1, term: 2)], everything: true))
         let own = session(91, owner: 2, term: 1, sequence: 4)
         seed.add(snapshotFrame([session(90, owner: 1, term: 1, sequence: 3), own]))
         seed.add(snapshotFrame([session(92, owner: 3, term: 1, sequence: 2)]))
@@ -272,8 +272,8 @@ enum Seeds {
                 ]
             )
         )
-        seed.add(SnapshotBeginMessage.frame(adoptions: [], everything: true))
-        seed.add(SnapshotBeginMessage.frame(adoptions: []))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [], everything: true))
+        seed.add(SnapshotBeginMessage.frame(takeovers: []))
         seed.add(snapshotFrame([session(95, owner: 1, term: 1, sequence: 9)]))
         seed.add(snapshotEnd(position: 9, wholeFrom: 9))
         return seed
@@ -293,7 +293,7 @@ enum Seeds {
         seed.add(recordsFrame(through: 2, [record(2, term: 2, .login(newer))]))  // the peer's logout was its 1
         seed.add(local(3))
         seed.add(local(7))
-        seed.add(SnapshotBeginMessage.frame(adoptions: [], everything: true))
+        seed.add(SnapshotBeginMessage.frame(takeovers: [], everything: true))
         seed.add(local(6))
         seed.add(local(8))
         seed.add(snapshotFrame([session(101, owner: 1, term: 2, sequence: 2)]))

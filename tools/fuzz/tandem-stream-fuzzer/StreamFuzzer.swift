@@ -440,7 +440,7 @@ private struct StoreState: Equatable, Sendable {
     var lastSequence: UInt64
     var digest: UInt64?
     var term: UInt32
-    var adoptions: Adoptions
+    var takeovers: Takeovers
     var peerApplied: UInt64
     var peerHistory: UInt64
     var installing: Bool
@@ -452,7 +452,7 @@ private struct StoreState: Equatable, Sendable {
         lastSequence = store.lastLoggedSequence  // what `logStatus.lastSequence` reports, without its LMDB read
         digest = store.digestHistory.latest?.value
         term = store.term
-        adoptions = store.adoptions
+        takeovers = store.takeovers
         (peerApplied, peerHistory) = store.peerPosition(peer)
         installing = store.isInstallingSnapshot
         installs = store.snapshotInstalls
@@ -487,8 +487,8 @@ private func expectRoundTrip(_ work: PeerWork, _ frame: Frame) {
     switch work {
     case .records(let through, let records):
         encoded = recordsFrame(through: through, records)
-    case .snapshotBegin(let adoptions, let everything, let keep):
-        encoded = SnapshotBeginMessage.frame(adoptions: adoptions, everything: everything, keep: keep)
+    case .snapshotBegin(let takeovers, let everything, let keep):
+        encoded = SnapshotBeginMessage.frame(takeovers: takeovers, everything: everything, keep: keep)
     case .snapshotSessions(let sessions):
         encoded = snapshotFrame(sessions)
     case .snapshotEnd(let end):
