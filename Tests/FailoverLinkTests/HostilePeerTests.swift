@@ -120,7 +120,7 @@ struct HostilePeerTests {
         let two = try await pair.start(2)
         let address = try SocketAddress(ipAddress: "127.0.0.2", port: pair.port)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let request = StreamRequest(term: 1, history: 77, applied: 0, appliedHistory: 0, adoptedYouAt: 0).frame()
+        let request = StreamRequest(term: 1, history: 77, applied: .start, adoptedYouAt: 0).frame()
 
         var garbage = ByteBuffer()
         garbage.writeInteger(UInt64(5))

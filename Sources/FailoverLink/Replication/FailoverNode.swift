@@ -425,12 +425,10 @@ public final class FailoverNode: Sendable {
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
                 let start = StartSignal()
-                let position = store.peerPosition(peer)
                 let request = StreamRequest(
                     term: store.term,
                     history: store.historyID,
-                    applied: position.applied,
-                    appliedHistory: position.history,
+                    applied: store.peerPosition(peer),
                     adoptedYouAt: store.takeovers.byDevice[peer].flatMap { $0.to == store.deviceID ? $0.term : nil }
                         ?? 0,
                     recovering: store.isRecovering
@@ -514,8 +512,8 @@ public final class FailoverNode: Sendable {
                 let request = try StreamRequest.decode(frame.payload)
                 // A position in another history of this log (a store replaced, restored or reset) counts
                 // for nothing: the peer gets a snapshot, and nothing is acknowledged until then.
-                let current = request.applied == 0 || request.appliedHistory == store.historyID
-                peerApplied.sequence = current ? request.applied : 0
+                let current = request.applied.counts(in: store.historyID)
+                peerApplied.sequence = request.applied.sequence(in: store.historyID)
                 peerApplied.history = request.history
                 shared.withLock { $0.peerTerm = request.term }
                 if mustDemote(for: request, peer: peer) {
@@ -525,7 +523,7 @@ public final class FailoverNode: Sendable {
                 lag.clearPending()
                 // A recovering peer gets a snapshot of everything, whatever its position.
                 peerApplied.recovering = request.recovering
-                start.start(at: current && !request.recovering ? request.applied : nil)
+                start.start(at: current && !request.recovering ? request.applied.sequence : nil)
             case .records, .snapshotBegin, .snapshotSessions, .snapshotEnd, .digest:
                 if let work = try PeerWork.decode(frame) { await queue.push(work) }
             case .ack:

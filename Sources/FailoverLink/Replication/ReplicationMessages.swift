@@ -13,8 +13,7 @@ import SessionStore
 package struct StreamRequest: Sendable, Hashable {
     var term: UInt32
     var history: UInt64
-    var applied: UInt64
-    var appliedHistory: UInt64
+    var applied: LogPosition
     var adoptedYouAt: UInt32
     var recovering = false
 
@@ -24,8 +23,8 @@ package struct StreamRequest: Sendable, Hashable {
         var buffer = ByteBuffer()
         buffer.writeInteger(term)
         buffer.writeInteger(history)
-        buffer.writeInteger(applied)
-        buffer.writeInteger(appliedHistory)
+        buffer.writeInteger(applied.sequence)
+        buffer.writeInteger(applied.history)
         buffer.writeInteger(adoptedYouAt)
         buffer.writeInteger(UInt8(recovering ? 1 : 0))
         return Frame(type: .streamRequest, payload: buffer)
@@ -45,8 +44,7 @@ package struct StreamRequest: Sendable, Hashable {
         return StreamRequest(
             term: term,
             history: history,
-            applied: applied,
-            appliedHistory: appliedHistory,
+            applied: LogPosition(history: appliedHistory, sequence: applied),
             adoptedYouAt: adopted,
             recovering: flags & 1 != 0
         )

@@ -73,9 +73,9 @@ extension SessionStore {
     /// This log's history ID: random, new with the store and with each reset for a resynchronization.
     package var historyID: UInt64 { writer.identity.withLock { $0.history } }
 
-    /// How far this device applied `peer`'s stream, and in which history of the peer's log.
-    package func peerPosition(_ peer: DeviceID) -> (applied: UInt64, history: UInt64) {
-        writer.status.withLock { ($0.applied[peer] ?? 0, $0.appliedHistory[peer] ?? 0) }
+    /// How far this device applied `peer`'s stream: a position in one history of the peer's log.
+    package func peerPosition(_ peer: DeviceID) -> LogPosition {
+        writer.status.withLock { LogPosition(history: $0.appliedHistory[peer] ?? 0, sequence: $0.applied[peer] ?? 0) }
     }
 
     /// The last sequence logged (without reading the log's size, as ``logStatus`` does).

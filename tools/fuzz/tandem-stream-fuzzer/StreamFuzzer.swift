@@ -220,7 +220,8 @@ private func receive(_ frame: Frame, _ harness: inout Harness, touched: inout [I
         break
     }
     harness.position = applied.through
-    let (position, history) = store.peerPosition(peer)
+    let reported = store.peerPosition(peer)
+    let (position, history) = (reported.sequence, reported.history)
     check(
         position == applied.through,
         "the store reports the peer's stream applied through \(position), but the batch returned \(applied.through)"
@@ -453,7 +454,8 @@ private struct StoreState: Equatable, Sendable {
         digest = store.digestHistory.latest?.value
         term = store.term
         takeovers = store.takeovers
-        (peerApplied, peerHistory) = store.peerPosition(peer)
+        let applied = store.peerPosition(peer)
+        (peerApplied, peerHistory) = (applied.sequence, applied.history)
         installing = store.isInstallingSnapshot
         installs = store.snapshotInstalls
         recovering = store.isRecovering
