@@ -15,15 +15,11 @@ public struct UserDifference: Sendable, Hashable, CustomStringConvertible {
 
     /// The difference as one JSON object on one line, keys sorted.
     public var json: String {
-        var bytes: [UInt8] = []
-        withUnsafeMutablePointer(to: &bytes) { pointer in
-            var object = JSONWriter(pointer)
+        JSONWriter.string { object in
             object.add("detail", detail)
             object.add("ip", ip.description)
             object.add("kind", kind.rawValue)
-            object.finish()
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -249,7 +249,6 @@ struct Users: ParsableCommand {
         let output = Output()
         if !json { output.line(UserRow.header) }
         var shown = 0
-        var lines: [UInt8] = []  // JSON lines, handed to the output about 1 MiB at a time
         for session in sessions {
             let effective = identity.takeovers.effectiveOwner(of: session)
             if let ipFilter, session.ip != ipFilter { continue }
@@ -257,18 +256,12 @@ struct Users: ParsableCommand {
             if let user, session.userName != user { continue }
             if let owner, Int(effective.rawValue) != owner { continue }
             if json {
-                UserRow.appendJSON(session, owner: effective, device: identity.deviceID, to: &lines)
-                lines.append(UInt8(ascii: "\n"))
-                if lines.count >= 1 << 20 {
-                    output.bytes(lines)
-                    lines.removeAll(keepingCapacity: true)
-                }
+                output.line { UserRow.appendJSON(session, owner: effective, device: identity.deviceID, to: &$0) }
             } else {
                 output.line(UserRow.text(session, owner: effective, device: identity.deviceID))
             }
             shown += 1
         }
-        if !lines.isEmpty { output.bytes(lines) }
         if !json { output.line("\(shown) users") }
     }
 }
@@ -368,7 +361,12 @@ final class Output {
     deinit { flush() }
 
     func line(_ text: String) {
-        buffer.append(contentsOf: text.utf8)
+        line { $0.append(contentsOf: text.utf8) }
+    }
+
+    /// A line that `write` appends to the output's buffer as bytes (no `String` for it).
+    func line(_ write: (inout [UInt8]) -> Void) {
+        write(&buffer)
         buffer.append(UInt8(ascii: "\n"))
         if buffer.count >= 1 << 16 { flush() }
     }

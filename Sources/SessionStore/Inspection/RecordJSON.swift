@@ -113,6 +113,22 @@ package struct JSONWriter: ~Copyable {
     package consuming func finish() {
         bytes.pointee.append(UInt8(ascii: "}"))
     }
+
+    /// Appends to `bytes` one object holding the fields `fields` adds.
+    package static func append(to bytes: inout [UInt8], _ fields: (inout JSONWriter) -> Void) {
+        withUnsafeMutablePointer(to: &bytes) { pointer in
+            var object = JSONWriter(pointer)
+            fields(&object)
+            object.finish()
+        }
+    }
+
+    /// One object holding the fields `fields` adds, as a string.
+    package static func string(_ fields: (inout JSONWriter) -> Void) -> String {
+        var bytes: [UInt8] = []
+        append(to: &bytes, fields)
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }
 
 extension RecordCodec {
