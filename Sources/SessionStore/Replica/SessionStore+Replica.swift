@@ -5,7 +5,7 @@ import LMDB
 
 extension SessionStore {
     /// The takeovers this store knows (its own promotions and its peer's).
-    public var takeovers: Takeovers { writer.identity.withLock { $0.takeovers } }
+    public var takeovers: Takeovers { writer.shared.identity.withLock { $0.takeovers } }
 
     /// The device that owns `session` in effect: its ``Session/owner``, unless a takeover moved it since
     /// (see ``Takeover``). This device is primary for the sessions it owns in effect and holds the backup
@@ -20,7 +20,7 @@ extension SessionStore {
     /// Sets the function called on the writer thread after each commit that logged records, with the last
     /// sequence; it must return at once.
     package func setCommitObserver(_ observer: (@Sendable (UInt64) -> Void)?) {
-        writer.commitObserver.withLock { $0 = observer.map(CommitObserver.init) }
+        writer.shared.commitObserver.withLock { $0 = observer.map(CommitObserver.init) }
     }
 
     /// Applies a batch of the peer's stream; returns once it is committed here.
@@ -71,29 +71,31 @@ extension SessionStore {
     }
 
     /// This log's history ID: random, new with the store and with each reset for a resynchronization.
-    package var historyID: UInt64 { writer.identity.withLock { $0.history } }
+    package var historyID: UInt64 { writer.shared.identity.withLock { $0.history } }
 
     /// How far this device applied `peer`'s stream: a position in one history of the peer's log.
     package func peerPosition(_ peer: DeviceID) -> LogPosition {
-        writer.status.withLock { LogPosition(history: $0.appliedHistory[peer] ?? 0, sequence: $0.applied[peer] ?? 0) }
+        writer.shared.status.withLock {
+            LogPosition(history: $0.appliedHistory[peer] ?? 0, sequence: $0.applied[peer] ?? 0)
+        }
     }
 
     /// The last sequence logged (without reading the log's size, as ``logStatus`` does).
-    package var lastLoggedSequence: UInt64 { writer.status.withLock { $0.lastSequence } }
+    package var lastLoggedSequence: UInt64 { writer.shared.status.withLock { $0.lastSequence } }
 
     /// Whether a snapshot of the peer's users is being installed: until the stream after it has been applied
     /// far enough, this device's copy of the peer's users is incomplete.
-    package var isInstallingSnapshot: Bool { !writer.status.withLock { $0.installing.isEmpty } }
+    package var isInstallingSnapshot: Bool { !writer.shared.status.withLock { $0.installing.isEmpty } }
 
     /// Whether this device recovers its users from the peer: a new store, a demotion or a repaired damage
     /// left it without a copy it can trust of its own users, and the peer's is the best there is.
-    package var isRecovering: Bool { writer.status.withLock { $0.recoveringFrom != nil } }
+    package var isRecovering: Bool { writer.shared.status.withLock { $0.recoveringFrom != nil } }
 
     /// This device's sequence when it recovered from `peer`, while the peer may not have everything since:
     /// the peer holds this device's users as it sent them, so this device's next snapshot to it keeps the
     /// peer's copy instead of rebuilding it (see ``readStream(after:for:everythingThrough:sentBackAfter:maxBytes:into:)``).
     package func recoveredPosition(from peer: DeviceID) -> UInt64? {
-        writer.status.withLock { $0.recoveredFrom[peer] }
+        writer.shared.status.withLock { $0.recoveredFrom[peer] }
     }
 
     /// Forgets that this device recovered from `peer`: the peer has everything since.
@@ -102,7 +104,7 @@ extension SessionStore {
     }
 
     /// Where hold `name` keeps the log from (without reading the log's size, as ``logStatus`` does).
-    package func holdPosition(_ name: String) -> UInt64? { writer.status.withLock { $0.holds[name] } }
+    package func holdPosition(_ name: String) -> UInt64? { writer.shared.status.withLock { $0.holds[name] } }
 
     /// The name of the hold that keeps a recovering device's own events until the peer has them.
     package static var recoveryHold: String { Wipe.recoveryHold }
@@ -112,16 +114,16 @@ extension SessionStore {
 
     /// How many snapshots of a peer's users this store began to install since it was opened (see
     /// ``DigestHistory/Point/installs``).
-    package var snapshotInstalls: UInt64 { writer.status.withLock { $0.installs } }
+    package var snapshotInstalls: UInt64 { writer.shared.status.withLock { $0.installs } }
 
     /// The digest after recent commits.
-    package var digestHistory: DigestHistory { writer.digests.withLock { $0 } }
+    package var digestHistory: DigestHistory { writer.shared.digests.withLock { $0 } }
 
     /// Places (or moves) hold `name` at the first sequence after the current checkpoint, for a snapshot, or
     /// keeps it where it is when that is earlier and still in the log; returns where it stands.
     package func holdAfterCheckpoint(_ name: String) async throws(SessionStoreError) -> UInt64 {
         try await writer.hold(name, from: nil).get()
-        return writer.status.withLock { $0.holds[name] } ?? 1
+        return writer.shared.status.withLock { $0.holds[name] } ?? 1
     }
 
     // MARK: Reading the stream

@@ -194,11 +194,11 @@ public final class SessionStore: Sendable {
 
     /// This device's ID (R4): the one the store was opened with, or the new one after
     /// ``changeDeviceID(to:)``.
-    public var deviceID: DeviceID { writer.identity.withLock { $0.deviceID } }
+    public var deviceID: DeviceID { writer.shared.identity.withLock { $0.deviceID } }
     /// The portal group this store backs up (R5).
-    public var portalGroup: PortalGroup { writer.identity.withLock { $0.portalGroup } }
+    public var portalGroup: PortalGroup { writer.shared.identity.withLock { $0.portalGroup } }
     /// The current term; promotion raises it.
-    public var term: UInt32 { writer.identity.withLock { $0.term } }
+    public var term: UInt32 { writer.shared.identity.withLock { $0.term } }
 
     // MARK: - Writes
 
@@ -536,7 +536,7 @@ public final class SessionStore: Sendable {
         through last: UInt64 = .max,
         _ body: (LogRecord) throws -> Bool
     ) throws {
-        let logged = writer.status.withLock { $0.lastSequence }
+        let logged = writer.shared.status.withLock { $0.lastSequence }
         do {
             try files.logEnvironment.read { txn in
                 try txn.withCursor(files.log) { cursor in
@@ -585,7 +585,7 @@ public final class SessionStore: Sendable {
 
     /// Where the log stands.
     public var logStatus: LogStatus {
-        let state = writer.status.withLock { $0 }
+        let state = writer.shared.status.withLock { $0 }
         let bytes = files.retainedLogBytes()
         return LogStatus(
             lastSequence: state.lastSequence,

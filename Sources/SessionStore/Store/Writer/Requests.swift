@@ -39,8 +39,8 @@ final class PendingReply<T: Sendable>: @unchecked Sendable {
 /// A request whose change is staged in a batch with the others, in one read transaction of the users table,
 /// and answered once the batch has committed or failed.
 protocol StagedRequest: AnyObject, Sendable {
-    /// Runs the request's staging step on the writer thread; its outcome waits for the commit.
-    func stage(_ writer: LogWriter, _ txn: borrowing ReadTransaction)
+    /// Runs the request's staging step on the writer thread, on the writer's state; its outcome waits for the commit.
+    func stage(_ state: WriterState, _ txn: borrowing ReadTransaction)
     /// The batch did not commit: a staged success, or a request not staged yet, becomes `error`.
     func fail(_ error: SessionStoreError)
     /// Answers the caller with the outcome.

@@ -1,0 +1,163 @@
+/// The users table's digest after recent commits, with the positions it stood at, and the digest change of
+/// each recent record of this store's own.
+///
+/// Two devices' tables are compared at a *digest point* of one of them, `(through, applied)`, and a point of
+/// the other that had applied the first one's stream through exactly `through`. Both tables then hold the
+/// same changes once the second device's own changes that had not reached the first by its point (those
+/// after the first one's `applied`) are taken back out of the second one's digest, and when neither table
+/// was half-way through a snapshot (``Point/whole``). An own change that a peer's event touched since (the
+/// same address) is not taken out: the comparison waits for a later point.
+package struct DigestHistory: Sendable {
+    package struct Point: Sendable, Equatable {
+        /// This store's last sequence.
+        package var through: UInt64
+        /// The peer positions applied.
+        package var applied: [DeviceID: UInt64]
+        /// The history of each peer's log that `applied` counts in.
+        package var appliedHistory: [DeviceID: UInt64]
+        /// The digest of every session in the table.
+        package var value: UInt64
+        /// The last sequence of a record this store logged of its own, not applied from a peer's stream.
+        package var ownThrough: UInt64
+        /// How many snapshots this store had begun to install since it was opened.
+        package var installs: UInt64
+        /// Whether no snapshot was half-way installed: the table is a state the peer's table was in too.
+        package var whole: Bool
+
+        package init(
+            through: UInt64,
+            applied: [DeviceID: UInt64],
+            appliedHistory: [DeviceID: UInt64],
+            value: UInt64,
+            ownThrough: UInt64,
+            installs: UInt64,
+            whole: Bool
+        ) {
+            self.through = through
+            self.applied = applied
+            self.appliedHistory = appliedHistory
+            self.value = value
+            self.ownThrough = ownThrough
+            self.installs = installs
+            self.whole = whole
+        }
+    }
+
+    /// The change one record of this store's own made to the digest.
+    package struct OwnDelta: Sendable, Equatable {
+        package var sequence: UInt64
+        package var ip: IPAddress
+        package var delta: UInt64
+        /// A peer's event changed the same address since: the change may not stand apart from the peer's.
+        package var disturbed = false
+
+        package init(sequence: UInt64, ip: IPAddress, delta: UInt64) {
+            self.sequence = sequence
+            self.ip = ip
+            self.delta = delta
+        }
+    }
+
+    /// How many points are kept.
+    package static let capacity = 4096
+    /// How many own changes are kept.
+    package static let ownCapacity = 1 << 16
+
+    /// This store's recent own changes, oldest first, and the last sequence of those forgotten.
+    private(set) var own: [OwnDelta] = []
+    private var ownHead = 0
+    private(set) var forgottenThrough: UInt64 = 0
+    /// The index in `own` (counted from the first ever kept) of the latest own change of each address.
+    private var latestOwn: [IPAddress: Int] = [:]
+    private var ownBase = 0
+
+    package init() {}
+
+    /// Notes the own changes of a commit, and the addresses the peer's events of that commit changed.
+    package mutating func noteChanges(own changes: [OwnDelta], touchedByPeer addresses: [IPAddress]) {
+        for change in changes {
+            latestOwn[change.ip] = ownBase + own.count
+            own.append(change)
+        }
+        for ip in addresses {
+            if let index = latestOwn[ip], index >= ownBase + ownHead { own[index - ownBase].disturbed = true }
+        }
+        if own.count - ownHead > Self.ownCapacity {
+            let drop = own.count - ownHead - Self.ownCapacity
+            forgottenThrough = max(forgottenThrough, own[ownHead + drop - 1].sequence)
+            ownHead += drop
+        }
+        if ownHead > Self.ownCapacity {
+            for index in 0..<ownHead where latestOwn[own[index].ip] == ownBase + index {
+                latestOwn[own[index].ip] = nil
+            }
+            own.removeFirst(ownHead)
+            ownBase += ownHead
+            ownHead = 0
+        }
+    }
+
+    /// Forgets this store's own changes through `sequence`: those made before it was opened, or before it was
+    /// emptied, whose changes to the digest it never knew. A comparison that would take one of them out waits
+    /// until the peer has them.
+    package mutating func forgetOwnChanges(through sequence: UInt64) {
+        forgottenThrough = max(forgottenThrough, sequence)
+    }
+
+    /// The digest `point` would have had without this store's own changes after `ownThrough` (the peer had
+    /// not seen them); `nil` when one of them is forgotten, or touched by a peer's event since.
+    package func value(of point: Point, withOwnThrough ownThrough: UInt64) -> UInt64? {
+        guard point.ownThrough > ownThrough else { return point.value }
+        guard forgottenThrough <= ownThrough else { return nil }
+        var value = point.value
+        for change in own[ownHead...].reversed() {
+            if change.sequence <= ownThrough { break }
+            if change.sequence > point.through { continue }
+            if change.disturbed { return nil }
+            value &-= change.delta
+        }
+        return value
+    }
+    private(set) var points: [Point] = []
+    private var next = 0
+
+    package mutating func append(_ point: Point) {
+        if points.count < Self.capacity {
+            points.append(point)
+        } else {
+            points[next] = point
+            next = (next + 1) % Self.capacity
+        }
+    }
+
+    mutating func removeAll() {
+        points.removeAll()
+        next = 0
+        own.removeAll()
+        ownHead = 0
+        ownBase = 0
+        latestOwn.removeAll()
+        forgottenThrough = 0
+    }
+
+    /// The latest point.
+    package var latest: Point? {
+        points.isEmpty ? nil : points[(next + points.count - 1) % points.count]
+    }
+
+    /// The points from the oldest to the latest.
+    package var chronological: [Point] { Array(points[next...] + points[..<next]) }
+
+    /// The latest point at this store's sequence `through`.
+    package func latest(through: UInt64) -> Point? {
+        chronological.last { $0.through == through }
+    }
+
+    /// The first whole point, after this store's latest snapshot install began, at which it had applied
+    /// `peer`'s stream through exactly `peerApplied`.
+    package func first(applying peer: DeviceID, through peerApplied: UInt64) -> Point? {
+        guard let installs = latest?.installs else { return nil }
+        return points.filter { $0.installs == installs && $0.whole && ($0.applied[peer] ?? 0) == peerApplied }
+            .min { $0.through < $1.through }
+    }
+}
