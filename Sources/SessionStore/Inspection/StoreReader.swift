@@ -77,7 +77,7 @@ public final class StoreReader: Sendable {
             try read("reading the store's identity") {
                 try files.logEnvironment.read { txn in
                     let format = try txn.metaUInt64(StoreLayout.MetaKey.format, in: files.logMeta) ?? 0
-                    let stored = try Recovery.readIdentity(txn, meta: files.logMeta)
+                    let stored = try StoreIdentity.read(txn, meta: files.logMeta)
                     return Identity(
                         format: UInt32(truncatingIfNeeded: format),
                         deviceID: stored.deviceID,

@@ -44,16 +44,6 @@ final class LogWriter: @unchecked Sendable {
         }
     }
 
-    struct Identity: Sendable {
-        var deviceID: DeviceID
-        var portalGroup: PortalGroup
-        var term: UInt32
-        var takeovers = Takeovers()
-        /// This log's history: a random ID, new with the store and with each reset, so that a peer's
-        /// position in another history of this device is never taken for one in this one.
-        var history: UInt64 = 0
-    }
-
     let files: StoreFiles
     let overlay: Overlay
     let configuration: SessionStore.Configuration
@@ -64,7 +54,7 @@ final class LogWriter: @unchecked Sendable {
     var checkpointFailure: String? { checkpointer?.failure.withLock { $0 } }
 
     // Shared with readers.
-    let identity: Mutex<Identity>
+    let identity: Mutex<StoreIdentity>
     /// The logouts the store makes by itself (session-timeout expiry), for the controller.
     let automaticLogouts: AsyncStream<[Logout]>.Continuation
     let status: Mutex<LogStatusState>
@@ -213,7 +203,7 @@ final class LogWriter: @unchecked Sendable {
     }
 
     struct Recovered {
-        var identity: Identity
+        var identity: StoreIdentity
         var lastSequence: UInt64
         var checkpointSequence: UInt64
         var firstRetained: UInt64?
