@@ -141,77 +141,37 @@ extension RecordCodec {
         ofRecord unit: UnsafeRawBufferPointer,
         to bytes: inout [UInt8]
     ) throws(CorruptRecordError) {
-        let (kindByte, base, end) = try openUnit(unit)
-        guard let kind = Event.Kind(rawValue: kindByte) else {
-            throw .unknownKind(found: kindByte, expected: "1 login, 2 logout, 3 device-id-change or 4 takeover")
-        }
-        var reader = UnitReader(base: base, offset: 2, end: end)
-        let sequence = try reader.readVarint("sequence")
-        let term = try reader.readVarint32("term")
-        let origin = try reader.readDeviceID("origin")
-        let time = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("time"))
-        let start = bytes.count
-        do throws(CorruptRecordError) {
-            try withUnsafeMutablePointer(to: &bytes) { (pointer) throws(CorruptRecordError) in
-                var json = JSONWriter(pointer)
-                json.add("sequence", sequence)
-                json.add("term", UInt64(term))
-                json.add("origin", UInt64(origin.rawValue))
-                json.add("time", time)
-                json.add("kind", kind.description)
-                switch kind {
-                case .login:
-                    let ip = try reader.readIP()
-                    let mac = try reader.readMAC()
-                    let generation = try readGeneration(from: &reader)
-                    _ = try reader.readSignedVarint("loginTime")
-                    _ = try reader.readVarint32("sessionTimeout")
-                    let user = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
-                    _ = try reader.readVarint32("idleTimeout")
-                    let vlan = try reader.readVarint16("vlan")
-                    let interface = try reader.readLengthPrefixed(
-                        "accessInterface",
-                        maximum: FieldRules.maximumAccessInterfaceBytes
-                    )
-                    _ = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
-                    _ = try reader.readByte()
-                    let owner = try reader.readDeviceID("owner")
-                    json.add("ip", ip.description)
-                    json.add("mac", mac)
-                    json.add("user", utf8: user)
-                    json.add("owner", UInt64(owner.rawValue))
-                    json.add("vlan", UInt64(vlan))
-                    json.add("interface", utf8: interface)
-                    json.add("generation", generation)
-                case .logout:
-                    let ip = try reader.readIP()
-                    let mac = try reader.readMAC()
-                    let owner = try reader.readDeviceID("owner")
-                    let generation = try readGeneration(from: &reader)
-                    let reasonByte = try reader.readByte()
-                    guard let reason = LogoutReason(rawValue: reasonByte) else {
-                        throw .invalidField(at: reader.offset - 1, field: "reason", detail: "\(reasonByte)")
-                    }
-                    let user = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
-                    json.add("ip", ip.description)
-                    json.add("mac", mac)
-                    json.add("user", utf8: user)
-                    json.add("owner", UInt64(owner.rawValue))
-                    json.add("reason", reason.description)
-                    json.add("generation", generation)
-                case .deviceIDChanged:
-                    json.add("from", UInt64(try reader.readDeviceID("from").rawValue))
-                    json.add("to", UInt64(try reader.readDeviceID("to").rawValue))
-                case .takeover:
-                    json.add("from", UInt64(try reader.readDeviceID("from").rawValue))
-                    json.add("to", UInt64(try reader.readDeviceID("to").rawValue))
-                    json.add("new_term", UInt64(try reader.readVarint32("term")))
-                }
-                json.finish()
+        let record = try readPrintedFields(ofRecord: unit)
+        JSONWriter.append(to: &bytes) { json in
+            json.add("sequence", record.sequence)
+            json.add("term", UInt64(record.term))
+            json.add("origin", UInt64(record.origin.rawValue))
+            json.add("time", record.time)
+            json.add("kind", record.kind.description)
+            switch record.details {
+            case .login(let ip, let mac, let user, let owner, let vlan, let interface, let generation):
+                json.add("ip", ip.description)
+                json.add("mac", mac)
+                json.add("user", utf8: user)
+                json.add("owner", UInt64(owner.rawValue))
+                json.add("vlan", UInt64(vlan))
+                json.add("interface", utf8: interface)
+                json.add("generation", generation)
+            case .logout(let ip, let mac, let user, let owner, let reason, let generation):
+                json.add("ip", ip.description)
+                json.add("mac", mac)
+                json.add("user", utf8: user)
+                json.add("owner", UInt64(owner.rawValue))
+                json.add("reason", reason.description)
+                json.add("generation", generation)
+            case .deviceIDChanged(let from, let to):
+                json.add("from", UInt64(from.rawValue))
+                json.add("to", UInt64(to.rawValue))
+            case .takeover(let from, let to, let term):
+                json.add("from", UInt64(from.rawValue))
+                json.add("to", UInt64(to.rawValue))
+                json.add("new_term", UInt64(term))
             }
-        } catch {
-            bytes.removeSubrange(start...)
-            throw error
         }
     }
 }
