@@ -15,7 +15,7 @@ struct Recovery {
     func establishIdentity(
         configuration: SessionStore.Configuration
     ) throws(SessionStoreError)
-        -> LogWriter.Identity
+        -> StoreIdentity
     {
         do {
             return try files.logEnvironment.write { txn in
@@ -29,7 +29,7 @@ struct Recovery {
                     try txn.putMeta(StoreLayout.MetaKey.history, history, in: meta)
                     // A new store recovers its device's users from the peer, if the peer holds any.
                     try txn.putMeta(StoreLayout.MetaKey.recovering, 0, in: meta)
-                    return LogWriter.Identity(
+                    return StoreIdentity(
                         deviceID: configuration.deviceID,
                         portalGroup: configuration.portalGroup,
                         term: 1,
@@ -45,7 +45,7 @@ struct Recovery {
                         )
                     )
                 }
-                var identity = try Self.readIdentity(txn, meta: meta)
+                var identity = try StoreIdentity.read(txn, meta: meta)
                 if identity.history == 0 {
                     identity.history = UInt64.random(in: 1...UInt64.max)
                     try txn.putMeta(StoreLayout.MetaKey.history, identity.history, in: meta)
@@ -75,50 +75,9 @@ struct Recovery {
         }
     }
 
-    static func readIdentity(
-        _ txn: borrowing some TransactionProtocol & ~Copyable,
-        meta: Database
-    ) throws
-        -> LogWriter.Identity
-    {
-        guard let rawID = try txn.metaUInt64(StoreLayout.MetaKey.deviceID, in: meta),
-            let deviceID = try? DeviceID(Int(rawID))
-        else {
-            throw SessionStoreError(
-                .corruptMetadata(key: StoreLayout.MetaKey.deviceID, detail: "missing or out of range")
-            )
-        }
-        guard let groupName = try txn.metaString(StoreLayout.MetaKey.portalGroup, in: meta),
-            let group = try? PortalGroup(groupName)
-        else {
-            throw SessionStoreError(
-                .corruptMetadata(key: StoreLayout.MetaKey.portalGroup, detail: "missing or invalid")
-            )
-        }
-        let term = try txn.metaUInt64(StoreLayout.MetaKey.term, in: meta) ?? 1
-        var takeovers = Takeovers()
-        for (name, value) in try txn.metaUInt64s(prefix: StoreLayout.MetaKey.adoptedPrefix, in: meta) {
-            guard let from = UInt8(name).flatMap({ DeviceID(rawValue: $0) }),
-                let takeover = Takeover(from: from, metaValue: value)
-            else {
-                throw SessionStoreError(
-                    .corruptMetadata(key: StoreLayout.MetaKey.adoptedPrefix + name, detail: "not a takeover")
-                )
-            }
-            takeovers.record(takeover)
-        }
-        return LogWriter.Identity(
-            deviceID: deviceID,
-            portalGroup: group,
-            term: UInt32(truncatingIfNeeded: term),
-            takeovers: takeovers,
-            history: try txn.metaUInt64(StoreLayout.MetaKey.history, in: meta) ?? 0
-        )
-    }
-
     /// Loads the in-memory layer with the events logged after the last checkpoint, and returns where the
     /// log stands.
-    func replay(into overlay: Overlay, identity: LogWriter.Identity) throws(SessionStoreError) -> LogWriter.Recovered {
+    func replay(into overlay: Overlay, identity: StoreIdentity) throws(SessionStoreError) -> LogWriter.Recovered {
         do {
             return try files.usersEnvironment.read { usersTxn in
                 let checkpoint =

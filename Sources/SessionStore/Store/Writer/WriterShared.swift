@@ -7,17 +7,6 @@ final class CommitObserver: Sendable {
 }
 
 extension LogWriter {
-    /// Who this store is: its device, portal group, term, the takeovers it knows, and its log's history.
-    struct Identity: Sendable {
-        var deviceID: DeviceID
-        var portalGroup: PortalGroup
-        var term: UInt32
-        var takeovers = Takeovers()
-        /// This log's history: a random ID, new with the store and with each reset, so that a peer's
-        /// position in another history of this device is never taken for one in this one.
-        var history: UInt64 = 0
-    }
-
     /// The log's positions and holds as the last commit left them, for readers.
     struct LogStatusState: Sendable {
         var lastSequence: UInt64
@@ -37,7 +26,7 @@ extension LogWriter {
 
     /// What opening the store found on disk, for the writer to start from.
     struct Recovered {
-        var identity: Identity
+        var identity: StoreIdentity
         var lastSequence: UInt64
         var checkpointSequence: UInt64
         var firstRetained: UInt64?
@@ -56,7 +45,7 @@ extension LogWriter {
 /// status, the digest history, and the observer it calls after each commit. Only the writer thread changes
 /// the first three.
 final class WriterShared: Sendable {
-    let identity: Mutex<LogWriter.Identity>
+    let identity: Mutex<StoreIdentity>
     let status: Mutex<LogWriter.LogStatusState>
     /// The users table's digest after recent commits (once the digest was first computed).
     let digests = Mutex(DigestHistory())
