@@ -93,7 +93,7 @@ let package = Package(
             swiftSettings: fuzzTarget,
             linkerSettings: fuzzLinking
         ),
-        .target(name: "Inspection", dependencies: ["SessionStore"]),
+        .target(name: "Inspection", dependencies: ["SessionStore", "LMDB"]),
         .executableTarget(
             name: "tandem",
             dependencies: [
@@ -111,6 +111,7 @@ let package = Package(
             name: "tandem-faults",
             dependencies: [
                 "SessionStore",
+                "Inspection",
                 "LMDB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -125,6 +126,7 @@ let package = Package(
             dependencies: [
                 "FailoverLink",
                 "SessionStore",
+                "Inspection",
                 "LMDB",
                 "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -146,7 +146,7 @@ public func dumpLog(
                 try RecordCodec.appendJSON(ofRecord: value, to: &buffer)
             } catch {
                 let sequence = key.count == 8 ? UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)) : 0
-                throw SessionStoreError.corruptRecord(error, location: "log sequence \(sequence)")
+                throw SessionStoreError(.corruptRecord(error, location: "log sequence \(sequence)"))
             }
             endLine()
             return true

@@ -1,4 +1,5 @@
 import Foundation
+import Inspection
 import SessionStore
 
 /// One round of the suite: a fresh pair on fresh stores, the load running on both devices, the scenarios in

@@ -1,19 +1,19 @@
 // The fields of an encoded log record that the operator's tools print, read in place without decoding the
 // record: what `tandem log dump --json` writes straight from the log, a million records a second
-// (`RecordCodec.appendJSON(ofRecord:to:)` writes them as JSON).
+// (`RecordCodec.appendJSON(ofRecord:to:)`, in the Inspection module, writes them as JSON).
 
 /// The fields of a log record that `tandem log dump --json` prints, read in place by
 /// ``RecordCodec/readPrintedFields(ofRecord:)``: no ``LogRecord`` or ``Session`` is built, and the user name
 /// and the access interface point into the encoded bytes, so they are valid only as long as those are.
-struct PrintedRecord {
-    var sequence: UInt64
-    var term: UInt32
-    var origin: DeviceID
-    var time: Timestamp
-    var details: Details
+package struct PrintedRecord {
+    package var sequence: UInt64
+    package var term: UInt32
+    package var origin: DeviceID
+    package var time: Timestamp
+    package var details: Details
 
     /// The printed fields of each kind of event.
-    enum Details {
+    package enum Details {
         case login(
             ip: IPAddress,
             mac: MACAddress,
@@ -36,7 +36,7 @@ struct PrintedRecord {
     }
 
     /// The kind of the event.
-    var kind: Event.Kind {
+    package var kind: Event.Kind {
         switch details {
         case .login: .login
         case .logout: .logout
@@ -52,7 +52,7 @@ extension RecordCodec {
     /// `tandem log verify`).
     ///
     /// - Throws: ``CorruptRecordError`` when the record is damaged.
-    static func readPrintedFields(
+    package static func readPrintedFields(
         ofRecord unit: UnsafeRawBufferPointer
     ) throws(CorruptRecordError)
         -> PrintedRecord

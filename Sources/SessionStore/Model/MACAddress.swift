@@ -100,7 +100,7 @@ extension MACAddress: CustomStringConvertible {
     }
 
     /// Writes ``description``'s 17 bytes into `buffer`; returns 17.
-    func writeDescription(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    package func writeDescription(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         var index = 0
         for shift in stride(from: 40, through: 0, by: -8) {
             if shift != 40 {

@@ -121,7 +121,7 @@ extension Timestamp: CustomStringConvertible {
     }
 
     /// Writes ``description``'s bytes into `buffer`, which has room for 40; returns how many it wrote.
-    func writeDescription(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    package func writeDescription(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let (seconds, microseconds) = floorDivide(microsecondsSinceEpoch, by: 1_000_000)
         let (days, secondOfDay) = floorDivide(seconds, by: 86_400)
         let (year, month, day) = civilFromDays(days)

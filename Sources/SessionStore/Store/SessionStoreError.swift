@@ -14,7 +14,9 @@ import LMDB
 /// }
 /// ```
 public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
-    enum Code: Sendable {
+    /// What went wrong, with its details. `package`, like ``init(_:)``, so that the package's read-only view
+    /// of a store (in the Inspection module) reports its failures as the store's own errors.
+    package enum Code: Sendable {
         case deviceIDMismatch(path: String, stored: DeviceID, requested: DeviceID)
         case portalGroupMismatch(path: String, stored: PortalGroup, requested: PortalGroup)
         case alreadyOnline(IPAddress, userName: String)
@@ -35,7 +37,7 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
 
     let code: Code
 
-    init(_ code: Code) { self.code = code }
+    package init(_ code: Code) { self.code = code }
 
     /// What kind of failure this is; compare with the static members, such as ``Kind/alreadyOnline``.
     public struct Kind: Hashable, Sendable, CustomStringConvertible {
@@ -157,7 +159,7 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    static func storage(_ error: any Error, doing: String) -> SessionStoreError {
+    package static func storage(_ error: any Error, doing: String) -> SessionStoreError {
         if let error = error as? SessionStoreError { return error }
         if let error = error as? LMDBError { return SessionStoreError(.storage(error, doing: doing)) }
         if let error = error as? CorruptRecordError {

@@ -1,20 +1,20 @@
 import LMDB
 
 /// The two LMDB environments of a store and their databases.
-struct StoreFiles: Sendable {
+package struct StoreFiles: Sendable {
     let path: String
-    let logEnvironment: Environment
-    let usersEnvironment: Environment
-    let log: Database
-    let logMeta: Database
-    let users: Database
+    package let logEnvironment: Environment
+    package let usersEnvironment: Environment
+    package let log: Database
+    package let logMeta: Database
+    package let users: Database
     let byMAC: Database
     let byUserName: Database
     let byDeadline: Database
-    let usersMeta: Database
+    package let usersMeta: Database
 
     /// Opens (and with `create`, creates) the environments of the store in directory `path`.
-    init(path: String, durability: SessionStore.Durability, initialMapSize: Int, readOnly: Bool) throws {
+    package init(path: String, durability: SessionStore.Durability, initialMapSize: Int, readOnly: Bool) throws {
         self.path = path
         var logConfiguration = Environment.Configuration()
         logConfiguration.maxDatabases = 4
@@ -78,7 +78,7 @@ struct StoreFiles: Sendable {
     }
 
     /// The sequence of the first record in the log, or `nil` when the log is empty.
-    func firstLogSequence(in txn: borrowing some TransactionProtocol & ~Copyable) throws -> UInt64? {
+    package func firstLogSequence(in txn: borrowing some TransactionProtocol & ~Copyable) throws -> UInt64? {
         try txn.withCursor(log) { cursor in
             try cursor.move(.first).flatMap { StoreLayout.decodeSequenceKey($0.key) }
         }
@@ -86,7 +86,7 @@ struct StoreFiles: Sendable {
 }
 
 /// Decodes a users-table value, naming its place when it is corrupt.
-func decodeStoredSession(_ value: UnsafeRawBufferPointer, ip: IPAddress) throws(SessionStoreError) -> Session {
+package func decodeStoredSession(_ value: UnsafeRawBufferPointer, ip: IPAddress) throws(SessionStoreError) -> Session {
     do throws(CorruptRecordError) {
         return try RecordCodec.decodeSessionValue(value, ip: ip)
     } catch {
@@ -95,7 +95,10 @@ func decodeStoredSession(_ value: UnsafeRawBufferPointer, ip: IPAddress) throws(
 }
 
 /// Decodes one log entry, naming its place when it is corrupt.
-func decodeLogEntry(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(SessionStoreError) -> LogRecord {
+package func decodeLogEntry(
+    key: UnsafeRawBufferPointer,
+    value: UnsafeRawBufferPointer
+) throws(SessionStoreError) -> LogRecord {
     guard let sequence = StoreLayout.decodeSequenceKey(key) else {
         throw SessionStoreError(.corruptMetadata(key: "log", detail: "a log key of \(key.count) bytes, expected 8"))
     }

@@ -2,11 +2,11 @@ import LMDB
 
 /// Who a store belongs to, as its log's metadata records it: read when the store opens, and by the operator's
 /// read-only view of a store.
-struct StoreIdentity: Sendable {
-    var deviceID: DeviceID
-    var portalGroup: PortalGroup
-    var term: UInt32
-    var takeovers = Takeovers()
+package struct StoreIdentity: Sendable {
+    package var deviceID: DeviceID
+    package var portalGroup: PortalGroup
+    package var term: UInt32
+    package var takeovers = Takeovers()
     /// This log's history: a random ID, new with the store and with each reset, so that a peer's
     /// position in another history of this device is never taken for one in this one.
     var history: UInt64 = 0
@@ -15,7 +15,7 @@ struct StoreIdentity: Sendable {
     ///
     /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/corruptMetadata`` when the device ID, the
     ///   portal group or a takeover is missing or invalid, and the errors of reading.
-    static func read(
+    package static func read(
         _ txn: borrowing some TransactionProtocol & ~Copyable,
         meta: Database
     ) throws -> StoreIdentity {

@@ -11,22 +11,22 @@ import LMDB
 ///
 /// Every `meta` value is 8 bytes, a big-endian `UInt64`, except the portal group's UTF-8 name. The catalog's
 /// OnDiskFormat article describes all of it.
-enum StoreLayout {
+package enum StoreLayout {
     /// The on-disk format this build writes and reads.
-    static let formatVersion: UInt32 = 1
-    static let logFile = "log.mdb"
-    static let usersFile = "users.mdb"
+    package static let formatVersion: UInt32 = 1
+    package static let logFile = "log.mdb"
+    package static let usersFile = "users.mdb"
 
-    enum MetaKey {
-        static let format = "format"
+    package enum MetaKey {
+        package static let format = "format"
         static let deviceID = "device-id"
         static let portalGroup = "portal-group"
         static let term = "term"
-        static let lastSequence = "last-sequence"
-        static let checkpointSequence = "checkpoint-sequence"
-        static let holdPrefix = "hold:"
-        static let droppedHoldPrefix = "dropped-hold:"
-        static let appliedPrefix = "applied:"
+        package static let lastSequence = "last-sequence"
+        package static let checkpointSequence = "checkpoint-sequence"
+        package static let holdPrefix = "hold:"
+        package static let droppedHoldPrefix = "dropped-hold:"
+        package static let appliedPrefix = "applied:"
         static let adoptedPrefix = "adopted:"
         static let appliedHistoryPrefix = "applied-history:"
         static let installingPrefix = "installing:"
@@ -35,9 +35,9 @@ enum StoreLayout {
         static let history = "history"
     }
 
-    static func sequenceKey(_ sequence: UInt64) -> UInt64 { sequence.bigEndian }
+    package static func sequenceKey(_ sequence: UInt64) -> UInt64 { sequence.bigEndian }
 
-    static func decodeSequenceKey(_ key: UnsafeRawBufferPointer) -> UInt64? {
+    package static func decodeSequenceKey(_ key: UnsafeRawBufferPointer) -> UInt64? {
         guard key.count == 8 else { return nil }
         return UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
     }
@@ -62,7 +62,7 @@ enum StoreLayout {
 
 /// Typed access to small metadata values.
 extension TransactionProtocol where Self: ~Copyable {
-    func metaUInt64(_ key: String, in db: Database) throws -> UInt64? {
+    package func metaUInt64(_ key: String, in db: Database) throws -> UInt64? {
         var key = key
         return try key.withUTF8 { keyBytes in
             try withValue(forKey: UnsafeRawBufferPointer(keyBytes), in: db) { value -> UInt64? in
@@ -85,7 +85,7 @@ extension TransactionProtocol where Self: ~Copyable {
     }
 
     /// Every `prefix…` key with its 8-byte value.
-    func metaUInt64s(prefix: String, in db: Database) throws -> [(String, UInt64)] {
+    package func metaUInt64s(prefix: String, in db: Database) throws -> [(String, UInt64)] {
         let prefixBytes = Array(prefix.utf8)
         return try withCursor(db) { cursor in
             var found: [(String, UInt64)] = []

@@ -1,12 +1,12 @@
 /// The state of one address that differs from the users table on disk.
-enum TableEntry: Sendable, Hashable {
+package enum TableEntry: Sendable, Hashable {
     /// The address is held by this session. Boxed (`indirect`), so that entries stay small and moving
     /// them through the writer's batches and the change-set dictionaries copies a pointer, not a session.
     indirect case online(Session)
     /// The address is free; the session of this generation ended there.
     case offline(Generation)
 
-    var session: Session? {
+    package var session: Session? {
         if case .online(let session) = self { return session }
         return nil
     }
@@ -87,9 +87,9 @@ struct CandidateIndex: Sendable {
 ///
 /// Sessions are ordered by generation (term, then sequence), then by owner: when both devices of a pair log
 /// in the same address, both keep the same one of the two.
-enum ApplyRule {
+package enum ApplyRule {
     /// The change `event` makes, given the session that holds its address now; `nil` when it changes nothing.
-    static func change(for event: Event, current: Session?) -> (IPAddress, TableEntry)? {
+    package static func change(for event: Event, current: Session?) -> (IPAddress, TableEntry)? {
         switch event {
         case .login(let session):
             if let current, !precedes(current, session) { return nil }

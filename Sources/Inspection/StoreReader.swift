@@ -1,4 +1,5 @@
 import LMDB
+import SessionStore
 
 #if canImport(Glibc)
 import Glibc
@@ -25,9 +26,10 @@ public final class StoreReader: Sendable {
     /// Opens the store in `path` read-only.
     ///
     /// - Parameter path: the store's directory.
-    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/notAStore`` when `path` does not exist
-    ///   or holds something else, ``SessionStoreError/Kind/unsupportedFormat`` when a newer Tandem wrote it,
-    ///   and ``SessionStoreError/Kind/storage`` when its files cannot be read.
+    /// - Throws: ``SessionStore/SessionStoreError`` of kind ``SessionStore/SessionStoreError/Kind/notAStore`` when
+    ///   `path` does not exist or holds something else, ``SessionStore/SessionStoreError/Kind/unsupportedFormat``
+    ///   when a newer Tandem wrote it, and ``SessionStore/SessionStoreError/Kind/storage`` when its files cannot be
+    ///   read.
     public init(path: String) throws(SessionStoreError) {
         self.path = path
         var info = stat()
@@ -157,8 +159,8 @@ public final class StoreReader: Sendable {
     /// Calls `body` with each record from sequence `first` through `last`, in order, from one snapshot of the
     /// log; `body` returns `false` to stop.
     ///
-    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/corruptRecord`` at a damaged record
-    ///   (see ``forEachRawRecord(from:through:_:)`` to go on past one), or what `body` throws.
+    /// - Throws: ``SessionStore/SessionStoreError`` of kind ``SessionStore/SessionStoreError/Kind/corruptRecord`` at a
+    ///   damaged record (see ``forEachRawRecord(from:through:_:)`` to go on past one), or what `body` throws.
     public func forEachRecord(
         from first: UInt64 = 0,
         through last: UInt64 = .max,
@@ -218,9 +220,9 @@ public final class StoreReader: Sendable {
     /// The users online now: the table's checkpoint with the log after it replayed, as the device itself
     /// would rebuild it, in address order.
     ///
-    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/logGap`` when the log does not continue
-    ///   the checkpoint (after retries, for a running device that checkpoints meanwhile), and the errors of
-    ///   reading.
+    /// - Throws: ``SessionStore/SessionStoreError`` of kind ``SessionStore/SessionStoreError/Kind/logGap`` when the log
+    ///   does not continue the checkpoint (after retries, for a running device that checkpoints meanwhile), and the
+    ///   errors of reading.
     public func onlineSessions() throws(SessionStoreError) -> [Session] {
         var attempt = 0
         while true {

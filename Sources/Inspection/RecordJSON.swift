@@ -1,11 +1,13 @@
+import SessionStore
+
 /// A JSON object written by appending bytes, for the hot path of `tandem log dump --json`: a million lines a
 /// second leaves no room for a general serializer or for a `String` per field.
-package struct JSONWriter: ~Copyable {
+struct JSONWriter: ~Copyable {
     private let bytes: UnsafeMutablePointer<[UInt8]>
     private var empty = true
 
     /// An object appended to `bytes`, which must outlive it (use it within one call).
-    package init(_ bytes: UnsafeMutablePointer<[UInt8]>) {
+    init(_ bytes: UnsafeMutablePointer<[UInt8]>) {
         self.bytes = bytes
         bytes.pointee.append(UInt8(ascii: "{"))
     }
@@ -35,7 +37,7 @@ package struct JSONWriter: ~Copyable {
         }
     }
 
-    package mutating func add(_ name: StaticString, _ value: UInt64) {
+    mutating func add(_ name: StaticString, _ value: UInt64) {
         key(name)
         appendDigits(value)
     }
@@ -54,12 +56,12 @@ package struct JSONWriter: ~Copyable {
         }
     }
 
-    package mutating func add(_ name: StaticString, _ value: String) {
+    mutating func add(_ name: StaticString, _ value: String) {
         var value = value
         value.withUTF8 { add(name, utf8: $0) }
     }
 
-    package mutating func add(_ name: StaticString, utf8: UnsafeBufferPointer<UInt8>) {
+    mutating func add(_ name: StaticString, utf8: UnsafeBufferPointer<UInt8>) {
         key(name)
         bytes.pointee.append(UInt8(ascii: "\""))
         // Most values need no escaping: one copy.
@@ -85,7 +87,7 @@ package struct JSONWriter: ~Copyable {
     }
 
     /// A generation as `term.sequence`, quoted.
-    package mutating func add(_ name: StaticString, _ generation: Generation) {
+    mutating func add(_ name: StaticString, _ generation: Generation) {
         key(name)
         bytes.pointee.append(UInt8(ascii: "\""))
         appendDigits(UInt64(generation.term))
@@ -94,7 +96,7 @@ package struct JSONWriter: ~Copyable {
         bytes.pointee.append(UInt8(ascii: "\""))
     }
 
-    package mutating func add(_ name: StaticString, _ time: Timestamp) {
+    mutating func add(_ name: StaticString, _ time: Timestamp) {
         var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes
         withUnsafeMutableBytes(of: &scratch) { raw in
             let buffer = raw.bindMemory(to: UInt8.self)
@@ -102,7 +104,7 @@ package struct JSONWriter: ~Copyable {
         }
     }
 
-    package mutating func add(_ name: StaticString, _ mac: MACAddress) {
+    mutating func add(_ name: StaticString, _ mac: MACAddress) {
         var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes
         withUnsafeMutableBytes(of: &scratch) { raw in
             let buffer = raw.bindMemory(to: UInt8.self)
@@ -110,12 +112,12 @@ package struct JSONWriter: ~Copyable {
         }
     }
 
-    package consuming func finish() {
+    consuming func finish() {
         bytes.pointee.append(UInt8(ascii: "}"))
     }
 
     /// Appends to `bytes` one object holding the fields `fields` adds.
-    package static func append(to bytes: inout [UInt8], _ fields: (inout JSONWriter) -> Void) {
+    static func append(to bytes: inout [UInt8], _ fields: (inout JSONWriter) -> Void) {
         withUnsafeMutablePointer(to: &bytes) { pointer in
             var object = JSONWriter(pointer)
             fields(&object)
@@ -124,7 +126,7 @@ package struct JSONWriter: ~Copyable {
     }
 
     /// One object holding the fields `fields` adds, as a string.
-    package static func string(_ fields: (inout JSONWriter) -> Void) -> String {
+    static func string(_ fields: (inout JSONWriter) -> Void) -> String {
         var bytes: [UInt8] = []
         append(to: &bytes, fields)
         return String(decoding: bytes, as: UTF8.self)
@@ -134,9 +136,9 @@ package struct JSONWriter: ~Copyable {
 extension RecordCodec {
     /// Appends the JSON object of `tandem log dump --json` for the encoded log record `unit`, read in place:
     /// no `LogRecord` or `Session` is built. The checksum, the version, the kind and every length are
-    /// checked; the fields' values are not (``decodeRecord(_:)`` does, and `tandem log verify`).
+    /// checked; the fields' values are not (`RecordCodec.decodeRecord(_:)` does, and `tandem log verify`).
     ///
-    /// - Throws: ``CorruptRecordError`` when the record is damaged; nothing is appended then.
+    /// - Throws: `CorruptRecordError` when the record is damaged; nothing is appended then.
     package static func appendJSON(
         ofRecord unit: UnsafeRawBufferPointer,
         to bytes: inout [UInt8]
@@ -173,12 +175,5 @@ extension RecordCodec {
                 json.add("new_term", UInt64(term))
             }
         }
-    }
-}
-
-extension SessionStoreError {
-    /// A damaged record at `location`, for readers outside the store that decode records themselves.
-    package static func corruptRecord(_ error: CorruptRecordError, location: String) -> SessionStoreError {
-        SessionStoreError(.corruptRecord(error, location: location))
     }
 }
