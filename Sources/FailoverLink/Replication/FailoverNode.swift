@@ -1,6 +1,7 @@
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import SessionStore
 import Synchronization
 
@@ -176,11 +177,15 @@ public final class FailoverNode: Sendable {
         (events, eventsContinuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
         (takenOver, takenOverContinuation) = AsyncStream.makeStream(of: [Session].self)
         commits = CommitSignal(last: store.logStatus.lastSequence)
-        let connections = Mutex<(@Sendable (LinkConnection) -> Void)?>(nil)
-        link = FailoverLinkService(configuration: configuration.link, logger: logger) { connection in
-            connections.withLock { $0 }?(connection)
+        let connections = Mutex<(@Sendable (LinkConnection) async -> Void)?>(nil)
+        link = FailoverLinkService(
+            configuration: configuration.link,
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+            logger: logger
+        ) { connection in
+            await connections.withLock { $0 }?(connection)
         }
-        connections.withLock { $0 = { [weak self] connection in self?.accept(connection) } }
+        connections.withLock { $0 = { [weak self] connection in await self?.accept(connection) } }
         shared.withLock { $0.peer = store.logStatus.peerApplied.keys.first }
     }
 
@@ -392,7 +397,9 @@ public final class FailoverNode: Sendable {
 
     // MARK: - A connection
 
-    private func accept(_ connection: LinkConnection) {
+    /// Replicates over a connection the link handed over, until it ends; a new connection ends the previous
+    /// one first.
+    private func accept(_ connection: LinkConnection) async {
         let (previous, id) = shared.withLock { shared -> (Task<Void, Never>?, Int) in
             shared.connectionID += 1
             shared.peer = connection.peer.deviceID
@@ -410,6 +417,11 @@ public final class FailoverNode: Sendable {
             return shared.stopped
         }
         if stopped { task.cancel() }
+        await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
     private func run(_ connection: LinkConnection) async {
