@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import ServiceLifecycle
 import Synchronization
 
 /// The stateful-failover link of one device: a listener bound to the failover interface's address, and a
@@ -11,16 +12,20 @@ import Synchronization
 /// a lost connection is retried with back-off. ``state`` says whether the pair is in synchronization and,
 /// when it is not, why (R6).
 ///
+/// The link is a `Service`: ``run()`` serves it until a graceful shutdown closes it, so it runs in a
+/// `ServiceGroup` beside the controller's other services; ``start()`` and ``shutdown()`` run it without one.
+/// Its connections run on the event loop group it is given, which it never shuts down.
+///
 /// ```swift
 /// let link = FailoverLinkService(configuration: .init(
 ///     identity: LinkIdentity(deviceID: 1, portalGroup: "campus", configurationDigest: digest),
 ///     secret: LinkSecret(bytes: secretFileContents),
 ///     listen: try SocketAddress(ipAddress: "127.0.0.1", port: 7400),
 ///     peer: try SocketAddress(ipAddress: "127.0.0.2", port: 7400)))
-/// try await link.start()
-/// print(link.state)   // independence (no link to the peer), then synchronization
+/// let services = ServiceGroup(services: [link], gracefulShutdownSignals: [.sigterm], logger: logger)
+/// try await services.run()   // until SIGTERM: then the link closes, and the peer sees it close
 /// ```
-public final class FailoverLinkService: Sendable {
+public final class FailoverLinkService: Service {
     /// How the link runs.
     public struct Configuration: Sendable {
         /// This device's identity.
@@ -61,9 +66,11 @@ public final class FailoverLinkService: Sendable {
     private struct Status: Sendable {
         var state: FailoverState = .independence(.noPeer)
         var listening: SocketAddress?
-        var stopped = false
-        var connector: Task<Void, Never>?
+        /// Set when the link stops: nothing is accepted or connected after it.
+        var stopping = false
         var server: Channel?
+        /// Every connection open, accepted or made, negotiated or not: the link closes them when it stops.
+        var channels: [ObjectIdentifier: Channel] = [:]
         var peer: Hello?
         /// The negotiated connection the state describes.
         var current: (id: ObjectIdentifier, channel: Channel)?
@@ -73,85 +80,180 @@ public final class FailoverLinkService: Sendable {
 
     /// The configuration the link runs with.
     public let configuration: Configuration
-    /// Takes each negotiated connection the pair keeps, for the data that travels on it.
-    private let connectionHandler: (@Sendable (LinkConnection) -> Void)?
-    private let group: MultiThreadedEventLoopGroup
+    /// Takes each negotiated connection the pair keeps, for the data that travels on it, until it closes.
+    private let connectionHandler: (@Sendable (LinkConnection) async -> Void)?
+    /// The caller's event loops; the link never shuts them down.
+    private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let status = Mutex(Status())
+    private let lifecycle = RunOnce()
+    /// The listener's address once bound, or what kept ``run()`` from binding it.
+    private let listener = OneShot<SocketAddress>()
     private let (updates, updatesContinuation) = AsyncStream.makeStream(
         of: FailoverState.self,
         bufferingPolicy: .bufferingNewest(64)
     )
 
-    /// A link, not yet started.
+    /// A link, not yet running.
     /// - Parameters:
     ///   - configuration: how it runs.
+    ///   - eventLoopGroup: the event loops its connections run on (default: the process's shared
+    ///     `MultiThreadedEventLoopGroup.singleton`). The link never shuts down the group it is given.
     ///   - logger: where it logs.
-    public convenience init(configuration: Configuration, logger: Logger = Logger(label: "tandem.link")) {
-        self.init(configuration: configuration, logger: logger, connectionHandler: nil)
+    public convenience init(
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "tandem.link")
+    ) {
+        self.init(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, connectionHandler: nil)
     }
 
     init(
         configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup,
         logger: Logger,
-        connectionHandler: (@Sendable (LinkConnection) -> Void)?
+        connectionHandler: (@Sendable (LinkConnection) async -> Void)?
     ) {
         self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.connectionHandler = connectionHandler
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
     /// Whether the pair is in synchronization, and why not when it is not (R6).
     public var state: FailoverState { status.withLock { $0.state } }
 
-    /// Every change of ``state``, for the controller and the operator.
+    /// Every change of ``state``, for the controller and the operator. It ends when ``run()`` returns.
     public var stateChanges: AsyncStream<FailoverState> { updates }
 
-    /// The address the listener is bound to, once started.
+    /// The address the listener is bound to, once running.
     public var listeningAddress: SocketAddress? { status.withLock { $0.listening } }
 
     /// The peer's hello, while a link is up.
     public var peer: Hello? { status.withLock { $0.peer } }
 
-    /// Binds the listener and starts connecting to the peer (when this device has the lower ID).
+    // MARK: - Running
+
+    /// Runs the link: binds the listener, accepts the peer's connections, and connects to the peer when this
+    /// device has the lower ID, again with back-off whenever the connection is lost.
+    ///
+    /// On graceful shutdown (`ServiceGroup`), cancellation or ``shutdown()``, it stops accepting and
+    /// connecting and closes the listener and every connection, so that the peer sees the link close rather
+    /// than fall silent; it returns once each connection has closed, and ``stateChanges`` ends. The event
+    /// loop group stays up. A link runs once: `run()` on a link that ran or was shut down returns at once.
+    /// - Throws: when the listener cannot be bound (the address is not this host's, or is taken), or fails.
+    public func run() async throws {
+        guard lifecycle.begin("FailoverLinkService") else { return }
+        defer { finished() }
+        let server: NIOAsyncChannel<LinkChannel, Never>
+        do {
+            server = try await ServerBootstrap(group: eventLoopGroup)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(to: configuration.listen) { [self] channel in
+                    channel.eventLoop.makeCompletedFuture { try self.install(on: channel, role: .acceptor) }
+                }
+        } catch {
+            listener.resolve(.failure(error))
+            throw error
+        }
+        let address = server.channel.localAddress ?? configuration.listen
+        let stopping = status.withLock { status -> Bool in
+            status.server = server.channel
+            status.listening = address
+            return status.stopping
+        }
+        if stopping { server.channel.close(promise: nil) }
+        listener.resolve(.success(address))
+        logger.info("failover link listening", metadata: ["tandem.link.listen": "\(address)"])
+        try await withGracefulShutdownHandler {
+            try await server.executeThenClose { connections in
+                // Each connection, accepted or made, runs in a task of this group until it closes.
+                try await withThrowingDiscardingTaskGroup { group in
+                    defer {
+                        stop()
+                        group.cancelAll()
+                    }
+                    if let peer = configuration.peer {
+                        group.addTask { await self.connect(to: peer) }
+                    }
+                    for try await connection in connections {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: { [self] in
+            stop()
+        }
+    }
+
+    /// Runs the link (see ``run()``) in a task of its own, and returns once the listener is bound;
+    /// ``shutdown()`` ends it.
     /// - Throws: when the listener cannot be bound (the address is not this host's, or is taken).
     public func start() async throws {
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try self.install(on: channel, role: .acceptor) }
+        Task { [self] in
+            do {
+                try await run()
+            } catch {
+                // A listener that could not be bound is `start()`'s to throw; a failure after it is told here.
+                if case .success = listener.result {
+                    logger.error("the failover link stopped", metadata: ["tandem.error": "\(error)"])
+                }
             }
-            .bind(to: configuration.listen).get()
-        status.withLock {
-            $0.server = server
-            $0.listening = server.localAddress
         }
-        logger.info(
-            "failover link listening",
-            metadata: ["tandem.link.listen": "\(server.localAddress.map { "\($0)" } ?? "?")"]
-        )
-        if let peer = configuration.peer {
-            let connector = Task { [self] in await connect(to: peer) }
-            status.withLock { $0.connector = connector }
-        }
+        _ = try await waitUntilListening()
     }
 
-    /// Closes the link and stops reconnecting.
+    /// Closes the link and stops reconnecting, and returns once ``run()`` has returned.
     public func shutdown() async {
-        let (server, connector) = status.withLock { status -> (Channel?, Task<Void, Never>?) in
-            status.stopped = true
-            return (status.server, status.connector)
+        if lifecycle.finishIfIdle() {
+            finished()
+            return
         }
-        connector?.cancel()
-        try? await server?.close()
-        try? await group.shutdownGracefully()
-        updatesContinuation.finish()
+        stop()
+        await lifecycle.waitUntilFinished()
     }
 
+    /// Waits until ``run()`` has bound the listener, and returns the listener's address.
+    /// - Returns: the address the listener is bound to.
+    /// - Throws: what kept ``run()`` from binding it (the address is not this host's, or is taken);
+    ///   `CancellationError` when the link was shut down before it listened.
+    public func waitUntilListening() async throws -> SocketAddress {
+        try await listener.value()
+    }
+
+    /// Stops accepting and connecting, closes the listener, and closes every connection gracefully (see
+    /// ``GracefulCloseHandler``): the peer reads the end of the stream. ``run()`` returns once they have closed.
+    func stop() {
+        let (server, channels) = status.withLock { status -> (Channel?, [Channel]) in
+            status.stopping = true
+            return (status.server, Array(status.channels.values))
+        }
+        server?.close(promise: nil)
+        for channel in channels {
+            channel.triggerUserOutboundEvent(GracefulCloseHandler.CloseGracefully()).whenFailure { _ in
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// Ends a link that will not run (its node could not start): whoever waits for the listener gets `error`.
+    func abandon(_ error: any Error) {
+        listener.resolve(.failure(error))
+        if lifecycle.finishIfIdle() { finished() }
+    }
+
+    private func finished() {
+        listener.resolve(.failure(CancellationError()))
+        updatesContinuation.finish()
+        lifecycle.finish()
+    }
+
+    private var stopping: Bool { status.withLock { $0.stopping } }
+
+    /// Connects to the peer whenever this device is the one to, one connection at a time, with back-off.
     private func connect(to peer: SocketAddress) async {
         var backoff = configuration.initialBackoff
-        while !Task.isCancelled && !status.withLock({ $0.stopped }) {
+        while !Task.isCancelled && !stopping {
             if !shouldInitiate() {
                 try? await Task.sleep(for: .milliseconds(200))
                 continue
@@ -159,20 +261,38 @@ public final class FailoverLinkService: Sendable {
             do {
                 var local = configuration.listen
                 local.port = 0
-                let channel = try await ClientBootstrap(group: group)
+                let connection = try await ClientBootstrap(group: eventLoopGroup)
                     .connectTimeout(.seconds(1))
-                    .channelInitializer { [self] channel in
+                    .bind(to: local)
+                    .connect(to: peer) { [self] channel in
                         channel.eventLoop.makeCompletedFuture { try self.install(on: channel, role: .initiator) }
                     }
-                    .bind(to: local)
-                    .connect(to: peer).get()
-                try? await channel.closeFuture.get()
+                await serve(connection)
                 backoff = configuration.initialBackoff
             } catch {
                 logger.debug("connecting to the peer failed", metadata: ["tandem.error": "\(error)"])
             }
             try? await Task.sleep(nanoseconds: UInt64(backoff.nanoseconds))
             backoff = min(backoff * 2, configuration.maximumBackoff)
+        }
+    }
+
+    /// Serves one connection until it closes: hands it to the node once it negotiated into synchronization,
+    /// or reads it (heartbeats only reach the negotiation handler) while it is kept otherwise.
+    private func serve(_ connection: LinkChannel) async {
+        do {
+            try await connection.channel.executeThenClose { inbound, _ in
+                switch try await connection.outcome.get() {
+                case .handOver(let peer):
+                    await connectionHandler?(LinkConnection(peer: peer, channel: connection.channel))
+                case .keep:
+                    for try await _ in inbound {}
+                case .closed:
+                    return
+                }
+            }
+        } catch {
+            logger.debug("a link connection ended", metadata: ["tandem.error": "\(error)"])
         }
     }
 
@@ -187,43 +307,78 @@ public final class FailoverLinkService: Sendable {
         return configuration.identity.deviceID < peer.deviceID
     }
 
-    private func install(on channel: Channel, role: LinkRole) throws {
-        let negotiation = Negotiation(identity: configuration.identity, secret: configuration.secret, role: role)
+    /// Sets a new connection up, on its event loop before it is active: optional TLS, framing, negotiation
+    /// (sealing and liveness), the graceful close, and the `NIOAsyncChannel` that carries the frames after
+    /// negotiation, installed before any byte is read, so that none is missed.
+    private func install(on channel: Channel, role: LinkRole) throws -> LinkChannel {
+        let outcome = channel.eventLoop.makePromise(of: LinkChannel.Outcome.self)
         let connection = ObjectIdentifier(channel)
-        let events = NegotiationHandler.Events(
-            established: { [self] negotiated in
-                established(connection, channel: channel, role: role, negotiated: negotiated)
-            },
-            failed: { [self] error in
-                ended(connection, error: error)
-            }
-        )
-        if let tls = configuration.tls {
-            switch role {
-            case .acceptor:
-                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server))
-            case .initiator:
-                try channel.pipeline.syncOperations.addHandler(
-                    try NIOSSLClientHandler(context: tls.client, serverHostname: nil)
-                )
-            }
+        let admitted = status.withLock { status -> Bool in
+            guard !status.stopping else { return false }
+            status.channels[connection] = channel
+            return true
         }
-        try channel.pipeline.syncOperations.addHandlers([
-            ByteToMessageHandler(FrameDecoder()),
-            MessageToByteHandler(FrameEncoder()),
-            NegotiationHandler(
-                negotiation: negotiation,
-                events: events,
-                negotiationTimeout: configuration.negotiationTimeout,
-                heartbeatInterval: configuration.heartbeatInterval,
-                silenceLimit: configuration.silenceLimit
-            ),
-        ])
+        guard admitted else {
+            outcome.succeed(.closed)
+            channel.close(promise: nil)
+            throw LinkError(.connectionClosed)
+        }
+        channel.closeFuture.whenComplete { [self] _ in
+            status.withLock { _ = $0.channels.removeValue(forKey: connection) }
+            outcome.succeed(.closed)
+        }
+        do {
+            let negotiation = Negotiation(identity: configuration.identity, secret: configuration.secret, role: role)
+            let events = NegotiationHandler.Events(
+                established: { [self] negotiated in
+                    outcome.succeed(established(connection, channel: channel, role: role, negotiated: negotiated))
+                },
+                failed: { [self] error in
+                    ended(connection, error: error)
+                    outcome.succeed(.closed)
+                }
+            )
+            if let tls = configuration.tls {
+                switch role {
+                case .acceptor:
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server))
+                case .initiator:
+                    try channel.pipeline.syncOperations.addHandler(
+                        try NIOSSLClientHandler(context: tls.client, serverHostname: nil)
+                    )
+                }
+            }
+            try channel.pipeline.syncOperations.addHandlers([
+                ByteToMessageHandler(FrameDecoder()),
+                MessageToByteHandler(FrameEncoder()),
+                NegotiationHandler(
+                    negotiation: negotiation,
+                    events: events,
+                    negotiationTimeout: configuration.negotiationTimeout,
+                    heartbeatInterval: configuration.heartbeatInterval,
+                    silenceLimit: configuration.silenceLimit
+                ),
+                GracefulCloseHandler(timeout: configuration.silenceLimit),
+            ])
+            let frames = try NIOAsyncChannel<Frame, Frame>(
+                wrappingChannelSynchronously: channel,
+                configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 16))
+            )
+            return LinkChannel(channel: frames, outcome: outcome.futureResult)
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
     }
 
     /// A connection negotiated. A pair keeps one: when another is already up, the one that the lower device
     /// ID initiated stays and the other closes.
-    private func established(_ connection: ObjectIdentifier, channel: Channel, role: LinkRole, negotiated: Negotiated) {
+    private func established(
+        _ connection: ObjectIdentifier,
+        channel: Channel,
+        role: LinkRole,
+        negotiated: Negotiated
+    ) -> LinkChannel.Outcome {
         let initiator = role == .initiator ? configuration.identity.deviceID : negotiated.peer.deviceID
         let keepsNew = initiator == min(configuration.identity.deviceID, negotiated.peer.deviceID)
         let redundant = status.withLock { status -> Channel? in
@@ -241,21 +396,11 @@ public final class FailoverLinkService: Sendable {
         if let redundant {
             logger.debug("closing a redundant connection to the peer")
             redundant.close(promise: nil)
-            if redundant === channel { return }
+            if redundant === channel { return .closed }
         }
         transition(to: negotiated.state, peer: negotiated.peer)
-        guard let connectionHandler, negotiated.state == .synchronization else { return }
-        // On the channel's event loop, before the next frame is read: nothing that follows is missed.
-        do {
-            let wrapped = try NIOAsyncChannel<Frame, Frame>(
-                wrappingChannelSynchronously: channel,
-                configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 16))
-            )
-            connectionHandler(LinkConnection(peer: negotiated.peer, channel: wrapped))
-        } catch {
-            logger.error("the link connection could not be set up", metadata: ["tandem.error": "\(error)"])
-            channel.close(promise: nil)
-        }
+        guard connectionHandler != nil, negotiated.state == .synchronization else { return .keep }
+        return .handOver(negotiated.peer)
     }
 
     /// A connection ended or failed; only the current one (or a negotiation while none is up) changes the
@@ -298,6 +443,25 @@ public final class FailoverLinkService: Sendable {
             updatesContinuation.yield(state)
         }
     }
+}
+
+/// A connection of the link from the moment it is accepted or made: the frames that follow its negotiation,
+/// and how the negotiation ends.
+struct LinkChannel: Sendable {
+    /// How a connection's negotiation ends.
+    enum Outcome: Sendable {
+        /// Negotiated into synchronization: the node replicates over it.
+        case handOver(Hello)
+        /// Negotiated and kept with nothing to carry (a link without a node, or configurations that differ).
+        case keep
+        /// Negotiation failed, the connection was redundant, or it closed.
+        case closed
+    }
+
+    /// The connection, wrapped before it was active: only frames after negotiation reach it.
+    var channel: NIOAsyncChannel<Frame, Frame>
+    /// Set on the connection's event loop when negotiation ends or the connection closes.
+    var outcome: EventLoopFuture<Outcome>
 }
 
 /// A negotiated, authenticated connection to the peer, for the frames that follow negotiation.

@@ -39,6 +39,8 @@ final class Pair: @unchecked Sendable {
     let directory: String
     let port: Int
     private(set) var nodes: [UInt8: FailoverNode] = [:]
+    /// Each started device's event loops, as each device process has its own.
+    private var eventLoopGroups: [UInt8: MultiThreadedEventLoopGroup] = [:]
     var secret = LinkSecret(bytes: "the pair's shared secret".utf8)
     /// How long a silent peer is given.
     var silenceLimit: TimeAmount = .milliseconds(600)
@@ -70,13 +72,13 @@ final class Pair: @unchecked Sendable {
         return link
     }
 
-    /// Opens device `id`'s store and starts its node.
-    @discardableResult
-    func start(
+    /// Opens device `id`'s store and makes its node, not running (the caller runs it and closes the store).
+    func makeNode(
         _ id: UInt8,
         digestInterval: Duration = .milliseconds(200),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         tune: (inout SessionStore.Configuration) -> Void = { _ in }
-    ) async throws -> FailoverNode {
+    ) throws -> FailoverNode {
         var storeConfiguration = SessionStore.Configuration(deviceID: DeviceID(rawValue: id)!, portalGroup: "campus")
         storeConfiguration.checkpointInterval = .milliseconds(100)
         tune(&storeConfiguration)
@@ -88,8 +90,31 @@ final class Pair: @unchecked Sendable {
         var configuration = FailoverNode.Configuration(link: try linkConfiguration(id))
         configuration.digestInterval = digestInterval
         configuration.snapshotBatch = 500
-        let node = FailoverNode(store: store, configuration: configuration, logger: Logger(label: "test.node\(id)"))
-        try await node.start()
+        return FailoverNode(
+            store: store,
+            configuration: configuration,
+            eventLoopGroup: eventLoopGroup,
+            logger: Logger(label: "test.node\(id)")
+        )
+    }
+
+    /// Opens device `id`'s store and starts its node.
+    @discardableResult
+    func start(
+        _ id: UInt8,
+        digestInterval: Duration = .milliseconds(200),
+        tune: (inout SessionStore.Configuration) -> Void = { _ in }
+    ) async throws -> FailoverNode {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        eventLoopGroups[id] = group
+        let node = try makeNode(id, digestInterval: digestInterval, eventLoopGroup: group, tune: tune)
+        do {
+            try await node.start()
+        } catch {
+            eventLoopGroups[id] = nil
+            try? await group.shutdownGracefully()
+            throw error
+        }
         nodes[id] = node
         return node
     }
@@ -99,6 +124,7 @@ final class Pair: @unchecked Sendable {
         guard let node = nodes.removeValue(forKey: id) else { return }
         await node.shutdown()
         await node.store.close()
+        try? await eventLoopGroups.removeValue(forKey: id)?.shutdownGracefully()
     }
 
     subscript(id: UInt8) -> FailoverNode { nodes[id]! }

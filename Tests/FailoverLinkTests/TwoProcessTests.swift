@@ -75,6 +75,11 @@ final class NodeChild: @unchecked Sendable {
         lock.withLock { lines.last { $0.hasPrefix(prefix) } }
     }
 
+    /// Every line so far that starts with `prefix`, in order.
+    func lines(startingWith prefix: String) -> [String] {
+        lock.withLock { lines.filter { $0.hasPrefix(prefix) } }
+    }
+
     func kill() {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
@@ -189,6 +194,56 @@ struct TwoProcessTests {
             let back = loggedOut.filter { online.contains(IPAddress(ipv4: 0x0A00_0000 | UInt32($0))) }
             #expect(back.isEmpty, "\(back.count) logged-out users are online on device \(id)")
         }
+        await pair.tearDown()
+    }
+
+    @Test(
+        "SIGTERM during a replicated login storm: the device closes the link (its peer goes to independence because the connection closed), closes its store and exits 0; the store reopens with every acknowledged login"
+    )
+    func sigtermClosesCleanly() async throws {
+        let pair = try await Self.pairWithSecret()
+        let active = try NodeChild(id: 1, pair: pair)
+        let standby = try NodeChild(id: 2, pair: pair)
+        defer {
+            active.kill()
+            standby.kill()
+        }
+        try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
+        try active.send("storm 0 1000000 replicated 64")
+        #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 2_000 })
+
+        let statesBefore = standby.lines(startingWith: "state").count
+        Foundation.kill(active.process.processIdentifier, SIGTERM)
+        #expect(await eventually(within: .seconds(30)) { !active.process.isRunning })
+        active.process.waitUntilExit()
+        #expect(active.process.terminationReason == .exit)
+        #expect(active.process.terminationStatus == 0)
+        #expect(active.lastLine(startingWith: "closed") != nil)
+        let acknowledged = active.acknowledged
+
+        // The peer saw the connection close: no link to the peer, never a link lost (silence or a reset).
+        #expect(
+            await eventually {
+                standby.lastLine(startingWith: "state")?.contains("independence_(no_link_to_the_peer)") == true
+            }
+        )
+        let states = standby.lines(startingWith: "state").dropFirst(statesBefore)
+        #expect(states.allSatisfy { !$0.contains("link_lost") }, "the standby saw: \(Array(states))")
+        try standby.send("quit")
+        standby.process.waitUntilExit()
+        #expect(standby.process.terminationStatus == 0)
+
+        // The store was closed with a checkpoint of everything, and holds every acknowledged login.
+        let positions = try StoreReader(path: pair.path(1)).positions()
+        #expect(positions.checkpointSequence == positions.lastSequence)
+        let store = try SessionStore.open(at: pair.path(1), configuration: .init(deviceID: 1, portalGroup: "campus"))
+        var missing = 0
+        for number in acknowledged
+        where try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number))) == nil {
+            missing += 1
+        }
+        #expect(missing == 0, "\(missing) of \(acknowledged.count) acknowledged logins are missing after the restart")
+        await store.close()
         await pair.tearDown()
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 import Inspection
 import Logging
 import NIOCore
+import ServiceLifecycle
 import SessionStore
 import Synchronization
 
@@ -16,8 +17,8 @@ struct Node: AsyncParsableCommand {
             The device listens on its failover address, connects to its peer's (the lower device ID \
             connects), backs its users up on the peer and the peer's up here. It takes one command per \
             line on standard input and answers each with one line on standard output (a JSON object with \
-            --json); replication events are printed as `event ...` lines as they happen. End of input, or \
-            `quit`, closes the store cleanly.
+            --json); replication events are printed as `event ...` lines as they happen. End of input, \
+            `quit`, SIGTERM or SIGINT close the link (the peer sees it close) and then the store, cleanly.
 
             Commands:
               status          failover state and why, term, users, positions, counters
@@ -124,13 +125,51 @@ struct Node: AsyncParsableCommand {
         tuned.onDamage = onDamage == .recover ? .recoverFromPeer : .refuse
         let opened = try SessionStore.open(at: store.path, configuration: tuned, logger: logger)
         let node = FailoverNode(store: opened, configuration: configuration, logger: logger)
-        try await node.start()
         let console = Console(json: json)
-        console.reply("ready", ["device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)"])
-
-        let events = Task {
-            for await event in node.events { console.reply("event", Self.fields(of: event)) }
+        let followers = Followers()
+        let commands = ClosureService { [listen] in
+            // `ready` once the listener is bound; a node that cannot bind it ends the group with the error.
+            _ = try await node.link.waitUntilListening()
+            console.reply("ready", ["device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)"])
+            await Self.serveCommands(node: node, console: console, followers: followers)
         }
+        // The node first, the commands after it: a graceful shutdown (SIGTERM, SIGINT, or the end of the
+        // commands) stops reading commands, then ends replication and closes the link.
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: node),
+                    .init(service: commands, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        do {
+            try await services.run()
+        } catch {
+            await opened.close()
+            throw error
+        }
+        await followers.waitUntilDone()
+        await opened.close()
+        console.reply("closed", [:])
+    }
+
+    /// Prints the node's state, events and promotions, and runs the commands on standard input until its end,
+    /// `quit`, or a graceful shutdown; writes still running are waited for.
+    private static func serveCommands(node: FailoverNode, console: Console, followers: Followers) async {
+        // Replication events and taken-over users, until the node's streams end.
+        followers.add(
+            Task {
+                for await event in node.events { console.reply("event", Self.fields(of: event)) }
+            }
+        )
+        followers.add(
+            Task {
+                for await _ in node.takenOver {}  // a controller reinstalls these in its data plane
+            }
+        )
         let states = Task {
             var last = ""
             while !Task.isCancelled {
@@ -142,44 +181,49 @@ struct Node: AsyncParsableCommand {
                 try? await Task.sleep(for: .milliseconds(20))
             }
         }
-        let handover = Task {
-            for await _ in node.takenOver {}  // a controller reinstalls these in its data plane
-        }
         let promotions = PromotionTrigger()
         let signals = Task {
             for await _ in promotions.signals { await Self.promote(node, console) }
         }
+        let input = StandardInput.lines()
         await withTaskGroup(of: Void.self) { writes in
             var inFlight = 0
-            for await line in StandardInput.lines() {
-                let words = line.split(separator: " ").map(String.init)
-                guard let command = words.first else { continue }
-                if command == "quit" { break }
-                if command == "login" || command == "logout" {
-                    if inFlight >= 1024, await writes.next() != nil { inFlight -= 1 }
-                    inFlight += 1
-                    writes.addTask { await Self.write(command, Array(words.dropFirst()), node: node, console) }
-                    continue
+            // A graceful shutdown ends the loop: at once while it waits for a line, after the command under way
+            // otherwise (lines read but not run yet are dropped).
+            await withGracefulShutdownHandler {
+                for await line in input.lines {
+                    if Task.isShuttingDownGracefully { break }
+                    let words = line.split(separator: " ").map(String.init)
+                    guard let command = words.first else { continue }
+                    if command == "quit" { break }
+                    if command == "login" || command == "logout" {
+                        if inFlight >= 1024, await writes.next() != nil { inFlight -= 1 }
+                        inFlight += 1
+                        writes.addTask { await Self.write(command, Array(words.dropFirst()), node: node, console) }
+                        continue
+                    }
+                    do {
+                        try await execute(command, Array(words.dropFirst()), node: node, console: console)
+                    } catch {
+                        console.reply("error", ["message": "\(error)"])
+                    }
                 }
-                do {
-                    try await execute(command, Array(words.dropFirst()), node: node, console: console)
-                } catch {
-                    console.reply("error", ["message": "\(error)"])
-                }
+            } onGracefulShutdown: {
+                input.end()
             }
             await writes.waitForAll()
         }
         states.cancel()
         promotions.stop()
         signals.cancel()
-        await node.shutdown()
-        events.cancel()
-        handover.cancel()
-        await opened.close()
-        console.reply("closed", [:])
     }
 
-    private func execute(_ command: String, _ arguments: [String], node: FailoverNode, console: Console) async throws {
+    private static func execute(
+        _ command: String,
+        _ arguments: [String],
+        node: FailoverNode,
+        console: Console
+    ) async throws {
         switch command {
         case "status":
             let status = node.status
@@ -313,7 +357,8 @@ struct Node: AsyncParsableCommand {
         }
     }
 
-    private func storm(
+    /// Logs users in until the range ends or a graceful shutdown begins (the logins under way finish).
+    private static func storm(
         _ node: FailoverNode,
         first: Int,
         count: Int,
@@ -332,7 +377,7 @@ struct Node: AsyncParsableCommand {
                 tasks.addTask {
                     while true {
                         let number = next.next()
-                        guard number < end else { return }
+                        guard number < end, !Task.isShuttingDownGracefully else { return }
                         do {
                             try await node.login(
                                 StormSession.make(number: number, portalGroup: group, owner: owner),
@@ -424,16 +469,28 @@ final class Console: Sendable {
     func write(_ line: String) { output.write(line) }
 }
 
+/// Tasks that end by themselves and must end before the store closes.
+final class Followers: Sendable {
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    func add(_ task: Task<Void, Never>) { tasks.withLock { $0.append(task) } }
+
+    func waitUntilDone() async {
+        for task in tasks.withLock({ $0 }) { await task.value }
+    }
+}
+
 /// Standard input as lines, read on a thread of its own.
 enum StandardInput {
-    static func lines() -> AsyncStream<String> {
-        AsyncStream { continuation in
-            let thread = Thread {
-                while let line = readLine() { continuation.yield(line) }
-                continuation.finish()
-            }
-            thread.start()
+    /// The lines, and a way to end them early (the thread reading them goes on, unheard).
+    static func lines() -> (lines: AsyncStream<String>, end: @Sendable () -> Void) {
+        let (lines, continuation) = AsyncStream.makeStream(of: String.self)
+        let thread = Thread {
+            while let line = readLine() { continuation.yield(line) }
+            continuation.finish()
         }
+        thread.start()
+        return (lines, { continuation.finish() })
     }
 }
 

@@ -1,6 +1,8 @@
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
+import ServiceLifecycle
 import SessionStore
 import Synchronization
 
@@ -13,15 +15,20 @@ import Synchronization
 /// otherwise. ``promote()`` takes the peer's users over; a device that finds a higher term at the peer
 /// demotes itself: it discards what the peer never acknowledged and resynchronizes.
 ///
+/// The node is a `Service`: ``run()`` replicates until a graceful shutdown, which ends replication and
+/// closes the link (the peer sees it close) and leaves the store open for its owner to close. ``start()``
+/// and ``shutdown()`` run it without a `ServiceGroup`.
+///
 /// ```swift
 /// let store = try SessionStore.open(at: "/var/lib/portal/tandem", configuration: .init(deviceID: 1, portalGroup: "campus"))
 /// let node = FailoverNode(store: store, configuration: .init(link: linkConfiguration))
-/// try await node.start()
+/// let services = ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+/// async let running: Void = services.run()
 /// try await node.login(session, writeConcern: .replicated())   // returns once the peer has it too
 /// // VRRP made this device master and the peer is gone:
 /// let report = try await node.promote()
 /// ```
-public final class FailoverNode: Sendable {
+public final class FailoverNode: Service {
     /// How the node runs.
     public struct Configuration: Sendable {
         /// The link: identity, secret, addresses, TLS, heartbeats.
@@ -155,17 +162,24 @@ public final class FailoverNode: Sendable {
     private let lag = LagRecorder()
     private let logger: Logger
     private let forceSnapshot = Atomic<Bool>(false)
-    private let sweeper = Mutex<Task<Void, Never>?>(nil)
+    private let lifecycle = RunOnce()
     private let lagTimer = Metrics.Timer(label: "tandem_replication_lag")
     private let mismatchCounter = Counter(label: "tandem_digest_mismatches_total")
     private let snapshotCounter = Counter(label: "tandem_snapshots_sent_total")
 
-    /// A node, not yet started.
+    /// A node, not yet running.
     /// - Parameters:
     ///   - store: the device's open store; its device ID and portal group must be the link identity's.
     ///   - configuration: how the node runs.
+    ///   - eventLoopGroup: the event loops of the link's connections (default: the process's shared
+    ///     `MultiThreadedEventLoopGroup.singleton`). The node never shuts down the group it is given.
     ///   - logger: where it logs.
-    public init(store: SessionStore, configuration: Configuration, logger: Logger = Logger(label: "tandem.node")) {
+    public init(
+        store: SessionStore,
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "tandem.node")
+    ) {
         precondition(
             store.deviceID == configuration.link.identity.deviceID,
             "the store is device \(store.deviceID), the link identity device \(configuration.link.identity.deviceID)"
@@ -176,17 +190,81 @@ public final class FailoverNode: Sendable {
         (events, eventsContinuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
         (takenOver, takenOverContinuation) = AsyncStream.makeStream(of: [Session].self)
         commits = CommitSignal(last: store.logStatus.lastSequence)
-        let connections = Mutex<(@Sendable (LinkConnection) -> Void)?>(nil)
-        link = FailoverLinkService(configuration: configuration.link, logger: logger) { connection in
-            connections.withLock { $0 }?(connection)
+        let connections = Mutex<(@Sendable (LinkConnection) async -> Void)?>(nil)
+        link = FailoverLinkService(
+            configuration: configuration.link,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger
+        ) { connection in
+            await connections.withLock { $0 }?(connection)
         }
-        connections.withLock { $0 = { [weak self] connection in self?.accept(connection) } }
+        connections.withLock { $0 = { [weak self] connection in await self?.accept(connection) } }
         shared.withLock { $0.peer = store.logStatus.peerApplied.keys.first }
     }
 
-    /// Starts the link: listening, connecting, and replicating once the pair is in synchronization.
-    /// - Throws: when the listener cannot be bound.
+    // MARK: - Running
+
+    /// Runs the node: the link (listening, connecting), and replication whenever the pair is in
+    /// synchronization.
+    ///
+    /// On graceful shutdown (`ServiceGroup`), or ``shutdown()``, it ends replication, closes the link so that
+    /// the peer sees it close, and returns once every connection has closed; writes still waiting for the
+    /// peer end with ``LinkError/Kind/stopped``, and ``events`` and ``takenOver`` end. The store stays open:
+    /// its owner closes it. A node runs once: `run()` on a node that ran or was shut down returns at once.
+    /// - Throws: when the listener cannot be bound (the address is not this host's, or is taken), or the
+    ///   store cannot be prepared for replication.
+    public func run() async throws {
+        guard lifecycle.begin("FailoverNode") else { return }
+        defer { finished() }
+        do {
+            try await prepare()
+        } catch {
+            link.abandon(error)
+            throw error
+        }
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                defer { group.cancelAll() }
+                group.addTask { [acks] in await acks.expireWhenDue() }
+                // It returns once every connection, and the replication over it, has ended.
+                try await link.run()
+            }
+        } onGracefulShutdown: { [self] in
+            stop()
+        }
+    }
+
+    /// Runs the node (see ``run()``) in a task of its own, and returns once the link's listener is bound;
+    /// ``shutdown()`` ends it.
+    /// - Throws: when the listener cannot be bound (the address is not this host's, or is taken), or the
+    ///   store cannot be prepared for replication.
     public func start() async throws {
+        Task { [self] in
+            do {
+                try await run()
+            } catch {
+                // A node that could not start is `start()`'s to throw; a failure after it is told here.
+                if link.listeningAddress != nil {
+                    logger.error("the failover node stopped", metadata: ["tandem.error": "\(error)"])
+                }
+            }
+        }
+        _ = try await link.waitUntilListening()
+    }
+
+    /// Stops replicating and closes the link, and returns once ``run()`` has returned. The store stays open.
+    public func shutdown() async {
+        if lifecycle.finishIfIdle() {
+            link.abandon(CancellationError())
+            finished()
+            return
+        }
+        stop()
+        await lifecycle.waitUntilFinished()
+    }
+
+    /// Sets the store up for replication: the commit observer, the digest, and the recovery hold.
+    private func prepare() async throws {
         store.setCommitObserver { [commits, lag] sequence in
             lag.committed(sequence, at: .now)
             commits.committed(sequence)
@@ -196,25 +274,27 @@ public final class FailoverNode: Sendable {
         if store.isRecovering, store.holdPosition(SessionStore.recoveryHold) == nil {
             try await store.holdLog(SessionStore.recoveryHold, from: store.lastLoggedSequence + 1)
         }
-        let task = Task { [acks] in await acks.expireWhenDue() }
-        sweeper.withLock { $0 = task }
-        try await link.start()
     }
 
-    /// Stops replicating and closes the link. The store stays open.
-    public func shutdown() async {
+    /// Ends replication and closes the link; ``run()`` returns once the connections have closed.
+    private func stop() {
         let connection = shared.withLock { shared -> Task<Void, Never>? in
             shared.stopped = true
             return shared.connection
         }
+        // The link first: the connection's close, asked for when replication ends, then waits for the
+        // graceful one instead of cutting it.
+        link.stop()
         connection?.cancel()
-        await connection?.value
-        await link.shutdown()
-        sweeper.withLock { $0 }?.cancel()
+    }
+
+    /// What ``run()`` leaves behind: no commit observer, no write waiting for the peer, the streams ended.
+    private func finished() {
         store.setCommitObserver(nil)
         acks.stop()
         eventsContinuation.finish()
         takenOverContinuation.finish()
+        lifecycle.finish()
     }
 
     /// Where replication stands.
@@ -392,7 +472,9 @@ public final class FailoverNode: Sendable {
 
     // MARK: - A connection
 
-    private func accept(_ connection: LinkConnection) {
+    /// Replicates over a connection the link handed over, until it ends; a new connection ends the previous
+    /// one first.
+    private func accept(_ connection: LinkConnection) async {
         let (previous, id) = shared.withLock { shared -> (Task<Void, Never>?, Int) in
             shared.connectionID += 1
             shared.peer = connection.peer.deviceID
@@ -402,7 +484,7 @@ public final class FailoverNode: Sendable {
         previous?.cancel()
         let task = Task { [self] in
             await previous?.value
-            await run(connection)
+            await replicateUntilCancelled(connection)
             shared.withLock { if $0.connectionID == id { $0.connection = nil } }
         }
         let stopped = shared.withLock { shared -> Bool in
@@ -410,9 +492,14 @@ public final class FailoverNode: Sendable {
             return shared.stopped
         }
         if stopped { task.cancel() }
+        await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
-    private func run(_ connection: LinkConnection) async {
+    private func replicateUntilCancelled(_ connection: LinkConnection) async {
         await withTaskCancellationHandler {
             await replicate(over: connection)
         } onCancel: {
