@@ -1,5 +1,4 @@
 import SessionStore
-import Synchronization
 
 /// Whether one connection's two users tables are known to agree, and when to ask the peer for a digest
 /// point to find out: the rules, without sockets or a clock of their own.
@@ -121,17 +120,4 @@ enum DigestComparison: Sendable, Equatable {
         else { return .inconclusive }
         return value == peerPoint.value ? .equal(mine) : .differ(mine)
     }
-}
-
-/// One connection's ``VerificationState``, shared by its tasks.
-final class Verification: Sendable {
-    private let state = Mutex(VerificationState())
-    /// The store's snapshot installs when the connection began.
-    let installsBase: UInt64
-
-    init(installsBase: UInt64) { self.installsBase = installsBase }
-
-    func withState<T>(_ body: (inout VerificationState) -> T) -> T { state.withLock { body(&$0) } }
-
-    var current: VerificationState { state.withLock { $0 } }
 }
