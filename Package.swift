@@ -48,11 +48,13 @@ let package = Package(
             pkgConfig: "lmdb",
             providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]
         ),
-        .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: instrumented),
+        .target(name: "Locking", swiftSettings: instrumented),
+        .target(name: "LMDB", dependencies: ["CLMDB", "Locking"], swiftSettings: instrumented),
         .target(
             name: "SessionStore",
             dependencies: [
                 "LMDB",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -62,6 +64,7 @@ let package = Package(
             name: "FailoverLink",
             dependencies: [
                 "SessionStore",
+                "Locking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -86,6 +89,7 @@ let package = Package(
             name: "tandem-stream-fuzzer",
             dependencies: [
                 "FailoverLink",
+                "Locking",
                 "SessionStore",
                 "FuzzerDriver",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -100,6 +104,7 @@ let package = Package(
             name: "tandem",
             dependencies: [
                 "SessionStore",
+                "Locking",
                 "Inspection",
                 "FailoverLink",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -120,6 +125,7 @@ let package = Package(
             ],
             path: "tools/faults"
         ),
+        .testTarget(name: "LockingTests", dependencies: ["Locking"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "CLMDB", "TestSupport"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SessionStoreTests", dependencies: ["SessionStore", "LMDB", "TestSupport"]),

@@ -1,9 +1,9 @@
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
-import Synchronization
 
 /// The stateful-failover link of one device: a listener bound to the failover interface's address, and a
 /// connection to the peer's (R3). Only negotiation and authenticated backup frames travel on it.
@@ -85,7 +85,7 @@ public final class FailoverLinkService: Service {
     /// The caller's event loops; the link never shuts them down.
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
-    private let status = Mutex(Status())
+    private let status = Locked(Status())
     private let lifecycle = RunOnce()
     /// The listener's address once bound, or what kept ``run()`` from binding it.
     private let listener = OneShot<SocketAddress>()

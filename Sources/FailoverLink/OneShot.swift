@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// A result set once, that any number of tasks wait for: the first ``resolve(_:)`` wins, later ones change
 /// nothing.
@@ -8,7 +8,7 @@ final class OneShot<Value: Sendable>: Sendable {
         var waiters: [CheckedContinuation<Value, any Error>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Sets the result, unless one is set already, and wakes every waiter.
     func resolve(_ result: Result<Value, any Error>) {

@@ -1,11 +1,11 @@
-import Synchronization
+import Locking
 
 /// Where a service that runs once stands: not yet run, running, or finished (it ran, or was shut down before
 /// it ran). A second concurrent `run()` is a programming error.
 final class RunOnce: Sendable {
     private enum Phase: Sendable { case idle, running, finished }
 
-    private let phase = Mutex(Phase.idle)
+    private let phase = Locked(Phase.idle)
     private let ended = OneShot<Void>()
 
     /// Marks the service running; `false` when it finished already, and `run()` has nothing to do.

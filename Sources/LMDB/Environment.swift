@@ -1,4 +1,5 @@
 import CLMDB
+import Locking
 import Synchronization
 
 #if canImport(Glibc)
@@ -36,7 +37,7 @@ public final class Environment: @unchecked Sendable {
     // - `mapLock`, `writerLock`, `depthKey` and `mapFull` are created in `init`, never reassigned, and
     //   destroyed only in `deinit`, when no other reference (hence no transaction) exists.
     // - `mapFull` is read and written only by the thread holding `writerLock`.
-    // - `databases` is guarded by its own `Mutex`, `unmapped` is atomic; every other stored property is
+    // - `databases` is guarded by its own lock, `unmapped` is atomic; every other stored property is
     //   an immutable value.
 
     /// The path the environment was opened with: the data file, or with
@@ -60,7 +61,7 @@ public final class Environment: @unchecked Sendable {
     /// LMDB user context points here.
     let mapFull: UnsafeMutablePointer<Bool>
     /// Opened databases by name.
-    private let databases = Mutex<[String?: Database]>([:])
+    private let databases = Locked<[String?: Database]>([:])
     /// Set when a failed `mdb_env_set_mapsize` left the environment without a map.
     let unmapped = Atomic<Bool>(false)
 

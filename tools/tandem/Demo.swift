@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
+import Locking
 import Logging
 import SessionStore
-import Synchronization
 
 /// The failover demonstration: two devices as two processes on loopback, users logging in on both, the
 /// active one killed with SIGKILL during a login storm, the standby promoted, and every user checked.
@@ -94,7 +94,7 @@ struct Demo: AsyncParsableCommand {
         )
 
         clock = .now
-        let acknowledged = Mutex<[Int]>([])
+        let acknowledged = Locked<[Int]>([])
         active.onAck = { number in
             let count = acknowledged.withLock {
                 $0.append(number)

@@ -3,6 +3,7 @@ import Crypto
 import FailoverLink
 import Foundation
 import Inspection
+import Locking
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -471,7 +472,7 @@ final class Console: Sendable {
 
 /// Tasks that end by themselves and must end before the store closes.
 final class Followers: Sendable {
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let tasks = Locked<[Task<Void, Never>]>([])
 
     func add(_ task: Task<Void, Never>) { tasks.withLock { $0.append(task) } }
 

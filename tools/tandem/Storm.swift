@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import Locking
 import SessionStore
-import Synchronization
 
 /// Drives a store with a login storm and prints every acknowledgement as it arrives.
 struct Storm: AsyncParsableCommand {
@@ -103,8 +103,8 @@ final class AcknowledgementLog: Sendable {
 
 /// A counter shared by concurrent callers.
 final class ManagedCounter: Sendable {
-    private let value: Mutex<Int>
-    init(_ start: Int) { value = Mutex(start) }
+    private let value: Locked<Int>
+    init(_ start: Int) { value = Locked(start) }
     func next() -> Int {
         value.withLock { value in
             defer { value += 1 }

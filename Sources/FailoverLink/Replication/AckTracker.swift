@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// The peer's acknowledgements of this device's stream, and the writers waiting for them (`replicated`
 /// write concern).
@@ -62,7 +62,7 @@ final class AckTracker: Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// The highest sequence the peer acknowledged.
     var acked: UInt64 { state.withLock { $0.acked } }

@@ -1,5 +1,5 @@
+import Locking
 import SessionStore
-import Synchronization
 
 /// The queue between a connection's reader and its applier. The applier takes everything queued at once,
 /// so that the frames that arrived while the last commit was syncing go into one commit (group commit on
@@ -12,7 +12,7 @@ final class ApplyQueue: Sendable {
         var pusher: CheckedContinuation<Void, Never>?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let limit: Int
 
     init(limit: Int = 64) { self.limit = limit }

@@ -1,5 +1,5 @@
+import Locking
 import SessionStore
-import Synchronization
 
 /// Wakes the stream sender when the log grows past a position, or when it is poked (a resync request).
 final class CommitSignal: Sendable {
@@ -10,9 +10,9 @@ final class CommitSignal: Sendable {
         var nextID: UInt64 = 0
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
-    init(last: UInt64) { state = Mutex(State(last: last)) }
+    init(last: UInt64) { state = Locked(State(last: last)) }
 
     /// The log committed through `sequence`.
     func committed(_ sequence: UInt64) {

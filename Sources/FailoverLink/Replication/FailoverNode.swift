@@ -1,9 +1,9 @@
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SessionStore
-import Synchronization
 
 /// One device of a stateful-failover pair: its session store, and the link that backs its users up on the
 /// peer and the peer's users up here (R1).
@@ -145,7 +145,7 @@ public final class FailoverNode: Service {
 
     private let eventsContinuation: AsyncStream<Event>.Continuation
     private let takenOverContinuation: AsyncStream<[Session]>.Continuation
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
     /// What the replication connections share: the rules, the acknowledgements, the commit signal, the lag.
     private let context: ReplicationContext
     private var acks: AckTracker { context.acks }
@@ -180,7 +180,7 @@ public final class FailoverNode: Service {
             logger: logger,
             events: eventsContinuation
         )
-        let connections = Mutex<(@Sendable (LinkConnection) async -> Void)?>(nil)
+        let connections = Locked<(@Sendable (LinkConnection) async -> Void)?>(nil)
         link = FailoverLinkService(
             configuration: configuration.link,
             eventLoopGroup: eventLoopGroup,

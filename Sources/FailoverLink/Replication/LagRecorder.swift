@@ -1,5 +1,5 @@
+import Locking
 import SessionStore
-import Synchronization
 
 /// Commit-to-acknowledgement latencies: the time of each commit, matched with the ack that covers it.
 final class LagRecorder: Sendable {
@@ -9,7 +9,7 @@ final class LagRecorder: Sendable {
         var samples: [Duration] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func committed(_ sequence: UInt64, at instant: ContinuousClock.Instant) {
         state.withLock { state in

@@ -1,7 +1,7 @@
+import Locking
 import Logging
 import Metrics
 import SessionStore
-import Synchronization
 
 /// What a node's replication connections share: the store, the replication rules and where they stand
 /// (``ReplicationStateMachine``), the peer's acknowledgements and the writes waiting for them, the commit
@@ -21,8 +21,8 @@ final class ReplicationContext: Sendable {
     let configuration: FailoverNode.Configuration
     let logger: Logger
     /// The replication rules, and where the current connection stands.
-    let machine = Mutex(ReplicationStateMachine())
-    let peer: Mutex<Peer>
+    let machine = Locked(ReplicationStateMachine())
+    let peer: Locked<Peer>
     /// The peer's acknowledgements, and the `replicated` writes waiting for them.
     let acks = AckTracker()
     let lag = LagRecorder()
@@ -44,7 +44,7 @@ final class ReplicationContext: Sendable {
         self.logger = logger
         self.events = events
         commits = CommitSignal(last: store.logStatus.lastSequence)
-        peer = Mutex(Peer(id: store.logStatus.peerApplied.keys.first))
+        peer = Locked(Peer(id: store.logStatus.peerApplied.keys.first))
     }
 
     /// The failover state: the link's, unless the link is up and the peer's stream cannot be stored, or the

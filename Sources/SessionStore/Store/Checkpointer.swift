@@ -1,7 +1,7 @@
 import LMDB
+import Locking
 import Logging
 import Metrics
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +25,7 @@ final class Checkpointer: Sendable {
     private nonisolated(unsafe) var garbage: [ChangeSet] = []
     private nonisolated(unsafe) var thread: StoreThread?
     /// Why the running checkpoint is failing (it retries), until one commits.
-    let failure = Mutex<String?>(nil)
+    let failure = Locked<String?>(nil)
     private let duration = Metrics.Timer(label: "tandem_checkpoint_duration")
     private let written = Counter(label: "tandem_checkpoint_users_total")
 

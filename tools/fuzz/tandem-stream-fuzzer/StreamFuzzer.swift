@@ -1,10 +1,10 @@
 import Dispatch
 import FailoverLink
 import FuzzerDriver
+import Locking
 import Logging
 import NIOCore
 import SessionStore
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -70,7 +70,7 @@ private struct Harness: Sendable {
 }
 
 /// The harness between inputs; libFuzzer calls in on one thread, and each input takes it out and puts it back.
-private let current = Mutex<Harness?>(nil)
+private let current = Locked<Harness?>(nil)
 
 func exercise(_ bytes: UnsafeRawBufferPointer) {
     let frames = parseFrames(bytes)
@@ -712,7 +712,7 @@ private func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) ->
 }
 
 private final class ResultBox<T: Sendable>: Sendable {
-    let value = Mutex<T?>(nil)
+    let value = Locked<T?>(nil)
 }
 
 // MARK: - Entry points

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// The function called after each commit; a class, so that loading it from its lock copies a reference.
 final class CommitObserver: Sendable {
@@ -45,16 +45,16 @@ extension LogWriter {
 /// status, the digest history, and the observer it calls after each commit. Only the writer thread changes
 /// the first three.
 final class WriterShared: Sendable {
-    let identity: Mutex<StoreIdentity>
-    let status: Mutex<LogWriter.LogStatusState>
+    let identity: Locked<StoreIdentity>
+    let status: Locked<LogWriter.LogStatusState>
     /// The users table's digest after recent commits (once the digest was first computed).
-    let digests = Mutex(DigestHistory())
+    let digests = Locked(DigestHistory())
     /// Called on the writer thread after each commit that logged records, with the last sequence.
-    let commitObserver = Mutex<CommitObserver?>(nil)
+    let commitObserver = Locked<CommitObserver?>(nil)
 
     init(_ recovered: LogWriter.Recovered) {
-        identity = Mutex(recovered.identity)
-        status = Mutex(
+        identity = Locked(recovered.identity)
+        status = Locked(
             LogWriter.LogStatusState(
                 lastSequence: recovered.lastSequence,
                 checkpointSequence: recovered.checkpointSequence,
