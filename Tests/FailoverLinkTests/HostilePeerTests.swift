@@ -115,78 +115,78 @@ struct HostilePeerTests {
         "malformed, foreign, unknown and replayed frames close the connection, store nothing, and the listener still serves"
     )
     func hostileFramesAfterNegotiation() async throws {
-        let pair = try await Pair()
-        pair.silenceLimit = .seconds(10)  // the raw peer sends no heartbeats
-        let two = try await pair.start(2)
-        let address = try SocketAddress(ipAddress: "127.0.0.2", port: pair.port)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let request = StreamRequest(term: 1, history: 77, applied: .start, adoptedYouAt: 0).frame()
+        try await Pair.run { pair in
+            pair.silenceLimit = .seconds(10)  // the raw peer sends no heartbeats
+            let two = try await pair.start(2)
+            let address = try SocketAddress(ipAddress: "127.0.0.2", port: pair.port)
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let request = StreamRequest(term: 1, history: 77, applied: .start, adoptedYouAt: 0).frame()
 
-        var garbage = ByteBuffer()
-        garbage.writeInteger(UInt64(5))
-        garbage.writeBytes([0, 0, 0, 20] + (0..<20).map { _ in UInt8.random(in: 0...255) })
-        var truncatedBatch = recordsFrame(through: 1, [login(1, sequence: 1)])
-        truncatedBatch.payload.moveWriterIndex(to: truncatedBatch.payload.writerIndex - 7)
-        let hostile: [(String, Frame)] = [
-            ("garbage records", Frame(type: .records, payload: garbage)),
-            ("a batch cut short", truncatedBatch),
-            ("a record of a third device", recordsFrame(through: 1, [login(1, sequence: 1, origin: 3)])),
-            ("records out of order", recordsFrame(through: 9, [login(1, sequence: 5), login(2, sequence: 3)])),
-            (
-                "a login owned by another device",
-                {
-                    var record = login(1, sequence: 1)
-                    if case .login(var session) = record.event {
-                        session.owner = 3
-                        record.event = .login(session)
-                    }
-                    return recordsFrame(through: 1, [record])
-                }()
-            ),
-            ("an unknown frame type", Frame(type: FrameType(rawValue: 99), payload: ByteBuffer(bytes: [1, 2, 3]))),
-            ("a stream request of the wrong size", Frame(type: .streamRequest, payload: ByteBuffer(bytes: [1]))),
-        ]
-        for (name, frame) in hostile {
+            var garbage = ByteBuffer()
+            garbage.writeInteger(UInt64(5))
+            garbage.writeBytes([0, 0, 0, 20] + (0..<20).map { _ in UInt8.random(in: 0...255) })
+            var truncatedBatch = recordsFrame(through: 1, [login(1, sequence: 1)])
+            truncatedBatch.payload.moveWriterIndex(to: truncatedBatch.payload.writerIndex - 7)
+            let hostile: [(String, Frame)] = [
+                ("garbage records", Frame(type: .records, payload: garbage)),
+                ("a batch cut short", truncatedBatch),
+                ("a record of a third device", recordsFrame(through: 1, [login(1, sequence: 1, origin: 3)])),
+                ("records out of order", recordsFrame(through: 9, [login(1, sequence: 5), login(2, sequence: 3)])),
+                (
+                    "a login owned by another device",
+                    {
+                        var record = login(1, sequence: 1)
+                        if case .login(var session) = record.event {
+                            session.owner = 3
+                            record.event = .login(session)
+                        }
+                        return recordsFrame(through: 1, [record])
+                    }()
+                ),
+                ("an unknown frame type", Frame(type: FrameType(rawValue: 99), payload: ByteBuffer(bytes: [1, 2, 3]))),
+                ("a stream request of the wrong size", Frame(type: .streamRequest, payload: ByteBuffer(bytes: [1]))),
+            ]
+            for (name, frame) in hostile {
+                try await RawPeer.withConnection(to: address, group: group, secret: pair.secret) { peer in
+                    try await peer.send(request)
+                    _ = try? await peer.send(frame)
+                    #expect(await peer.closedByPeer(), "\(name): the connection stays open")
+                }
+                #expect(two.store.count == 0, "\(name): something was stored")
+                #expect(two.store.logStatus.lastSequence == 0, "\(name): something was logged")
+            }
+
+            // A valid batch is applied; the same sealed frame sent again is refused. A record of the listener's own
+            // about one of its own users (as if sent back) changes nothing.
             try await RawPeer.withConnection(to: address, group: group, secret: pair.secret) { peer in
                 try await peer.send(request)
-                _ = try? await peer.send(frame)
-                #expect(await peer.closedByPeer(), "\(name): the connection stays open")
+                let sealed = try await peer.send(
+                    recordsFrame(through: 2, [login(1, sequence: 1), login(2, sequence: 2, origin: 2)])
+                )
+                #expect(await eventually { two.store.count == 1 })
+                #expect(try two.store.session(for: pairSession(2, owner: 2).ip) == nil)
+                try await peer.sendRaw(sealed)
+                #expect(await peer.closedByPeer(), "a replayed frame was accepted")
             }
-            #expect(two.store.count == 0, "\(name): something was stored")
-            #expect(two.store.logStatus.lastSequence == 0, "\(name): something was logged")
-        }
+            #expect(two.store.count == 1)
 
-        // A valid batch is applied; the same sealed frame sent again is refused. A record of the listener's own
-        // about one of its own users (as if sent back) changes nothing.
-        try await RawPeer.withConnection(to: address, group: group, secret: pair.secret) { peer in
-            try await peer.send(request)
-            let sealed = try await peer.send(
-                recordsFrame(through: 2, [login(1, sequence: 1), login(2, sequence: 2, origin: 2)])
-            )
-            #expect(await eventually { two.store.count == 1 })
-            #expect(try two.store.session(for: pairSession(2, owner: 2).ip) == nil)
-            try await peer.sendRaw(sealed)
-            #expect(await peer.closedByPeer(), "a replayed frame was accepted")
-        }
-        #expect(two.store.count == 1)
+            // A peer without the secret never gets as far as a data frame.
+            await #expect(throws: (any Error).self) {
+                try await RawPeer.withConnection(
+                    to: address,
+                    group: group,
+                    secret: LinkSecret(bytes: "not the pair's secret at all".utf8)
+                ) { _ in }
+            }
 
-        // A peer without the secret never gets as far as a data frame.
-        await #expect(throws: (any Error).self) {
-            try await RawPeer.withConnection(
-                to: address,
-                group: group,
-                secret: LinkSecret(bytes: "not the pair's secret at all".utf8)
-            ) { _ in }
+            // The listener still serves the real device 1, which replicates with it. Device 2's position in device
+            // 1's stream belongs to another history of its log (the impostor's), so its copy of device 1's users
+            // is rebuilt from a snapshot.
+            let one = try await pair.start(1)
+            try await one.login(pairSession(7, owner: 1), writeConcern: .replicated())
+            #expect(try two.store.session(for: pairSession(7, owner: 1).ip) != nil)
+            #expect(await pair.converged())
+            try await group.shutdownGracefully()
         }
-
-        // The listener still serves the real device 1, which replicates with it. Device 2's position in device
-        // 1's stream belongs to another history of its log (the impostor's), so its copy of device 1's users
-        // is rebuilt from a snapshot.
-        let one = try await pair.start(1)
-        try await one.login(pairSession(7, owner: 1), writeConcern: .replicated())
-        #expect(try two.store.session(for: pairSession(7, owner: 1).ip) != nil)
-        #expect(await pair.converged())
-        try await group.shutdownGracefully()
-        await pair.tearDown()
     }
 }

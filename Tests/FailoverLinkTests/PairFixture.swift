@@ -153,3 +153,19 @@ final class Pair: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
+
+extension Pair {
+    /// Runs `body` with a new pair, and tears the pair down after it (its nodes stopped, its stores closed, its
+    /// directory removed), also when `body` throws, as a failed `#require` does.
+    static func run<T>(_ body: (Pair) async throws -> T) async throws -> T {
+        let pair = try await Pair()
+        do {
+            let result = try await body(pair)
+            await pair.tearDown()
+            return result
+        } catch {
+            await pair.tearDown()
+            throw error
+        }
+    }
+}

@@ -34,51 +34,51 @@ struct ServiceTests {
         .timeLimit(.minutes(1))
     )
     func gracefulShutdownClosesTheLink() async throws {
-        let pair = try await Pair()
-        // A peer that only fell silent would not be noticed within this test: a change of state can only come
-        // from the connection closing.
-        pair.silenceLimit = .seconds(60)
-        let one = try pair.makeNode(1)
-        let two = try pair.makeNode(2)
-        let changes = Recorder(one.link.stateChanges)
-        let logger = Logger(label: "test.services")
-        let groupOne = ServiceGroup(services: [one], logger: logger)
-        let groupTwo = ServiceGroup(services: [two], logger: logger)
-        let runningOne = Task { try await groupOne.run() }
-        let runningTwo = Task { try await groupTwo.run() }
+        try await Pair.run { pair in
+            // A peer that only fell silent would not be noticed within this test: a change of state can only come
+            // from the connection closing.
+            pair.silenceLimit = .seconds(60)
+            let one = try pair.makeNode(1)
+            let two = try pair.makeNode(2)
+            let changes = Recorder(one.link.stateChanges)
+            let logger = Logger(label: "test.services")
+            let groupOne = ServiceGroup(services: [one], logger: logger)
+            let groupTwo = ServiceGroup(services: [two], logger: logger)
+            let runningOne = Task { try await groupOne.run() }
+            let runningTwo = Task { try await groupTwo.run() }
 
-        #expect(
-            await eventually(within: .seconds(20)) {
-                one.status.state == .synchronization && two.status.state == .synchronization
+            #expect(
+                await eventually(within: .seconds(20)) {
+                    one.status.state == .synchronization && two.status.state == .synchronization
+                }
+            )
+            try await one.login(pairSession(1, owner: 1), writeConcern: .replicated(timeout: .seconds(5)))
+            #expect(try two.store.session(for: pairSession(1, owner: 1).ip) != nil)
+            let recordedBefore = changes.recorded.count
+
+            await groupTwo.triggerGracefulShutdown()
+            try await runningTwo.value
+            // The node ended its streams, and left its store open for its owner.
+            for await _ in two.events {}
+            try await two.store.login(pairSession(2, owner: 2))
+            #expect(try two.store.session(for: pairSession(2, owner: 2).ip) != nil)
+
+            #expect(await eventually(within: .seconds(5)) { one.link.state == .independence(.noPeer) })
+            #expect(one.status.state == .independence(.noPeer))
+            let after = changes.recorded.dropFirst(recordedBefore)
+            #expect(after.contains(.independence(.noPeer)))
+            for state in after {
+                if case .independence(let reason) = state {
+                    #expect(reason == .noPeer, "the peer's close was seen as \(reason)")
+                }
             }
-        )
-        try await one.login(pairSession(1, owner: 1), writeConcern: .replicated(timeout: .seconds(5)))
-        #expect(try two.store.session(for: pairSession(1, owner: 1).ip) != nil)
-        let recordedBefore = changes.recorded.count
 
-        await groupTwo.triggerGracefulShutdown()
-        try await runningTwo.value
-        // The node ended its streams, and left its store open for its owner.
-        for await _ in two.events {}
-        try await two.store.login(pairSession(2, owner: 2))
-        #expect(try two.store.session(for: pairSession(2, owner: 2).ip) != nil)
-
-        #expect(await eventually(within: .seconds(5)) { one.link.state == .independence(.noPeer) })
-        #expect(one.status.state == .independence(.noPeer))
-        let after = changes.recorded.dropFirst(recordedBefore)
-        #expect(after.contains(.independence(.noPeer)))
-        for state in after {
-            if case .independence(let reason) = state {
-                #expect(reason == .noPeer, "the peer's close was seen as \(reason)")
-            }
+            await groupOne.triggerGracefulShutdown()
+            try await runningOne.value
+            await changes.waitUntilEnded()
+            await one.store.close()
+            await two.store.close()
         }
-
-        await groupOne.triggerGracefulShutdown()
-        try await runningOne.value
-        await changes.waitUntilEnded()
-        await one.store.close()
-        await two.store.close()
-        await pair.tearDown()
     }
 
     @Test("a link given an event loop group leaves it running when it shuts down", .timeLimit(.minutes(1)))

@@ -88,14 +88,16 @@ final class NodeChild: @unchecked Sendable {
 
 @Suite("Two device processes over loopback", .serialized)
 struct TwoProcessTests {
-    /// A pair's directory with the secret file both processes read.
-    static func pairWithSecret() async throws -> Pair {
-        let pair = try await Pair()
-        _ = FileManager.default.createFile(
-            atPath: pair.directory + "/secret",
-            contents: Data("a secret of the pair, 32 bytes!!".utf8)
-        )
-        return pair
+    /// Runs `body` with a pair's directory holding the secret file both processes read, and tears the pair
+    /// down after it, also when it throws.
+    static func withPairAndSecret(_ body: (Pair) async throws -> Void) async throws {
+        try await Pair.run { pair in
+            _ = FileManager.default.createFile(
+                atPath: pair.directory + "/secret",
+                contents: Data("a secret of the pair, 32 bytes!!".utf8)
+            )
+            try await body(pair)
+        }
     }
 
     /// Whether both processes report synchronization within 30 s.
@@ -111,139 +113,148 @@ struct TwoProcessTests {
         "SIGKILL of the active device during a login storm: every login acknowledged as replicated is on the promoted standby"
     )
     func sigkillDuringReplicatedStorm() async throws {
-        let pair = try await Self.pairWithSecret()
-        let active = try NodeChild(id: 1, pair: pair)
-        let standby = try NodeChild(id: 2, pair: pair)
-        defer {
+        try await Self.withPairAndSecret { pair in
+            let active = try NodeChild(id: 1, pair: pair)
+            let standby = try NodeChild(id: 2, pair: pair)
+            defer {
+                active.kill()
+                standby.kill()
+            }
+            try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
+            try active.send("storm 0 1000000 replicated 64")
+            #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 5_000 })
             active.kill()
-            standby.kill()
-        }
-        try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
-        try active.send("storm 0 1000000 replicated 64")
-        #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 5_000 })
-        active.kill()
-        let acknowledged = active.acknowledged
-        #expect(active.process.terminationReason == .uncaughtSignal)
+            let acknowledged = active.acknowledged
+            #expect(active.process.terminationReason == .uncaughtSignal)
 
-        try standby.send("promote")
-        #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
-        let promoted = try #require(standby.lastLine(startingWith: "promoted"))
-        #expect(promoted.contains("term=2"))
-        try standby.send("quit")
-        standby.process.waitUntilExit()
-        #expect(standby.process.terminationStatus == 0)
+            try standby.send("promote")
+            #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
+            let promoted = try #require(standby.lastLine(startingWith: "promoted"))
+            #expect(promoted.contains("term=2"))
+            try standby.send("quit")
+            standby.process.waitUntilExit()
+            #expect(standby.process.terminationStatus == 0)
 
-        let store = try SessionStore.open(at: pair.path(2), configuration: .init(deviceID: 2, portalGroup: "campus"))
-        var missing = 0
-        for number in acknowledged
-        where try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number))) == nil {
-            missing += 1
+            let store = try SessionStore.open(
+                at: pair.path(2),
+                configuration: .init(deviceID: 2, portalGroup: "campus")
+            )
+            var missing = 0
+            for number in acknowledged
+            where try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number))) == nil {
+                missing += 1
+            }
+            #expect(missing == 0, "logins acknowledged as replicated are missing on the promoted device")
+            #expect(store.count >= acknowledged.count)
+            // Device 2 owns them in effect now.
+            let one = try #require(try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(acknowledged.first!))))
+            #expect(store.effectiveOwner(of: one) == 2)
+            await store.close()
         }
-        #expect(missing == 0, "logins acknowledged as replicated are missing on the promoted device")
-        #expect(store.count >= acknowledged.count)
-        // Device 2 owns them in effect now.
-        let one = try #require(try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(acknowledged.first!))))
-        #expect(store.effectiveOwner(of: one) == 2)
-        await store.close()
-        await pair.tearDown()
     }
 
     @Test(
         "the killed active restarted at once after the failover: both devices hold every acknowledged login and none of the users logged out"
     )
     func quickRestartAfterFailover() async throws {
-        let pair = try await Self.pairWithSecret()
-        var active = try NodeChild(id: 1, pair: pair)
-        let standby = try NodeChild(id: 2, pair: pair)
-        defer {
-            active.kill()
-            standby.kill()
-        }
-        try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
-        // Logins and logouts run concurrently on the node, each answered with its user's number.
-        let first = active
-        let logins = Thread {
-            for number in 0..<100_000 { try? first.send("login \(number) replicated") }
-        }
-        logins.start()
-        #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 3_000 })
-        // Some of the acknowledged users log out just before the active device dies.
-        let leaving = Set(active.acknowledged.sorted().prefix(300))
-        for number in leaving.sorted() { try active.send("logout \(number) user replicated") }
-        #expect(await eventually(within: .seconds(30)) { active.loggedOut.count >= 100 })
-        active.kill()
-        let acknowledged = active.acknowledged
-        let loggedOut = active.loggedOut
-
-        try standby.send("promote")
-        #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
-        // Restarted at once, as a supervisor would: it steps down and recovers from the promoted device.
-        active = try NodeChild(id: 1, pair: pair)
-        try #require(await Self.synchronized(active, standby), "the pair did not return to synchronization")
-        try active.send("quit")
-        try standby.send("quit")
-        active.process.waitUntilExit()
-        standby.process.waitUntilExit()
-
-        for id: UInt8 in [1, 2] {
-            let online = Set(try StoreReader(path: pair.path(id)).onlineSessions().map(\.ip))
-            let missing = acknowledged.subtracting(leaving).filter {
-                !online.contains(IPAddress(ipv4: 0x0A00_0000 | UInt32($0)))
+        try await Self.withPairAndSecret { pair in
+            var active = try NodeChild(id: 1, pair: pair)
+            let standby = try NodeChild(id: 2, pair: pair)
+            defer {
+                active.kill()
+                standby.kill()
             }
-            #expect(missing.isEmpty, "device \(id) lacks \(missing.count) acknowledged logins")
-            let back = loggedOut.filter { online.contains(IPAddress(ipv4: 0x0A00_0000 | UInt32($0))) }
-            #expect(back.isEmpty, "\(back.count) logged-out users are online on device \(id)")
+            try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
+            // Logins and logouts run concurrently on the node, each answered with its user's number.
+            let first = active
+            let logins = Thread {
+                for number in 0..<100_000 { try? first.send("login \(number) replicated") }
+            }
+            logins.start()
+            #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 3_000 })
+            // Some of the acknowledged users log out just before the active device dies.
+            let leaving = Set(active.acknowledged.sorted().prefix(300))
+            for number in leaving.sorted() { try active.send("logout \(number) user replicated") }
+            #expect(await eventually(within: .seconds(30)) { active.loggedOut.count >= 100 })
+            active.kill()
+            let acknowledged = active.acknowledged
+            let loggedOut = active.loggedOut
+
+            try standby.send("promote")
+            #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
+            // Restarted at once, as a supervisor would: it steps down and recovers from the promoted device.
+            active = try NodeChild(id: 1, pair: pair)
+            try #require(await Self.synchronized(active, standby), "the pair did not return to synchronization")
+            try active.send("quit")
+            try standby.send("quit")
+            active.process.waitUntilExit()
+            standby.process.waitUntilExit()
+
+            for id: UInt8 in [1, 2] {
+                let online = Set(try StoreReader(path: pair.path(id)).onlineSessions().map(\.ip))
+                let missing = acknowledged.subtracting(leaving).filter {
+                    !online.contains(IPAddress(ipv4: 0x0A00_0000 | UInt32($0)))
+                }
+                #expect(missing.isEmpty, "device \(id) lacks \(missing.count) acknowledged logins")
+                let back = loggedOut.filter { online.contains(IPAddress(ipv4: 0x0A00_0000 | UInt32($0))) }
+                #expect(back.isEmpty, "\(back.count) logged-out users are online on device \(id)")
+            }
         }
-        await pair.tearDown()
     }
 
     @Test(
         "SIGTERM during a replicated login storm: the device closes the link (its peer goes to independence because the connection closed), closes its store and exits 0; the store reopens with every acknowledged login"
     )
     func sigtermClosesCleanly() async throws {
-        let pair = try await Self.pairWithSecret()
-        let active = try NodeChild(id: 1, pair: pair)
-        let standby = try NodeChild(id: 2, pair: pair)
-        defer {
-            active.kill()
-            standby.kill()
-        }
-        try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
-        try active.send("storm 0 1000000 replicated 64")
-        #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 2_000 })
-
-        let statesBefore = standby.lines(startingWith: "state").count
-        Foundation.kill(active.process.processIdentifier, SIGTERM)
-        #expect(await eventually(within: .seconds(30)) { !active.process.isRunning })
-        active.process.waitUntilExit()
-        #expect(active.process.terminationReason == .exit)
-        #expect(active.process.terminationStatus == 0)
-        #expect(active.lastLine(startingWith: "closed") != nil)
-        let acknowledged = active.acknowledged
-
-        // The peer saw the connection close: no link to the peer, never a link lost (silence or a reset).
-        #expect(
-            await eventually {
-                standby.lastLine(startingWith: "state")?.contains("independence_(no_link_to_the_peer)") == true
+        try await Self.withPairAndSecret { pair in
+            let active = try NodeChild(id: 1, pair: pair)
+            let standby = try NodeChild(id: 2, pair: pair)
+            defer {
+                active.kill()
+                standby.kill()
             }
-        )
-        let states = standby.lines(startingWith: "state").dropFirst(statesBefore)
-        #expect(states.allSatisfy { !$0.contains("link_lost") }, "the standby saw: \(Array(states))")
-        try standby.send("quit")
-        standby.process.waitUntilExit()
-        #expect(standby.process.terminationStatus == 0)
+            try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
+            try active.send("storm 0 1000000 replicated 64")
+            #expect(await eventually(within: .seconds(60)) { active.acknowledged.count >= 2_000 })
 
-        // The store was closed with a checkpoint of everything, and holds every acknowledged login.
-        let positions = try StoreReader(path: pair.path(1)).positions()
-        #expect(positions.checkpointSequence == positions.lastSequence)
-        let store = try SessionStore.open(at: pair.path(1), configuration: .init(deviceID: 1, portalGroup: "campus"))
-        var missing = 0
-        for number in acknowledged
-        where try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number))) == nil {
-            missing += 1
+            let statesBefore = standby.lines(startingWith: "state").count
+            Foundation.kill(active.process.processIdentifier, SIGTERM)
+            #expect(await eventually(within: .seconds(30)) { !active.process.isRunning })
+            active.process.waitUntilExit()
+            #expect(active.process.terminationReason == .exit)
+            #expect(active.process.terminationStatus == 0)
+            #expect(active.lastLine(startingWith: "closed") != nil)
+            let acknowledged = active.acknowledged
+
+            // The peer saw the connection close: no link to the peer, never a link lost (silence or a reset).
+            #expect(
+                await eventually {
+                    standby.lastLine(startingWith: "state")?.contains("independence_(no_link_to_the_peer)") == true
+                }
+            )
+            let states = standby.lines(startingWith: "state").dropFirst(statesBefore)
+            #expect(states.allSatisfy { !$0.contains("link_lost") }, "the standby saw: \(Array(states))")
+            try standby.send("quit")
+            standby.process.waitUntilExit()
+            #expect(standby.process.terminationStatus == 0)
+
+            // The store was closed with a checkpoint of everything, and holds every acknowledged login.
+            let positions = try StoreReader(path: pair.path(1)).positions()
+            #expect(positions.checkpointSequence == positions.lastSequence)
+            let store = try SessionStore.open(
+                at: pair.path(1),
+                configuration: .init(deviceID: 1, portalGroup: "campus")
+            )
+            var missing = 0
+            for number in acknowledged
+            where try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number))) == nil {
+                missing += 1
+            }
+            #expect(
+                missing == 0,
+                "\(missing) of \(acknowledged.count) acknowledged logins are missing after the restart"
+            )
+            await store.close()
         }
-        #expect(missing == 0, "\(missing) of \(acknowledged.count) acknowledged logins are missing after the restart")
-        await store.close()
-        await pair.tearDown()
     }
 }
