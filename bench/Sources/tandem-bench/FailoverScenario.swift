@@ -77,15 +77,13 @@ struct FailoverScenario: AsyncParsableCommand {
 
         // Full sync of a fresh standby.
         progress("full sync of a fresh device 2")
-        var started = nanosecondsNow()
-        let syncCPU = cpuSeconds()
+        var phase = PhaseClock()
         let two = try Device(id: 2, directory: directory, port: port, checkpointInterval: checkpointInterval)
         try await two.node.start()
         while two.store.count < users { try await Task.sleep(for: .milliseconds(2)) }
-        let fullSync = seconds(since: started)
-        report.add("full_sync_s", fullSync)
-        report.add("full_sync_users_per_s", Double(users) / fullSync)
-        report.add("full_sync_cpu_s", cpuSeconds() - syncCPU)
+        report.add("full_sync_s", phase.seconds)
+        report.add("full_sync_cpu_s", phase.cpu)
+        report.addPhase("full_sync_users", events: users, clock: phase, unit: "user")
         while two.node.status.appliedFromPeer < one.store.logStatus.lastSequence {
             try await Task.sleep(for: .milliseconds(5))
         }
@@ -103,6 +101,7 @@ struct FailoverScenario: AsyncParsableCommand {
         let ticks = Int(lagSeconds / tick)
         let clock = ContinuousClock()
         let begin = clock.now
+        phase = PhaseClock()
         let store1 = one.store
         // Each tick's writes run as their own task, so that a slow commit does not lower the rate.
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -131,16 +130,16 @@ struct FailoverScenario: AsyncParsableCommand {
             )
         }
         report.add("lag_events_per_s", Double(ticks * perTick * 2) / lagElapsed.inSeconds)
+        report.add("lag_cpu_us_per_event", phase.cpuMicroseconds(per: ticks * perTick * 2))
         report.add("lag_p50_ms", lags.milliseconds(atPercentile: 50))
         report.add("lag_p99_ms", lags.milliseconds(atPercentile: 99))
         report.add("lag_p999_ms", lags.milliseconds(atPercentile: 99.9))
 
         // Replicated logins, one per call and batched.
-        let cpu = cpuSeconds()
+        phase = PhaseClock()
         progress("replicated logins: \(replicatedLogins) from \(concurrency) callers")
         let counter = Atomic<Int>(next)
         let end = next + replicatedLogins
-        started = nanosecondsNow()
         let node = one.node
         var latencies = try await runCallers(concurrency) { _, latencies in
             while true {
@@ -151,10 +150,8 @@ struct FailoverScenario: AsyncParsableCommand {
                 latencies.record(nanosecondsNow() - call)
             }
         }
-        var elapsed = seconds(since: started)
-        report.add("replicated_logins_per_s", Double(replicatedLogins) / elapsed)
+        report.addPhase("replicated_logins", events: replicatedLogins, clock: phase, unit: "login")
         report.add("replicated_login_p99_ms", latencies.milliseconds(atPercentile: 99))
-        report.add("replicated_cpu_us_per_login", (cpuSeconds() - cpu) / Double(replicatedLogins) * 1e6)
         let batchFirst = end
         let batchEnd = batchFirst + replicatedLogins
         let batchCounter = Atomic<Int>(batchFirst)
@@ -162,7 +159,7 @@ struct FailoverScenario: AsyncParsableCommand {
         progress(
             "replicated logins: \(replicatedLogins), \(perCall) per call from \(max(1, concurrency / perCall)) callers"
         )
-        started = nanosecondsNow()
+        phase = PhaseClock()
         latencies = try await runCallers(max(1, concurrency / perCall)) { _, latencies in
             while true {
                 let first = batchCounter.wrappingAdd(perCall, ordering: .relaxed).oldValue
@@ -173,8 +170,7 @@ struct FailoverScenario: AsyncParsableCommand {
                 latencies.record(nanosecondsNow() - call, count: sessions.count)
             }
         }
-        elapsed = seconds(since: started)
-        report.add("replicated_batched_logins_per_s", Double(replicatedLogins) / elapsed)
+        report.addPhase("replicated_batched_logins", events: replicatedLogins, clock: phase, unit: "login")
         report.add("replicated_batch", perCall)
 
         // Promotion.
@@ -192,11 +188,13 @@ struct FailoverScenario: AsyncParsableCommand {
             }
             return count
         }
+        phase = PhaseClock()
         let promotion = try await two.node.promote()
         let handedOver = await handover.value
         report.add("promote_ready_ms", promotion.readyAfter.inSeconds * 1000)
         report.add("taken_over", promotion.takenOver)
         report.add("handover_users_per_s", Double(handedOver) / promotion.handoverAfter.inSeconds)
+        report.add("handover_cpu_us_per_user", phase.cpuMicroseconds(per: handedOver))
         var found = 0
         for number in stride(from: users, to: end, by: 97)
         where try two.store.session(for: BenchSession.address(number)) != nil {
@@ -254,14 +252,6 @@ final class Device: Sendable {
         await node.shutdown()
         await store.close()
     }
-}
-
-/// The CPU time this process has used, user and system, in seconds.
-func cpuSeconds() -> Double {
-    var usage = rusage()
-    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
 /// A free TCP port on 127.0.0.2.

@@ -56,17 +56,17 @@ struct InspectScenario: AsyncParsableCommand {
         let reader = try StoreReader(path: directory)
         progress("dump --json to /dev/null")
         let sink = FileHandle(forWritingAtPath: "/dev/null")!
-        var started = nanosecondsNow()
+        var phase = PhaseClock()
         let dumped = try dumpLog(reader, filter: LogFilter(), json: true) { sink.write(Data($0)) }
-        let dumpSeconds = seconds(since: started)
         report.add("dump_events", dumped)
-        report.add("dump_events_per_s", Double(dumped) / dumpSeconds)
+        report.addPhase("dump_events", events: dumped, clock: phase)
 
         progress("verify")
-        started = nanosecondsNow()
+        phase = PhaseClock()
         let verification = try verifyStore(reader)
-        report.add("verify_s", seconds(since: started))
+        report.add("verify_s", phase.seconds)
         report.add("verify_records", verification.records)
+        report.add("verify_cpu_us_per_record", phase.cpuMicroseconds(per: verification.records))
         report.add("verify_problems", verification.problems.count)
         report.add("verify_full_replay", verification.fullReplay ? "yes" : "no")
         report.add("peak_rss_mib", peakRSSMiB())

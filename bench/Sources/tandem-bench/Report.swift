@@ -79,3 +79,42 @@ func statusMiB(_ field: String) -> Double {
 func nanosecondsNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 func seconds(since start: UInt64) -> Double { Double(nanosecondsNow() - start) / 1e9 }
+
+/// A phase's start on the wall clock and in this process's CPU time (user and system, every thread), for its
+/// rate and for what it cost: CPU time per event says what the code costs even when something else shares the
+/// machine, which a rate does not.
+struct PhaseClock {
+    let startedAt = nanosecondsNow()
+    let cpuAtStart = cpuSeconds()
+
+    /// Wall-clock seconds since the phase began.
+    var seconds: Double { Double(nanosecondsNow() - startedAt) / 1e9 }
+
+    /// CPU seconds this process used since the phase began.
+    var cpu: Double { cpuSeconds() - cpuAtStart }
+
+    /// CPU microseconds per event of the phase.
+    func cpuMicroseconds(per events: Int) -> Double { cpu / Double(max(events, 1)) * 1e6 }
+}
+
+extension Report {
+    /// Adds the rate of a phase of `events` events, `<name>_per_s`, and its CPU time per event: for
+    /// `login_events` they are `login_events_per_s` and `login_cpu_us_per_event`, for `replicated_logins` of
+    /// unit `login` they are `replicated_logins_per_s` and `replicated_cpu_us_per_login`.
+    mutating func addPhase(_ name: String, events: Int, clock: PhaseClock, unit: String = "event") {
+        let seconds = clock.seconds
+        let cpu = clock.cpuMicroseconds(per: events)
+        add("\(name)_per_s", Double(events) / seconds)
+        let plural = "_\(unit)s"
+        let stem = name.hasSuffix(plural) ? String(name.dropLast(plural.count)) : name
+        add("\(stem)_cpu_us_per_\(unit)", cpu)
+    }
+}
+
+/// The CPU time this process has used, user and system, in seconds.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}

@@ -74,7 +74,7 @@ struct StoreScenario: AsyncParsableCommand {
         let next = Atomic<Int>(0)
         let total = users
         let first = store
-        var started = nanosecondsNow()
+        var phase = PhaseClock()
         var latencies = try await runCallers(callers) { caller, latencies in
             while true {
                 let number = next.wrappingAdd(perCall, ordering: .relaxed).oldValue
@@ -93,8 +93,8 @@ struct StoreScenario: AsyncParsableCommand {
                 }
             }
         }
-        let loginSeconds = seconds(since: started)
-        report.add("login_events_per_s", Double(users) / loginSeconds)
+        report.addPhase("login_events", events: users, clock: phase)
+        var phasesCPU = phase.cpu
         report.add("login_commit_p99_ms", latencies.milliseconds(atPercentile: 99))
 
         // Size after compaction, then reopen.
@@ -108,7 +108,7 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("disk_bytes_per_user", Double(compacted) / Double(max(users, 1)))
         report.add("disk_bytes_live", store.diskUsage.totalBytes)
         await store.close()
-        started = nanosecondsNow()
+        let started = nanosecondsNow()
         store = try SessionStore.open(at: directory, configuration: configuration)
         _ = try store.session(for: BenchSession.address(total / 2))
         report.add("reopen_ms", seconds(since: started) * 1000)
@@ -121,7 +121,7 @@ struct StoreScenario: AsyncParsableCommand {
         progress("churn: \(churnTotal) events at \(users) online")
         let reopened = store
         let steps = churnTotal / 2
-        started = nanosecondsNow()
+        phase = PhaseClock()
         latencies = try await runCallers(callers) { caller, latencies in
             var random = SystemRandomNumberGenerator()
             var mine = Array(stride(from: caller, to: total, by: callers))
@@ -164,8 +164,8 @@ struct StoreScenario: AsyncParsableCommand {
             }
             churned.withLock { $0[caller] = mine }
         }
-        let churnSeconds = seconds(since: started)
-        report.add("churn_events_per_s", Double(steps * 2) / churnSeconds)
+        report.addPhase("churn_events", events: steps * 2, clock: phase)
+        phasesCPU += phase.cpu
         report.add("commit_p50_ms", latencies.milliseconds(atPercentile: 50))
         report.add("commit_p99_ms", latencies.milliseconds(atPercentile: 99))
         report.add("commit_p999_ms", latencies.milliseconds(atPercentile: 99.9))
@@ -177,7 +177,7 @@ struct StoreScenario: AsyncParsableCommand {
         // Logout: everyone.
         progress("logout: \(store.count) users")
         let online = store.count
-        started = nanosecondsNow()
+        phase = PhaseClock()
         latencies = try await runCallers(callers) { caller, latencies in
             let mine = churned.withLock({ $0[caller] ?? [] })
             if perCall == 1 {
@@ -198,7 +198,9 @@ struct StoreScenario: AsyncParsableCommand {
                 }
             }
         }
-        report.add("logout_events_per_s", Double(online) / seconds(since: started))
+        report.addPhase("logout_events", events: online, clock: phase)
+        phasesCPU += phase.cpu
+        report.add("cpu_us_per_event", phasesCPU / Double(max(users + steps * 2 + online, 1)) * 1e6)
         report.add("users_left", store.count)
         await store.close()
         report.print(json: json)
