@@ -382,6 +382,22 @@ struct ReplicationStateMachineTests {
         return history
     }
 
+    /// Compares the peer's point of digest `value` with ``digests`` on `machine`.
+    static func compare(
+        _ machine: inout ReplicationStateMachine,
+        value: UInt64,
+        installing: Bool = false,
+        at now: ContinuousClock.Instant = t0
+    ) -> ReplicationStateMachine.ComparisonAction {
+        machine.compare(
+            peerPoint(value: value),
+            history: digests,
+            logHistory: history,
+            installing: installing,
+            now: now
+        )
+    }
+
     static func peerPoint(value: UInt64) -> DigestMessage {
         DigestMessage(through: 40, appliedOfYou: 60, appliedHistoryOfYou: history, value: value, installedOfYou: 0)
     }
@@ -393,63 +409,27 @@ struct ReplicationStateMachineTests {
         var (machine, _) = Self.streaming()
         #expect(machine.digestRequestDelay(now: Self.t0, interval: .seconds(1)) == nil)
         #expect(machine.digestRequestDelay(now: Self.t0, interval: .seconds(1)) != nil)
-        let equal = machine.compare(
-            Self.peerPoint(value: 7),
-            history: Self.digests,
-            logHistory: Self.history,
-            installing: false,
-            now: Self.t0
-        )
+        let equal = Self.compare(&machine, value: 7)
         #expect(equal == .match(DigestMatchMessage(atYour: 40, through: 60, installedOfYou: 0), synchronized: true))
         #expect(machine.catchUp(installing: false) == nil)
         #expect(machine.catchUp(installing: true) == .receivingSnapshot)
-        let again = machine.compare(
-            Self.peerPoint(value: 7),
-            history: Self.digests,
-            logHistory: Self.history,
-            installing: false,
-            now: Self.t0
-        )
+        let again = Self.compare(&machine, value: 7)
         #expect(again == .match(DigestMatchMessage(atYour: 40, through: 60, installedOfYou: 0), synchronized: false))
         #expect(
-            machine.compare(
-                Self.peerPoint(value: 7),
-                history: Self.digests,
-                logHistory: Self.history,
-                installing: true,
-                now: Self.t0
-            ) == .nothing
+            Self.compare(&machine, value: 7, installing: true) == .nothing
         )
         #expect(machine.digestsCompared == 2)
 
-        let differ = machine.compare(
-            Self.peerPoint(value: 8),
-            history: Self.digests,
-            logHistory: Self.history,
-            installing: false,
-            now: Self.t0
-        )
+        let differ = Self.compare(&machine, value: 8)
         #expect(differ == .mismatch(Self.point(through: 60), resync: true))
         #expect(machine.catchUp(installing: false) == .comparingDigests)
         let soon = Self.t0.advanced(by: .seconds(4))
         #expect(
-            machine.compare(
-                Self.peerPoint(value: 8),
-                history: Self.digests,
-                logHistory: Self.history,
-                installing: false,
-                now: soon
-            ) == .mismatch(Self.point(through: 60), resync: false)
+            Self.compare(&machine, value: 8, at: soon) == .mismatch(Self.point(through: 60), resync: false)
         )
         let later = Self.t0.advanced(by: .seconds(5))
         #expect(
-            machine.compare(
-                Self.peerPoint(value: 8),
-                history: Self.digests,
-                logHistory: Self.history,
-                installing: false,
-                now: later
-            ) == .mismatch(Self.point(through: 60), resync: true)
+            Self.compare(&machine, value: 8, at: later) == .mismatch(Self.point(through: 60), resync: true)
         )
         #expect(machine.digestMismatches == 3)
         #expect(machine.digestsCompared == 5)
@@ -458,13 +438,7 @@ struct ReplicationStateMachineTests {
     @Test("without a running connection nothing is known of the tables, whatever the last one found")
     func connectionEnds() {
         var (machine, _) = Self.streaming()
-        _ = machine.compare(
-            Self.peerPoint(value: 7),
-            history: Self.digests,
-            logHistory: Self.history,
-            installing: false,
-            now: Self.t0
-        )
+        _ = Self.compare(&machine, value: 7)
         #expect(machine.catchUp(installing: false) == nil)
         let id = machine.connectionID
         machine.connectionEnded(id + 1)  // not the current one

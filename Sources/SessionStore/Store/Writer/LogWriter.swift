@@ -561,6 +561,47 @@ final class LogWriter: @unchecked Sendable {
         peer: DeviceID,
         holdName: String
     ) -> Result<Demotion, SessionStoreError> {
+        wipe(term: newTerm, keepThrough: keepThrough, peers: { _ in [peer] }).map { wipe in
+            logger.warning(
+                "demoted: the store was emptied to resynchronize from the peer",
+                metadata: [
+                    "tandem.term": "\(newTerm)", "tandem.discarded_events": "\(wipe.discarded)",
+                    "tandem.logouts_logged_again": "\(wipe.logoutsLoggedAgain)",
+                ]
+            )
+            return Demotion(
+                lastDiscarded: wipe.through,
+                discardedEvents: wipe.discarded,
+                logoutsLoggedAgain: wipe.logoutsLoggedAgain
+            )
+        }
+    }
+
+    /// Repairs a store whose users table or log is damaged: it is emptied like a demoted one (but keeps its
+    /// term), and recovers its users from the peer.
+    private func repairDamage() -> Result<Wipe, SessionStoreError> {
+        let currentTerm = shared.identity.withLock { $0.term }
+        return wipe(term: currentTerm, keepThrough: 0) { state in
+            Array(Set(state.appliedPeers).union(Wipe.knownPeers(files)))
+        }.map { wipe in
+            logger.error(
+                "the store was damaged: it was emptied, and recovers this device's users from the peer",
+                metadata: [
+                    "tandem.logouts_logged_again": "\(wipe.logoutsLoggedAgain)",
+                    "tandem.unreadable_records": "\(wipe.unreadable)",
+                ]
+            )
+            return wipe
+        }
+    }
+
+    /// Empties the store once no checkpoint runs (see ``Wipe``), at `term`, keeping this device's events
+    /// through `keepThrough`, marked as recovering from the `peers` it returns, and takes what it left.
+    private func wipe(
+        term: UInt32,
+        keepThrough: UInt64,
+        peers: (WriterState) -> [DeviceID]
+    ) -> Result<Wipe, SessionStoreError> {
         guard waitForCheckpoints() else { return .failure(SessionStoreError(.closed)) }
         let me = shared.identity.withLock { $0.deviceID }
         let wipe: Wipe
@@ -568,60 +609,16 @@ final class LogWriter: @unchecked Sendable {
             wipe = try Wipe.perform(
                 files: files,
                 me: me,
-                term: newTerm,
+                term: term,
                 keepThrough: keepThrough,
                 lastSequence: state.lastSequence,
-                peers: [peer]
+                peers: peers(state)
             )
         } catch {
             return .failure(error)
         }
-        state.adopt(wipe, term: newTerm)
+        state.adopt(wipe, term: term)
         droppedHolds.removeAll()
-        logger.warning(
-            "demoted: the store was emptied to resynchronize from the peer",
-            metadata: [
-                "tandem.term": "\(newTerm)", "tandem.discarded_events": "\(wipe.discarded)",
-                "tandem.logouts_logged_again": "\(wipe.logoutsLoggedAgain)",
-            ]
-        )
-        return .success(
-            Demotion(
-                lastDiscarded: wipe.through,
-                discardedEvents: wipe.discarded,
-                logoutsLoggedAgain: wipe.logoutsLoggedAgain
-            )
-        )
-    }
-
-    /// Repairs a store whose users table or log is damaged: it is emptied like a demoted one (but keeps its
-    /// term), and recovers its users from the peer.
-    private func repairDamage() -> Result<Wipe, SessionStoreError> {
-        guard waitForCheckpoints() else { return .failure(SessionStoreError(.closed)) }
-        let (me, currentTerm) = shared.identity.withLock { ($0.deviceID, $0.term) }
-        let peers = Array(Set(state.appliedPeers).union(Wipe.knownPeers(files)))
-        let wipe: Wipe
-        do {
-            wipe = try Wipe.perform(
-                files: files,
-                me: me,
-                term: currentTerm,
-                keepThrough: 0,
-                lastSequence: state.lastSequence,
-                peers: peers
-            )
-        } catch {
-            return .failure(error)
-        }
-        state.adopt(wipe, term: currentTerm)
-        droppedHolds.removeAll()
-        logger.error(
-            "the store was damaged: it was emptied, and recovers this device's users from the peer",
-            metadata: [
-                "tandem.logouts_logged_again": "\(wipe.logoutsLoggedAgain)",
-                "tandem.unreadable_records": "\(wipe.unreadable)",
-            ]
-        )
         return .success(wipe)
     }
 }
