@@ -5,9 +5,38 @@ import Synchronization
 struct NodeLine: Sendable {
     var type: String
     var fields: [String: String]
+    /// When the line was read.
     var at: ContinuousClock.Instant
 
     subscript(key: String) -> String? { fields[key] }
+
+    /// When the device reported it (its `at_ns`, on the machine's monotonic clock), for `state` and `event`
+    /// lines; otherwise when it was read. On a loaded machine a line can be read well after it was written.
+    var reportedAt: ContinuousClock.Instant {
+        guard let text = fields["at_ns"], let nanoseconds = UInt64(text) else { return at }
+        return MonotonicAnchor.shared.instant(nanoseconds)
+    }
+}
+
+/// Maps the monotonic clock's nanoseconds, in which `tandem node` stamps its reports, to this process's
+/// `ContinuousClock` (both run at the same rate on one machine).
+struct MonotonicAnchor: Sendable {
+    let instant: ContinuousClock.Instant
+    let nanoseconds: UInt64
+
+    static let shared = MonotonicAnchor()
+
+    init() {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        instant = .now
+        nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    func instant(_ stamp: UInt64) -> ContinuousClock.Instant {
+        stamp >= nanoseconds
+            ? instant + .nanoseconds(Int64(stamp - nanoseconds)) : instant - .nanoseconds(Int64(nanoseconds - stamp))
+    }
 }
 
 /// One device of the pair: a `tandem node` process on its own store, restarted on the same store after a
@@ -157,7 +186,8 @@ final class Device: @unchecked Sendable {
         return nil
     }
 
-    /// Waits until a line that `predicate` accepts was printed at or after `since`.
+    /// Waits until a line that `predicate` accepts was printed at or after `since` (when the device reported it,
+    /// for `state` and `event` lines; see ``NodeLine/reportedAt``).
     func waitFor(
         since: ContinuousClock.Instant,
         within limit: Duration,
@@ -165,7 +195,7 @@ final class Device: @unchecked Sendable {
     ) async -> NodeLine? {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
-            if let line = lastLine(where: { $0.at >= since && predicate($0) }) { return line }
+            if let line = lastLine(where: { $0.reportedAt >= since && predicate($0) }) { return line }
             try? await Task.sleep(for: .milliseconds(5))
         }
         return nil

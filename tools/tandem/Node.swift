@@ -455,6 +455,10 @@ final class Console: Sendable {
     init(json: Bool) { self.json = json }
 
     func reply(_ type: String, _ fields: [String: String]) {
+        var fields = fields
+        // When the device saw the change, on the machine's monotonic clock: a reader that takes the line late
+        // (a loaded machine) can still tell when the device reported it.
+        if type == "state" || type == "event" { fields["at_ns"] = "\(Self.monotonicNanoseconds())" }
         if json {
             var object = fields
             object["type"] = type
@@ -468,6 +472,13 @@ final class Console: Sendable {
     }
 
     func write(_ line: String) { output.write(line) }
+
+    /// `CLOCK_MONOTONIC` in nanoseconds.
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
 }
 
 /// Tasks that end by themselves and must end before the store closes.
