@@ -208,11 +208,12 @@ struct PeerApply {
         let origin = state.origin
         let term = state.term
         let now = Timestamp.now
-        for session in try state.onlineSessions(txn: txn)
-        where !listed.contains(session.ip)
-            && (everything
-                ? !(session.owner == origin && session.generation.sequence > kept)
-                : state.takeovers.effectiveOwner(of: session) == peer)
+        // Only the sessions it did not list are decoded: after the snapshot of a fresh copy, none.
+        for session in try state.onlineSessions(txn: txn, skipping: listed)
+        where
+            (everything
+            ? !(session.owner == origin && session.generation.sequence > kept)
+            : state.takeovers.effectiveOwner(of: session) == peer)
         {
             let sequence = state.nextSequence()
             let logout = Logout(ending: session, reason: .resync)

@@ -380,15 +380,19 @@ final class WriterState {
         }
     }
 
-    /// Every session online as this batch has staged it so far.
-    func onlineSessions(txn: borrowing ReadTransaction) throws(SessionStoreError) -> [Session] {
+    /// Every session online as this batch has staged it so far, but those at the addresses of `skipped`, which
+    /// are not decoded.
+    func onlineSessions(
+        txn: borrowing ReadTransaction,
+        skipping skipped: Set<IPAddress> = []
+    ) throws(SessionStoreError) -> [Session] {
         var online: [Session] = []
         do {
             try txn.withCursor(files.users) { cursor in
                 var entry = try cursor.move(.first)
                 while let (key, value) = entry {
                     let ip = IPAddress(bytes: key)
-                    if staged[ip] == nil && overlay.writerEntry(for: ip) == nil {
+                    if staged[ip] == nil && !skipped.contains(ip) && overlay.writerEntry(for: ip) == nil {
                         online.append(try decodeStoredSession(value, ip: ip))
                     }
                     entry = try cursor.move(.next)
@@ -401,15 +405,17 @@ final class WriterState {
         }
         let active = overlay.active
         let frozen = overlay.frozen
-        for (ip, entry) in active.entries where staged[ip] == nil {
+        for (ip, entry) in active.entries where staged[ip] == nil && !skipped.contains(ip) {
             if let session = entry.session { online.append(session) }
         }
         if let frozen {
-            for (ip, entry) in frozen.entries where staged[ip] == nil && active[ip] == nil {
+            for (ip, entry) in frozen.entries where staged[ip] == nil && active[ip] == nil && !skipped.contains(ip) {
                 if let session = entry.session { online.append(session) }
             }
         }
-        for (_, index) in staged { if let session = changes[index].1.session { online.append(session) } }
+        for (ip, index) in staged where !skipped.contains(ip) {
+            if let session = changes[index].1.session { online.append(session) }
+        }
         return online
     }
 
