@@ -49,12 +49,14 @@ let package = Package(
             providers: [.apt(["liblmdb-dev"]), .brew(["lmdb"])]
         ),
         .target(name: "Locking", swiftSettings: instrumented),
+        .target(name: "CCRC32C"),
         .target(name: "LMDB", dependencies: ["CLMDB", "Locking"], swiftSettings: instrumented),
         .target(
             name: "SessionStore",
             dependencies: [
                 "LMDB",
                 "Locking",
+                "CCRC32C",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

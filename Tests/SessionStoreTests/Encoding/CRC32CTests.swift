@@ -14,9 +14,38 @@ struct CRC32CTests {
         (Array("The quick brown fox jumps over the lazy dog".utf8), 0x2262_0404),
     ]
 
-    @Test("matches the known vectors (RFC 3720 B.4 and the check value)", arguments: vectors)
+    @Test(
+        "matches the known vectors (RFC 3720 B.4 and the check value), with the instruction and the tables",
+        arguments: vectors
+    )
     func knownVectors(bytes: [UInt8], crc: UInt32) {
         #expect(CRC32C.checksum(bytes) == crc)
+        bytes.withUnsafeBytes { #expect(CRC32C.softwareChecksum($0) == crc) }
+    }
+
+    @Test("this machine's processor has the CRC-32C instruction, which the checksum uses")
+    func hardware() {
+        #if arch(x86_64) || arch(arm64)
+        #expect(CRC32C.hardware)
+        #endif
+    }
+
+    @Test("the instruction and the tables agree on every length up to 1,000 bytes and at every alignment")
+    func instructionMatchesTables() {
+        var generator = SeededGenerator(seed: 11)
+        let bytes = (0..<1_016).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes.withUnsafeBytes { raw in
+            for start in 0..<16 {
+                for length in 0...1_000 {
+                    let piece = UnsafeRawBufferPointer(rebasing: raw[start..<start + length])
+                    #expect(CRC32C.checksum(piece) == CRC32C.softwareChecksum(piece))
+                    #expect(
+                        CRC32C.checksum(piece, continuing: 0x1234_5678)
+                            == CRC32C.softwareChecksum(piece, continuing: 0x1234_5678)
+                    )
+                }
+            }
+        }
     }
 
     @Test("continues across pieces, at every split and alignment")
@@ -29,6 +58,11 @@ struct CRC32CTests {
             for split in 0...raw.count {
                 let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[..<split]))
                 #expect(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[split...]), continuing: first) == whole)
+                let softFirst = CRC32C.softwareChecksum(UnsafeRawBufferPointer(rebasing: raw[..<split]))
+                #expect(
+                    CRC32C.softwareChecksum(UnsafeRawBufferPointer(rebasing: raw[split...]), continuing: softFirst)
+                        == whole
+                )
             }
             for start in 0..<16 {
                 let slice = UnsafeRawBufferPointer(rebasing: raw[start...])
