@@ -410,10 +410,13 @@ public final class FailoverNode: Service {
         var batch: [Session] = []
         batch.reserveCapacity(configuration.handoverBatch)
         var count = 0
-        try store.forEachSession { session in
-            guard promotion.before.effectiveOwner(of: session) == peer,
-                promotion.after.effectiveOwner(of: session) == me
-            else { return }
+        // Filtered on owner and term before a session is decoded: only the taken-over ones are.
+        let (before, after) = (promotion.before, promotion.after)
+        let takenOver = { (owner: DeviceID, term: UInt32) -> Bool in
+            before.effectiveOwner(owner: owner, term: term) == peer
+                && after.effectiveOwner(owner: owner, term: term) == me
+        }
+        try store.forEachSession(where: takenOver) { session in
             batch.append(session)
             count += 1
             if batch.count == configuration.handoverBatch {

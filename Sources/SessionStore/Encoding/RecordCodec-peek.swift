@@ -1,5 +1,6 @@
-// Fields of an encoded log record read without decoding it: what the replication stream's sender needs to
-// decide, per record, whether the peer must receive it.
+// Fields of an encoded log record or session value read without decoding it: what the replication stream's
+// sender needs to decide, per record, whether the peer must receive it, and what a snapshot's sender and the
+// handover after a takeover filter sessions on.
 
 extension RecordCodec {
     /// The origin of an encoded log record, read without decoding it; `nil` when the bytes are too short.
@@ -46,5 +47,33 @@ extension RecordCodec {
         } catch {
             return nil
         }
+    }
+
+    /// The owner of a stored session value and the term of its generation, read without decoding the rest of
+    /// it: what the sender of a snapshot and the handover after a takeover filter on before they decode a
+    /// session. The checksum, version and kind are checked, and the lengths of the fields skipped; their
+    /// contents are not (a decode of the value checks them).
+    ///
+    /// - Parameter bytes: One encoded session value.
+    /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, or end early.
+    package static func peekSessionOwner(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(CorruptRecordError) -> (owner: DeviceID, term: UInt32) {
+        let (kind, base, end) = try openUnit(bytes)
+        guard kind == sessionValueKind else {
+            throw .unknownKind(found: kind, expected: "\(sessionValueKind) for a session value")
+        }
+        var reader = UnitReader(base: base, offset: 2, end: end)
+        _ = try reader.readMAC()
+        let term = try readGeneration(from: &reader).term
+        _ = try reader.readSignedVarint("loginTime")
+        _ = try reader.readVarint32("sessionTimeout")
+        _ = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+        _ = try reader.readVarint32("idleTimeout")
+        _ = try reader.readVarint16("vlan")
+        _ = try reader.readLengthPrefixed("accessInterface", maximum: FieldRules.maximumAccessInterfaceBytes)
+        _ = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
+        _ = try reader.readByte()  // authentication mode
+        return (try reader.readDeviceID("owner"), term)
     }
 }

@@ -58,7 +58,13 @@ public struct Takeovers: Sendable, Hashable {
         effectiveOwner(owner: session.owner, term: session.generation.term)
     }
 
-    func effectiveOwner(owner: DeviceID, term sessionTerm: UInt32) -> DeviceID {
+    /// The device that owns in effect a session of `owner` whose generation has term `sessionTerm` (see
+    /// ``effectiveOwner(of:)``).
+    /// - Parameters:
+    ///   - owner: the session's owner.
+    ///   - sessionTerm: the term of the session's generation.
+    /// - Returns: the device responsible for it.
+    public func effectiveOwner(owner: DeviceID, term sessionTerm: UInt32) -> DeviceID {
         var owner = owner
         var floor = sessionTerm
         while let takeover = byDevice[owner], floor < takeover.term {

@@ -273,8 +273,9 @@ extension SessionStore {
                     var count = 0
                     while let (key, value) = entry, read < maxSessions {
                         let ip = IPAddress(bytes: key)
-                        let session = try decodeStoredSession(value, ip: ip)
-                        if everything || takeovers.effectiveOwner(of: session) == me {
+                        // The value is checked and filtered, not decoded: the peer decodes what it receives.
+                        let subject = try peekStoredSessionOwner(value, ip: ip)
+                        if everything || takeovers.effectiveOwner(owner: subject.owner, term: subject.term) == me {
                             buffer.append(contentsOf: key)
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)

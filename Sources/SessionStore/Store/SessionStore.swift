@@ -456,14 +456,37 @@ public final class SessionStore: Sendable {
     /// - Throws: what `body` throws; ``SessionStoreError`` of kind ``SessionStoreError/Kind/corruptRecord`` when
     ///   a stored session is damaged; `LMDBError` when the users table cannot be read.
     public func forEachSession(_ body: (Session) throws -> Void) throws {
+        try forEachSession(where: { _, _ in true }, body)
+    }
+
+    /// Calls `body` with every online session that `include` accepts, in address order, as of one instant.
+    ///
+    /// `include` sees a session's owner and the term of its generation, read from the stored value without
+    /// decoding the rest of it: only the sessions it accepts are decoded. The handover after a takeover walks
+    /// this way, with ``Takeovers/effectiveOwner(owner:term:)``.
+    ///
+    /// - Parameters:
+    ///   - include: whether a session of this owner and generation term is wanted.
+    ///   - body: called once per wanted session; a throw stops the walk and is rethrown.
+    /// - Throws: what ``forEachSession(_:)`` throws.
+    public func forEachSession(
+        where include: (_ owner: DeviceID, _ term: UInt32) -> Bool,
+        _ body: (Session) throws -> Void
+    ) throws {
         do {
-            try walkSessions(body)
+            try walkSessions(include, body)
         } catch let error as LMDBError {
             throw SessionStoreError.storage(error, doing: "reading the users table")
         }
     }
 
-    private func walkSessions(_ body: (Session) throws -> Void) throws {
+    private func walkSessions(
+        _ include: (_ owner: DeviceID, _ term: UInt32) -> Bool,
+        _ body: (Session) throws -> Void
+    ) throws {
+        func visit(_ session: Session) throws {
+            if include(session.owner, session.generation.term) { try body(session) }
+        }
         while true {
             let (active, frozen, handedOff) = overlay.withLock { active, frozen, handedOff, _ in
                 (copy active, copy frozen, handedOff)
@@ -484,20 +507,21 @@ public final class SessionStore: Sendable {
                     while let (key, value) = entry {
                         let ip = IPAddress(bytes: key)
                         while next < memory.count, memory[next].0 < ip {
-                            if let session = memory[next].1.session { try body(session) }
+                            if let session = memory[next].1.session { try visit(session) }
                             next += 1
                         }
                         if next < memory.count, memory[next].0 == ip {
-                            if let session = memory[next].1.session { try body(session) }
+                            if let session = memory[next].1.session { try visit(session) }
                             next += 1
                         } else {
-                            try body(try decodeStoredSession(value, ip: ip))
+                            let subject = try peekStoredSessionOwner(value, ip: ip)
+                            if include(subject.owner, subject.term) { try body(try decodeStoredSession(value, ip: ip)) }
                         }
                         entry = try cursor.move(.next)
                     }
                 }
                 while next < memory.count {
-                    if let session = memory[next].1.session { try body(session) }
+                    if let session = memory[next].1.session { try visit(session) }
                     next += 1
                 }
                 return true

@@ -94,6 +94,19 @@ package func decodeStoredSession(_ value: UnsafeRawBufferPointer, ip: IPAddress)
     }
 }
 
+/// Reads the owner and generation term of a users-table value without decoding the rest (its checksum is
+/// checked), naming its place when it is corrupt.
+func peekStoredSessionOwner(
+    _ value: UnsafeRawBufferPointer,
+    ip: IPAddress
+) throws(SessionStoreError) -> (owner: DeviceID, term: UInt32) {
+    do throws(CorruptRecordError) {
+        return try RecordCodec.peekSessionOwner(value)
+    } catch {
+        throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
+    }
+}
+
 /// Decodes one log entry, naming its place when it is corrupt.
 package func decodeLogEntry(
     key: UnsafeRawBufferPointer,

@@ -88,6 +88,26 @@ struct RecordCodecTests {
                 #expect(Array(peeked.userNameBytes) == Array(session.userName.utf8))
                 #expect(peeked.deadline == session.deadline)
                 #expect(peeked.generation == session.generation)
+                let subject = try RecordCodec.peekSessionOwner(raw)
+                #expect(subject.owner == session.owner)
+                #expect(subject.term == session.generation.term)
+            }
+        }
+    }
+
+    @Test("peeking a session value's owner checks its checksum and its length, as a decode does")
+    func peekedOwnerOfDamagedValues() throws {
+        let bytes = TestCodec.encodedValue(FixedRecords.session)
+        for index in bytes.indices {
+            var damaged = bytes
+            damaged[index] ^= 0x20
+            damaged.withUnsafeBytes { raw in
+                _ = #expect(throws: CorruptRecordError.self) { try RecordCodec.peekSessionOwner(raw) }
+            }
+        }
+        for length in 0..<bytes.count {
+            Array(bytes[..<length]).withUnsafeBytes { raw in
+                _ = #expect(throws: CorruptRecordError.self) { try RecordCodec.peekSessionOwner(raw) }
             }
         }
     }
