@@ -43,7 +43,15 @@ struct PolicyTests {
         #expect(
             policy.step(now: start, lastFreeze: start + 5, changes: 1, pendingPosition: true, waiters: false) == .wait
         )
-        #expect(policy.deadline(lastFreeze: start) == due)
+        #expect(policy.deadline(lastFreeze: start, checkpointRunning: false) == due)
+    }
+
+    @Test("while a checkpoint runs, no checkpoint deadline wakes the writer, even one long past")
+    func noDeadlineWhileRunning() {
+        let start: UInt64 = 50 * Self.second
+        #expect(Self.policy.deadline(lastFreeze: start, checkpointRunning: true) == .max)
+        #expect(Self.policy.deadline(lastFreeze: 0, checkpointRunning: true) == .max)
+        #expect(Self.policy.deadline(lastFreeze: start, checkpointRunning: false) == start + Self.second)
     }
 
     @Test("back-pressure holds requests only while a checkpoint runs and memory is full")

@@ -47,8 +47,10 @@ struct CheckpointPolicy: Sendable, Equatable {
         checkpointRunning && changes >= maxChangesInMemory
     }
 
-    /// When the interval that began at `lastFreeze` ends.
-    func deadline(lastFreeze: UInt64) -> UInt64 {
-        lastFreeze &+ interval
+    /// When the writer must next look at checkpoints if no request comes: the end of the interval that began
+    /// at `lastFreeze`; never while a checkpoint runs, since its completion comes as a request (a deadline
+    /// already past would otherwise wake the writer at once, again and again, until the checkpoint ends).
+    func deadline(lastFreeze: UInt64, checkpointRunning: Bool) -> UInt64 {
+        checkpointRunning ? .max : lastFreeze &+ interval
     }
 }

@@ -318,7 +318,10 @@ final class LogWriter: @unchecked Sendable {
     }
 
     private func nextWake() -> UInt64 {
-        min(checkpointPolicy.deadline(lastFreeze: lastFreeze), expiry.wake ?? .max)
+        min(
+            checkpointPolicy.deadline(lastFreeze: lastFreeze, checkpointRunning: checkpointRunning),
+            expiry.wake ?? .max
+        )
     }
 
     private func runTimers() {
