@@ -203,6 +203,7 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("cpu_us_per_event", phasesCPU / Double(max(users + steps * 2 + online, 1)) * 1e6)
         report.add("users_left", store.count)
         await store.close()
+        report.add("peak_rss_mib", peakRSSMiB())
         report.print(json: json)
     }
 }
