@@ -73,21 +73,20 @@ struct StoreScenario: AsyncParsableCommand {
         progress("login: \(users) users from \(callers) callers")
         let next = Atomic<Int>(0)
         let total = users
-        let first = store
         var phase = PhaseClock()
-        var latencies = try await runCallers(callers) { caller, latencies in
+        var latencies = try await runCallers(callers) { [store] caller, latencies in
             while true {
                 let number = next.wrappingAdd(perCall, ordering: .relaxed).oldValue
                 guard number < total else { return }
                 if perCall == 1 {
                     let session = BenchSession.make(number)
                     let t0 = nanosecondsNow()
-                    try await first.login(session)
+                    try await store.login(session)
                     latencies.record(nanosecondsNow() - t0)
                 } else {
                     let sessions = (number..<min(number + perCall, total)).map(BenchSession.make)
                     let t0 = nanosecondsNow()
-                    let results = try await first.login(contentsOf: sessions)
+                    let results = try await store.login(contentsOf: sessions)
                     latencies.record(nanosecondsNow() - t0, count: results.count)
                     for result in results { _ = try result.get() }
                 }
@@ -203,6 +202,7 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("cpu_us_per_event", phasesCPU / Double(max(users + steps * 2 + online, 1)) * 1e6)
         report.add("users_left", store.count)
         await store.close()
+        report.add("peak_rss_mib", peakRSSMiB())
         report.print(json: json)
     }
 }
