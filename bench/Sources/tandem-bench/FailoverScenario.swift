@@ -254,20 +254,20 @@ final class Device: Sendable {
     }
 }
 
-/// A free TCP port on 127.0.0.2.
-func freePort() throws -> Int {
+/// A free TCP port on `host`.
+func freePort(on host: String = "127.0.0.2") throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.2")
+    address.sin_addr.s_addr = inet_addr(host)
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafeMutablePointer(to: &address) { pointer in
         pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
             bind(fd, raw, length) == 0 && getsockname(fd, raw, &length) == 0
         }
     }
-    guard bound else { throw ValidationError("no free port on 127.0.0.2") }
+    guard bound else { throw ValidationError("no free port on \(host)") }
     return Int(UInt16(bigEndian: address.sin_port))
 }
 

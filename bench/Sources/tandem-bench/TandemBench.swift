@@ -9,6 +9,9 @@ struct TandemBench: AsyncParsableCommand {
             Build in release mode for figures worth quoting:
               swift run -c release --package-path bench tandem-bench store --json
             """,
-        subcommands: [StoreScenario.self, FailoverScenario.self, InspectScenario.self, ScaleScenario.self]
+        subcommands: [
+            StoreScenario.self, FailoverScenario.self, InspectScenario.self, ScaleScenario.self,
+            VersusRedisScenario.self,
+        ]
     )
 }
