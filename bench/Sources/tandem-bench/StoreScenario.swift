@@ -67,14 +67,15 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("batch", batch)
         let perCall = max(batch, 1)
 
-        var store = try SessionStore.open(at: directory, configuration: configuration)
+        // Optional so that the store of the login phase is released (its maps unmapped) before it is reopened.
+        var store: SessionStore! = try SessionStore.open(at: directory, configuration: configuration)
 
         // Login: callers take user numbers from a shared counter.
         progress("login: \(users) users from \(callers) callers")
         let next = Atomic<Int>(0)
         let total = users
         var phase = PhaseClock()
-        var latencies = try await runCallers(callers) { [store] caller, latencies in
+        var latencies = try await runCallers(callers) { [store = store!] caller, latencies in
             while true {
                 let number = next.wrappingAdd(perCall, ordering: .relaxed).oldValue
                 guard number < total else { return }
@@ -107,10 +108,14 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("disk_bytes_per_user", Double(compacted) / Double(max(users, 1)))
         report.add("disk_bytes_live", store.diskUsage.totalBytes)
         await store.close()
+        // Released before the timing: tearing down the closed store's maps is not part of reopening, and one
+        // process must not have the same LMDB environment open twice.
+        store = nil
         let started = nanosecondsNow()
-        store = try SessionStore.open(at: directory, configuration: configuration)
-        _ = try store.session(for: BenchSession.address(total / 2))
+        let reopened = try SessionStore.open(at: directory, configuration: configuration)
+        _ = try reopened.session(for: BenchSession.address(total / 2))
         report.add("reopen_ms", seconds(since: started) * 1000)
+        store = reopened
         guard store.count == users else {
             throw ValidationError("after reopening, \(store.count) users are online, expected \(users)")
         }
@@ -118,7 +123,6 @@ struct StoreScenario: AsyncParsableCommand {
         // Churn: caller c owns the users whose number is c modulo the callers, and swaps one of them for
         // a new user at every step: one logout and one login.
         progress("churn: \(churnTotal) events at \(users) online")
-        let reopened = store
         let steps = churnTotal / 2
         phase = PhaseClock()
         latencies = try await runCallers(callers) { caller, latencies in
