@@ -21,6 +21,34 @@ struct AckTrackerTests {
         #expect(acks.waiting == 0)
     }
 
+    @Test("an acknowledgement ends exactly the waits it covers, whatever order they came in, cancelled ones among them")
+    func acknowledgementsInAnyOrder() async {
+        let acks = AckTracker()
+        var generator = SystemRandomNumberGenerator()
+        func start(_ sequences: [UInt64]) -> [(UInt64, Task<AckTracker.Outcome, Never>)] {
+            sequences.shuffled(using: &generator).map { sequence in
+                (sequence, Task { await acks.wait(for: sequence, timeout: .seconds(600)) })
+            }
+        }
+        let first = start(Array(1...2_000))
+        #expect(await eventually { acks.waiting == 2_000 })
+        // Three in four end cancelled; their entries stay behind until the next waits clear them out.
+        for (sequence, task) in first where sequence % 4 != 0 { task.cancel() }
+        #expect(await eventually { acks.waiting == 500 })
+        let second = start(Array(2_001...3_000))
+        #expect(await eventually { acks.waiting == 1_500 })
+        acks.acknowledge(1_000)
+        #expect(acks.waiting == 1_250)
+        acks.acknowledge(2_500)
+        #expect(acks.waiting == 500)
+        acks.reset(to: 3_000)
+        #expect(acks.waiting == 0)
+        for (sequence, task) in first + second {
+            let expected: AckTracker.Outcome = sequence <= 2_000 && sequence % 4 != 0 ? .cancelled : .acknowledged
+            #expect(await task.value == expected, "the wait for \(sequence)")
+        }
+    }
+
     @Test("deadlines are met in their order, an earlier one coming while the loop sleeps for a later one included")
     func deadlines() async {
         let acks = AckTracker()

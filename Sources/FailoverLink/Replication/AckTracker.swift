@@ -33,6 +33,9 @@ final class AckTracker: Sendable {
         /// The waits' deadlines in order, with their IDs; entries of waits that ended are skipped when met.
         var deadlines: [(deadline: ContinuousClock.Instant, id: UInt64)] = []
         var deadlinesHead = 0
+        /// The waits by the sequence they wait for, lowest first (a binary min-heap); entries of waits that
+        /// ended otherwise are skipped when met, and cleared out when they outnumber the waits.
+        var bySequence: [(sequence: UInt64, id: UInt64)] = []
         /// Sequences of an earlier history of the log that demotions discarded, with the term that did it.
         var discarded: [(range: ClosedRange<UInt64>, term: UInt32)] = []
         var stopped = false
@@ -47,6 +50,49 @@ final class AckTracker: Sendable {
             var index = deadlines.endIndex
             while index > deadlinesHead && deadlines[index - 1].deadline > deadline { index -= 1 }
             deadlines.insert((deadline, id), at: index)
+        }
+
+        /// Notes that wait `id`, already among `waiters`, waits for `sequence`.
+        mutating func insertSequence(_ sequence: UInt64, id: UInt64) {
+            if bySequence.count > 1024 && bySequence.count > waiters.count * 2 {
+                bySequence = waiters.map { (id, waiter) in (waiter.sequence, id) }
+                bySequence.sort { $0.sequence < $1.sequence }  // a sorted array is a valid min-heap
+                return
+            }
+            bySequence.append((sequence, id))
+            var child = bySequence.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard bySequence[child].sequence < bySequence[parent].sequence else { break }
+                bySequence.swapAt(child, parent)
+                child = parent
+            }
+        }
+
+        /// Ends the waits for sequences through `acked` and returns their continuations.
+        mutating func takeAcknowledged() -> [CheckedContinuation<Outcome, Never>] {
+            var ready: [CheckedContinuation<Outcome, Never>] = []
+            while let top = bySequence.first, top.sequence <= acked {
+                bySequence.swapAt(0, bySequence.count - 1)
+                bySequence.removeLast()
+                var parent = 0
+                while true {
+                    let left = 2 * parent + 1
+                    let right = left + 1
+                    var smallest = parent
+                    if left < bySequence.count, bySequence[left].sequence < bySequence[smallest].sequence {
+                        smallest = left
+                    }
+                    if right < bySequence.count, bySequence[right].sequence < bySequence[smallest].sequence {
+                        smallest = right
+                    }
+                    if smallest == parent { break }
+                    bySequence.swapAt(parent, smallest)
+                    parent = smallest
+                }
+                if let waiter = waiters.removeValue(forKey: top.id) { ready.append(waiter.continuation) }
+            }
+            return ready
         }
 
         /// The earliest deadline of a wait still running.
@@ -83,13 +129,7 @@ final class AckTracker: Sendable {
     private func update(_ change: (inout UInt64) -> Void) {
         let ready = state.withLock { state -> [CheckedContinuation<Outcome, Never>] in
             change(&state.acked)
-            let sequence = state.acked
-            var ready: [CheckedContinuation<Outcome, Never>] = []
-            for (id, waiter) in state.waiters where waiter.sequence <= sequence {
-                ready.append(waiter.continuation)
-                state.waiters[id] = nil
-            }
-            return ready
+            return state.takeAcknowledged()
         }
         for continuation in ready { continuation.resume(returning: .acknowledged) }
     }
@@ -115,6 +155,7 @@ final class AckTracker: Sendable {
                     if Task.isCancelled { return .cancelled }
                     state.waiters[id] = Waiter(sequence: sequence, deadline: deadline, continuation: continuation)
                     state.insertDeadline(deadline, id: id)
+                    state.insertSequence(sequence, id: id)
                     if let until = state.sleepingUntil, deadline < until { wake.0 = state.sleeper }
                     wake.1 = state.idle.take()
                     return nil
@@ -200,7 +241,10 @@ final class AckTracker: Sendable {
 
     private func endAll(_ outcome: Outcome) {
         let ended = state.withLock { state -> [CheckedContinuation<Outcome, Never>] in
-            defer { state.waiters.removeAll() }
+            defer {
+                state.waiters.removeAll()
+                state.bySequence.removeAll()
+            }
             return state.waiters.values.map(\.continuation)
         }
         for continuation in ended { continuation.resume(returning: outcome) }

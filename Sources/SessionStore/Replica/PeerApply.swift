@@ -257,7 +257,11 @@ struct PeerApply {
                         try cursor.seek(atLeast: $0)
                     }
                     while let (key, value) = entry {
-                        if let record = try? decodeLogEntry(key: key, value: value), record.origin == origin,
+                        // Most records here are the peer's (its snapshot and stream): only this device's logouts
+                        // are decoded.
+                        if value.count > 1, value[1] == Event.Kind.logout.rawValue,
+                            RecordCodec.peekOrigin(value) == origin,
+                            let record = try? decodeLogEntry(key: key, value: value), record.origin == origin,
                             case .logout(let logout) = record.event
                         {
                             logouts.append(logout)
