@@ -37,6 +37,15 @@ struct StoreScenario: AsyncParsableCommand {
     @Option(help: "sync (every commit flushed to disk), no-meta-sync, or no-sync.")
     var durability = "sync"
 
+    @Option(help: "Seconds between checkpoints (default: the store's).")
+    var checkpointInterval: Double?
+
+    @Option(help: "Changes in memory that start a checkpoint at once (default: the store's).")
+    var checkpointThreshold: Int?
+
+    @Option(help: "Changes in memory at which callers wait for the running checkpoint (default: the store's).")
+    var maxChangesInMemory: Int?
+
     @Option(help: "The directory to build the store in (default: a new temporary directory).")
     var path: String?
 
@@ -57,6 +66,12 @@ struct StoreScenario: AsyncParsableCommand {
         case "no-sync": configuration.durability = .noSync
         default: throw ValidationError("--durability must be sync, no-meta-sync or no-sync")
         }
+        if let checkpointInterval {
+            guard checkpointInterval > 0 else { throw ValidationError("--checkpoint-interval must be above 0") }
+            configuration.checkpointInterval = .milliseconds(Int64(checkpointInterval * 1000))
+        }
+        if let checkpointThreshold { configuration.checkpointThreshold = checkpointThreshold }
+        if let maxChangesInMemory { configuration.maxChangesInMemory = maxChangesInMemory }
         let callers = concurrency
         let churnTotal = churnEvents ?? users
         var report = Report()
@@ -65,6 +80,10 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("concurrency", callers)
         report.add("durability", durability)
         report.add("batch", batch)
+        let interval = configuration.checkpointInterval.components
+        report.add("checkpoint_interval_s", Double(interval.seconds) + Double(interval.attoseconds) / 1e18)
+        report.add("checkpoint_threshold", configuration.checkpointThreshold)
+        report.add("max_changes_in_memory", configuration.maxChangesInMemory)
         let perCall = max(batch, 1)
 
         // Optional so that the store of the login phase is released (its maps unmapped) before it is reopened.
