@@ -1,3 +1,4 @@
+import HeapModule
 import Locking
 
 /// The peer's acknowledgements of this device's stream, and the writers waiting for them (`replicated`
@@ -26,6 +27,14 @@ final class AckTracker: Sendable {
         var continuation: CheckedContinuation<Outcome, Never>
     }
 
+    /// A wait in ``State/bySequence``, ordered by the sequence it waits for.
+    private struct Pending: Comparable {
+        var sequence: UInt64
+        var id: UInt64
+        static func < (a: Pending, b: Pending) -> Bool { a.sequence < b.sequence }
+        static func == (a: Pending, b: Pending) -> Bool { a.sequence == b.sequence }
+    }
+
     private struct State {
         var acked: UInt64 = 0
         var waiters: [UInt64: Waiter] = [:]
@@ -33,9 +42,9 @@ final class AckTracker: Sendable {
         /// The waits' deadlines in order, with their IDs; entries of waits that ended are skipped when met.
         var deadlines: [(deadline: ContinuousClock.Instant, id: UInt64)] = []
         var deadlinesHead = 0
-        /// The waits by the sequence they wait for, lowest first (a binary min-heap); entries of waits that
-        /// ended otherwise are skipped when met, and cleared out when they outnumber the waits.
-        var bySequence: [(sequence: UInt64, id: UInt64)] = []
+        /// The waits by the sequence they wait for, lowest first; entries of waits that ended otherwise are
+        /// skipped when met, and cleared out when they outnumber the waits.
+        var bySequence = Heap<Pending>()
         /// Sequences of an earlier history of the log that demotions discarded, with the term that did it.
         var discarded: [(range: ClosedRange<UInt64>, term: UInt32)] = []
         var stopped = false
@@ -55,41 +64,17 @@ final class AckTracker: Sendable {
         /// Notes that wait `id`, already among `waiters`, waits for `sequence`.
         mutating func insertSequence(_ sequence: UInt64, id: UInt64) {
             if bySequence.count > 1024 && bySequence.count > waiters.count * 2 {
-                bySequence = waiters.map { (id, waiter) in (waiter.sequence, id) }
-                bySequence.sort { $0.sequence < $1.sequence }  // a sorted array is a valid min-heap
-                return
-            }
-            bySequence.append((sequence, id))
-            var child = bySequence.count - 1
-            while child > 0 {
-                let parent = (child - 1) / 2
-                guard bySequence[child].sequence < bySequence[parent].sequence else { break }
-                bySequence.swapAt(child, parent)
-                child = parent
+                bySequence = Heap(waiters.map { (id, waiter) in Pending(sequence: waiter.sequence, id: id) })
+            } else {
+                bySequence.insert(Pending(sequence: sequence, id: id))
             }
         }
 
         /// Ends the waits for sequences through `acked` and returns their continuations.
         mutating func takeAcknowledged() -> [CheckedContinuation<Outcome, Never>] {
             var ready: [CheckedContinuation<Outcome, Never>] = []
-            while let top = bySequence.first, top.sequence <= acked {
-                bySequence.swapAt(0, bySequence.count - 1)
-                bySequence.removeLast()
-                var parent = 0
-                while true {
-                    let left = 2 * parent + 1
-                    let right = left + 1
-                    var smallest = parent
-                    if left < bySequence.count, bySequence[left].sequence < bySequence[smallest].sequence {
-                        smallest = left
-                    }
-                    if right < bySequence.count, bySequence[right].sequence < bySequence[smallest].sequence {
-                        smallest = right
-                    }
-                    if smallest == parent { break }
-                    bySequence.swapAt(parent, smallest)
-                    parent = smallest
-                }
+            while let top = bySequence.min, top.sequence <= acked {
+                bySequence.removeMin()
                 if let waiter = waiters.removeValue(forKey: top.id) { ready.append(waiter.continuation) }
             }
             return ready
@@ -243,7 +228,7 @@ final class AckTracker: Sendable {
         let ended = state.withLock { state -> [CheckedContinuation<Outcome, Never>] in
             defer {
                 state.waiters.removeAll()
-                state.bySequence.removeAll()
+                state.bySequence = Heap()
             }
             return state.waiters.values.map(\.continuation)
         }
