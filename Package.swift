@@ -132,7 +132,11 @@ let package = Package(
         .testTarget(name: "LockingTests", dependencies: ["Locking"]),
         .testTarget(name: "LMDBTests", dependencies: ["LMDB", "CLMDB", "TestSupport"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "SessionStoreTests", dependencies: ["SessionStore", "LMDB", "TestSupport"]),
+        .testTarget(
+            name: "SessionStoreTests",
+            dependencies: ["SessionStore", "LMDB", "TestSupport"],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "SessionStore", "LMDB", "TestSupport"]),
         .testTarget(
             name: "FailoverLinkTests",

@@ -51,6 +51,8 @@ struct LogFields {
             (ip, mac, user, owner) = (session.ip, session.mac, session.userName, session.owner)
         case .logout(let logout):
             (ip, mac, user, owner, reason) = (logout.ip, logout.mac, logout.userName, logout.owner, logout.reason)
+        case .update(let update):
+            (ip, owner) = (update.ip, update.owner)
         case .deviceIDChanged, .takeover:
             break
         }
@@ -76,6 +78,9 @@ public enum LogLine {
             return head + "device ID \(from) -> \(to)"
         case .takeover(let from, let to, let term):
             return head + "device \(to) took over the users of device \(from), term \(term)"
+        case .update(let update):
+            return head + pad("\(update.ip)", 39) + "  " + update.reason.description + ": "
+                + UpdateText.changes(update)
         }
     }
 
@@ -165,4 +170,43 @@ public func dumpLog(
     }
     if !buffer.isEmpty { flush(buffer) }
     return written
+}
+
+/// What an update changed, in words: `acl 3001, outbound CAR 10000 kbit/s, session timeout 3600 s`.
+enum UpdateText {
+    static func changes(_ update: Update) -> String {
+        var parts: [String] = []
+        if let part = update.authorization {
+            parts.append(authorization(part.authorization))
+            parts.append("session timeout \(part.sessionTimeout) s, idle timeout \(part.idleTimeout) s")
+        }
+        if let accounting = update.accounting {
+            var text =
+                "in \(accounting.inputOctets) B/\(accounting.inputPackets) pkt, "
+                + "out \(accounting.outputOctets) B/\(accounting.outputPackets) pkt"
+            if let reportedAt = accounting.reportedAt { text += " at \(reportedAt)" }
+            parts.append(text)
+        }
+        if let lastActivity = update.lastActivity { parts.append("active at \(lastActivity)") }
+        return parts.joined(separator: "; ")
+    }
+
+    /// The attributes of an authorization, those present: `acl 3001, profile staff, in CAR 2000 kbit/s`.
+    static func authorization(_ authorization: Authorization) -> String {
+        var words: [String] = []
+        switch authorization.acl {
+        case .number(let number): words.append("acl \(number)")
+        case .name(let name): words.append("acl \(name)")
+        case nil: break
+        }
+        if let profile = authorization.userProfile { words.append("profile \(profile)") }
+        if let car = authorization.inboundCAR { words.append("in CAR \(car.cir) kbit/s") }
+        if let car = authorization.outboundCAR { words.append("out CAR \(car.cir) kbit/s") }
+        if let vpn = authorization.vpnInstance { words.append("vpn \(vpn)") }
+        if let filter = authorization.filterID { words.append("filter-id \(filter)") }
+        if authorization.accountingInterval > 0 {
+            words.append("accounting every \(authorization.accountingInterval) s")
+        }
+        return words.isEmpty ? "no authorization attributes" : words.joined(separator: ", ")
+    }
 }

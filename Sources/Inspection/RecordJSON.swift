@@ -112,6 +112,67 @@ struct JSONWriter: ~Copyable {
         }
     }
 
+    /// `"name":{...}`: a nested object holding the fields `fields` adds.
+    mutating func addObject(_ name: StaticString, _ fields: (inout JSONWriter) -> Void) {
+        key(name)
+        var object = JSONWriter(bytes)
+        fields(&object)
+        object.finish()
+    }
+
+    /// `"name":["a","b"]`.
+    mutating func add(_ name: StaticString, strings: [String]) {
+        key(name)
+        bytes.pointee.append(UInt8(ascii: "["))
+        for (index, string) in strings.enumerated() {
+            if index > 0 { bytes.pointee.append(UInt8(ascii: ",")) }
+            bytes.pointee.append(UInt8(ascii: "\""))
+            bytes.pointee.append(contentsOf: string.utf8)  // names of parts: no escaping needed
+            bytes.pointee.append(UInt8(ascii: "\""))
+        }
+        bytes.pointee.append(UInt8(ascii: "]"))
+    }
+
+    /// The attributes of an authorization (those present, keys sorted), and its timeouts when given.
+    mutating func addAuthorization(_ authorization: Authorization, sessionTimeout: UInt32?, idleTimeout: UInt32?) {
+        addObject("authorization") { json in
+            json.add("accounting_interval", UInt64(authorization.accountingInterval))
+            switch authorization.acl {
+            case .number(let number): json.add("acl", String(number))
+            case .name(let name): json.add("acl", name)
+            case nil: break
+            }
+            if let filterID = authorization.filterID { json.add("filter_id", filterID) }
+            if let idleTimeout { json.add("idle_timeout", UInt64(idleTimeout)) }
+            if let car = authorization.inboundCAR {
+                json.addObject("inbound_car") { json in
+                    json.add("cbs", UInt64(car.cbs))
+                    json.add("cir", UInt64(car.cir))
+                }
+            }
+            if let car = authorization.outboundCAR {
+                json.addObject("outbound_car") { json in
+                    json.add("cbs", UInt64(car.cbs))
+                    json.add("cir", UInt64(car.cir))
+                }
+            }
+            if let sessionTimeout { json.add("session_timeout", UInt64(sessionTimeout)) }
+            if let profile = authorization.userProfile { json.add("user_profile", profile) }
+            if let vpn = authorization.vpnInstance { json.add("vpn_instance", vpn) }
+        }
+    }
+
+    /// An accounting state, keys sorted.
+    mutating func addAccounting(_ accounting: AccountingState) {
+        addObject("accounting") { json in
+            json.add("input_octets", accounting.inputOctets)
+            json.add("input_packets", accounting.inputPackets)
+            json.add("output_octets", accounting.outputOctets)
+            json.add("output_packets", accounting.outputPackets)
+            if let reportedAt = accounting.reportedAt { json.add("reported_at", reportedAt) }
+        }
+    }
+
     consuming func finish() {
         bytes.pointee.append(UInt8(ascii: "}"))
     }
@@ -173,6 +234,22 @@ extension RecordCodec {
                 json.add("from", UInt64(from.rawValue))
                 json.add("to", UInt64(to.rawValue))
                 json.add("new_term", UInt64(term))
+            case .update(let update):
+                json.add("ip", update.ip.description)
+                json.add("owner", UInt64(update.owner.rawValue))
+                json.add("reason", update.reason.description)
+                json.add("generation", update.generation)
+                json.add("revision", update.revision.description)
+                json.add("changed", strings: update.parts)
+                if let part = update.authorization {
+                    json.addAuthorization(
+                        part.authorization,
+                        sessionTimeout: part.sessionTimeout,
+                        idleTimeout: part.idleTimeout
+                    )
+                }
+                if let accounting = update.accounting { json.addAccounting(accounting) }
+                if let lastActivity = update.lastActivity { json.add("last_activity", lastActivity) }
             }
         }
     }

@@ -24,16 +24,24 @@ public enum UserRow {
     /// no `String` per field, so that a `--json` listing runs within a small factor of its text twin.
     public static func appendJSON(_ session: Session, owner: DeviceID, device: DeviceID, to bytes: inout [UInt8]) {
         JSONWriter.append(to: &bytes) { object in
+            object.addAccounting(session.accounting)
+            object.addAuthorization(session.authorization, sessionTimeout: nil, idleTimeout: nil)
             object.add("copy", owner == device ? "primary" : "backup")
             object.add("generation", session.generation)
             object.add("idle_timeout", UInt64(session.idleTimeout))
             object.add("interface", session.accessInterface)
             object.add("ip", session.ip.description)
+            if let lastActivity = session.lastActivity { object.add("last_activity", lastActivity) }
             object.add("logged_in_owner", UInt64(session.owner.rawValue))
             object.add("login_time", session.loginTime)
             object.add("mac", session.mac)
             object.add("owner", UInt64(owner.rawValue))
             object.add("portal_group", session.portalGroup.name)
+            object.addObject("revisions") { json in
+                json.add("accounting", session.revisions.accounting.description)
+                json.add("activity", session.revisions.activity.description)
+                json.add("authorization", session.revisions.authorization.description)
+            }
             object.add("session_timeout", UInt64(session.sessionTimeout))
             object.add("user", session.userName)
             object.add("vlan", UInt64(session.vlan))

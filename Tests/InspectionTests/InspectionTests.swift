@@ -153,7 +153,44 @@ struct InspectionTests {
         #expect(object["session_timeout"] as? Int == 0)
         #expect(object["idle_timeout"] as? Int == 600)
         #expect(object["generation"] as? String == "3.1048576")
-        #expect(object.count == 13)
+        // The parts updates change: empty ones too, so that a reader finds every key.
+        #expect(object["authorization"] as? [String: Int] == ["accounting_interval": 0])
+        #expect(
+            object["accounting"] as? [String: Int]
+                == ["input_octets": 0, "output_octets": 0, "input_packets": 0, "output_packets": 0]
+        )
+        #expect(object["revisions"] as? [String: String] == ["authorization": "0", "accounting": "0", "activity": "0"])
+        #expect(object["last_activity"] == nil)
+        #expect(object.count == 16)
+        session.authorization = Authorization(
+            acl: .name("guests"),
+            userProfile: "visitor",
+            inboundCAR: .init(cir: 1_000, cbs: 64_000),
+            vpnInstance: "vpn1",
+            filterID: #"f"1"#,
+            accountingInterval: 600
+        )
+        session.accounting = AccountingState(inputOctets: 1 << 40, outputPackets: 3, reportedAt: session.loginTime)
+        session.lastActivity = session.loginTime.adding(seconds: 5)
+        session.revisions.accounting = Revision(term: 3, sequence: 1_048_600, device: 2)
+        let full = try #require(
+            try JSONSerialization.jsonObject(with: Data(UserRow.json(session, owner: 1, device: 1).utf8))
+                as? [String: Any]
+        )
+        let authorization = try #require(full["authorization"] as? [String: Any])
+        #expect(authorization["acl"] as? String == "guests")
+        #expect(authorization["user_profile"] as? String == "visitor")
+        #expect(authorization["inbound_car"] as? [String: Int] == ["cir": 1_000, "cbs": 64_000])
+        #expect(authorization["outbound_car"] == nil)
+        #expect(authorization["vpn_instance"] as? String == "vpn1")
+        #expect(authorization["filter_id"] as? String == #"f"1"#)
+        #expect(authorization["accounting_interval"] as? Int == 600)
+        let accounting = try #require(full["accounting"] as? [String: Any])
+        #expect(accounting["input_octets"] as? Int == 1 << 40)
+        #expect(accounting["output_packets"] as? Int == 3)
+        #expect(accounting["reported_at"] as? String == session.loginTime.description)
+        #expect(full["last_activity"] as? String == session.lastActivity?.description)
+        #expect((full["revisions"] as? [String: String])?["accounting"] == "3.1048600@2")
         let backup = try #require(
             try JSONSerialization.jsonObject(with: Data(UserRow.json(session, owner: 2, device: 1).utf8))
                 as? [String: Any]

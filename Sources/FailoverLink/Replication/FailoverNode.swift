@@ -358,6 +358,33 @@ public final class FailoverNode: Service {
         return logged
     }
 
+    /// Changes an online session on this device, whichever device owns it (see ``SessionStore/update(_:)``):
+    /// a RADIUS CoA or an accounting report that reached the device holding the backup copy reaches the owner,
+    /// whose controller hears of it on ``SessionStore/peerUpdates``.
+    /// - Parameters:
+    ///   - change: what changes, and for which session.
+    ///   - writeConcern: when to return: once committed here, or once the peer has it too.
+    /// - Returns: the session after the change.
+    @discardableResult
+    public func update(_ change: SessionUpdate, writeConcern: WriteConcern = .local) async throws -> Session {
+        let logged = try await store.loggedUpdate(change)
+        try await replicate(through: logged.sequence, writeConcern)
+        return logged.session
+    }
+
+    /// Changes many online sessions with one call (see ``SessionStore/update(contentsOf:)``); with the
+    /// `replicated` write concern it returns once the peer has all that were made.
+    public func update(
+        contentsOf changes: [SessionUpdate],
+        writeConcern: WriteConcern = .local
+    ) async throws -> [Result<Session, SessionStoreError>] {
+        let results = try await store.update(contentsOf: changes)
+        if case .replicated = writeConcern, results.contains(where: { (try? $0.get()) != nil }) {
+            try await replicate(through: store.logStatus.lastSequence, writeConcern)
+        }
+        return results
+    }
+
     private func replicate(through sequence: UInt64, _ writeConcern: WriteConcern) async throws {
         guard case .replicated(let timeout) = writeConcern else { return }
         let limit = timeout ?? configuration.replicationTimeout

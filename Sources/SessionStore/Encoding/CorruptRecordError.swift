@@ -81,7 +81,7 @@ public struct CorruptRecordError: Error, Hashable, Sendable, CustomStringConvert
             return "\(location): CRC-32C mismatch, stored \(hex(stored)) but the bytes give \(hex(computed))"
         case .unsupportedVersion(let found, let supported):
             return
-                "\(location): format version \(found) is not supported (this Tandem reads version \(supported)); "
+                "\(location): format version \(found) is not supported (this Tandem reads versions 1 to \(supported)); "
                 + "written by a newer Tandem? upgrade to read it"
         case .unknownKind(let found, let expected):
             return "\(location): unknown kind \(found) (expected \(expected))"

@@ -29,6 +29,8 @@ extension RecordCodec {
             sink.writeByte(from.rawValue)
             sink.writeByte(to.rawValue)
             sink.writeVarint(UInt64(term))
+        case .update(let update):
+            writeUpdateFields(update, to: &sink)
         }
     }
 
@@ -94,6 +96,11 @@ extension RecordCodec {
             let to = try reader.readDeviceID("to")
             let term = try reader.readVarint32("term")
             event = .takeover(from: from, to: to, term: term)
+        case .update:
+            guard reader.version >= 2 else {
+                throw .invalidField(at: 1, field: "kind", detail: "an update record in a version 1 unit")
+            }
+            event = .update(try readUpdateFields(from: &reader))
         }
         return LogRecord(sequence: sequence, term: term, origin: origin, time: time, event: event)
     }
@@ -121,6 +128,7 @@ extension RecordCodec {
         }
         sink.writeString(session.radius.acctSessionID)
         sink.writeBytes(session.radius.classAttribute)
+        writeSessionParts(session, to: &sink)
     }
 
     /// Bit 0 of the RADIUS flags: a NAS IP follows.
@@ -181,7 +189,7 @@ extension RecordCodec {
             try reader.readLengthPrefixed("radius.classAttribute", maximum: FieldRules.maximumClassBytes)
         )
 
-        return Session(
+        var session = Session(
             ip: ip,
             mac: mac,
             userName: userName,
@@ -196,6 +204,8 @@ extension RecordCodec {
             radius: RADIUSAttributes(nasIP: nasIP, acctSessionID: acctSessionID, classAttribute: classAttribute),
             generation: generation
         )
+        if reader.version >= 2 { try readSessionParts(into: &session, from: &reader) }
+        return session
     }
 
     // MARK: Shared fields
@@ -228,7 +238,7 @@ extension RecordCodec {
 
     /// Turns the ``InvalidFieldError`` of a field rule into a ``CorruptRecordError`` at the field's offset.
     @inline(__always)
-    private static func applying(
+    static func applying(
         _ rule: @autoclosure () throws(InvalidFieldError) -> Void,
         at offset: Int
     ) throws(CorruptRecordError) {

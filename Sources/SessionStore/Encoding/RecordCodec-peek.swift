@@ -14,13 +14,13 @@ extension RecordCodec {
         return DeviceID(rawValue: bytes[offset])
     }
 
-    /// The session an encoded login or logout record is about: its owner and the term of its generation,
+    /// The session an encoded login, logout or update record is about: its owner and the term of its generation,
     /// read without decoding the record (the checksum is not checked; the reader of the bytes checks it).
     ///
     /// - Returns: `nil` for the other kinds of record, and for bytes that do not hold those fields.
     static func peekSubject(_ bytes: UnsafeRawBufferPointer) -> (owner: DeviceID, term: UInt32)? {
         guard bytes.count > envelopeSize, let base = bytes.baseAddress,
-            let kind = Event.Kind(rawValue: bytes[1]), kind == .login || kind == .logout
+            let kind = Event.Kind(rawValue: bytes[1]), kind == .login || kind == .logout || kind == .update
         else { return nil }
         var reader = UnitReader(base: base, offset: 2, end: bytes.count - 4)
         do throws(CorruptRecordError) {
@@ -29,6 +29,10 @@ extension RecordCodec {
             _ = try reader.readDeviceID("origin")
             _ = try reader.readSignedVarint("time")
             _ = try reader.readIP()
+            if kind == .update {
+                let owner = try reader.readDeviceID("owner")
+                return (owner, try readGeneration(from: &reader).term)
+            }
             _ = try reader.readMAC()
             if kind == .logout {
                 let owner = try reader.readDeviceID("owner")

@@ -33,6 +33,8 @@ package struct PrintedRecord {
         )
         case deviceIDChanged(from: DeviceID, to: DeviceID)
         case takeover(from: DeviceID, to: DeviceID, term: UInt32)
+        /// An update, decoded whole (it has no field to point into the bytes for).
+        case update(Update)
     }
 
     /// The kind of the event.
@@ -42,6 +44,7 @@ package struct PrintedRecord {
         case .logout: .logout
         case .deviceIDChanged: .deviceIDChanged
         case .takeover: .takeover
+        case .update: .update
         }
     }
 }
@@ -59,7 +62,10 @@ extension RecordCodec {
     {
         let (kindByte, base, end) = try openUnit(unit)
         guard let kind = Event.Kind(rawValue: kindByte) else {
-            throw .unknownKind(found: kindByte, expected: "1 login, 2 logout, 3 device-id-change or 4 takeover")
+            throw .unknownKind(
+                found: kindByte,
+                expected: "1 login, 2 logout, 3 device-id-change, 4 takeover or 5 update"
+            )
         }
         var reader = UnitReader(base: base, offset: 2, end: end)
         let sequence = try reader.readVarint("sequence")
@@ -111,6 +117,8 @@ extension RecordCodec {
             let from = try reader.readDeviceID("from")
             let to = try reader.readDeviceID("to")
             details = .takeover(from: from, to: to, term: try reader.readVarint32("term"))
+        case .update:
+            details = .update(try readUpdateFields(from: &reader))
         }
         return PrintedRecord(sequence: sequence, term: term, origin: origin, time: time, details: details)
     }

@@ -6,8 +6,8 @@
 ///
 /// | bytes | field | |
 /// |---|---|---|
-/// | 1 | format version | `1` |
-/// | 1 | kind | `1` login, `2` logout, `3` device-ID change, `4` takeover (log records, = ``Event/Kind``); `16` session value |
+/// | 1 | format version | `2` (written); `1` and `2` are read |
+/// | 1 | kind | `1` login, `2` logout, `3` device-ID change, `4` takeover, `5` update (log records, = ``Event/Kind``); `16` session value |
 /// | n | payload | by kind, below |
 /// | 4 | CRC-32C | over every byte before it, little-endian (``CRC32C``) |
 ///
@@ -28,8 +28,9 @@
 /// | `string(max)` | `varint` byte count (at most `max`), then that many bytes of UTF-8 |
 /// | `bytes(max)` | `varint` byte count (at most `max`), then the bytes |
 /// | `generation` | term `varint` (u32), sequence `varint` (u64) |
+/// | `revision` | term `varint` (u32), sequence `varint` (u64), device `u8` (0 only in the zero revision) |
 ///
-/// ## Log record (kinds 1 to 4)
+/// ## Log record (kinds 1 to 5)
 ///
 /// | field | encoding |
 /// |---|---|
@@ -42,6 +43,7 @@
 /// | 2, logout | ip `ip`, mac `mac`, owner `device`, `generation`, reason `u8` (``LogoutReason``), user name `string(253)` |
 /// | 3, device-ID change | from `device`, to `device` |
 /// | 4, takeover | from `device`, to `device`, term `varint` (u32) |
+/// | 5, update | ip `ip`, owner `device`, `generation` (of the session), `revision` (device 1...255), reason `u8` (``UpdateReason``), parts `u8` (bit 0 authorization, bit 1 accounting, bit 2 activity; at least one), then each part flagged: the authorization block, session timeout `varint` (u32) and idle timeout `varint` (u32); the accounting block; last activity `zigzag` |
 ///
 /// ## Session value (kind 16)
 ///
@@ -68,6 +70,33 @@
 /// | NAS IP | `ip`, only when flagged |
 /// | Acct-Session-Id | `string(253)` |
 /// | Class | `bytes(253)` |
+/// | parts | `u8`, version 2 only: bit 0 an authorization block follows, bit 1 an accounting block, bit 2 the last activity, bit 3 the revisions; a part that is empty (no attribute, no report, every revision zero) is left out |
+/// | authorization | the authorization block, when flagged |
+/// | accounting | the accounting block, when flagged |
+/// | last activity | `zigzag`, microseconds since the epoch, when flagged |
+/// | revisions | authorization, accounting and activity `revision`s, when flagged |
+///
+/// A version 1 session body ends after Class: it reads as a session with no part set.
+///
+/// ## Authorization block
+///
+/// | field | encoding |
+/// |---|---|
+/// | flags | `u8`: bit 0 ACL number, bit 1 ACL name (not both), bit 2 user profile, bit 3 inbound CAR, bit 4 outbound CAR, bit 5 VPN instance, bit 6 Filter-Id; bit 7 is 0 |
+/// | ACL | number `varint` (1...99999), or name `string(63)`, printable ASCII without spaces, first a letter |
+/// | user profile | `string(63)`, printable ASCII without spaces |
+/// | inbound CAR, outbound CAR | CIR `varint` (u32, above 0), CBS `varint` (u32) |
+/// | VPN instance | `string(31)`, printable ASCII without spaces |
+/// | Filter-Id | `string(253)`, no control characters |
+/// | accounting interval | `varint` (u32), 0 or at least 60 |
+///
+/// ## Accounting block
+///
+/// | field | encoding |
+/// |---|---|
+/// | flags | `u8`: bit 0 the report time follows |
+/// | input octets, output octets, input packets, output packets | `varint` each (u64) |
+/// | report time | `zigzag`, microseconds since the epoch, when flagged |
 ///
 /// Every field holds exactly one encoding of each value, so decoding then encoding gives back the same bytes.
 ///
@@ -76,8 +105,8 @@
 /// The device-ID change from 2 to 5 logged as record 300 of term 4 by device 2, at 2026-11-21T07:34:20.123456Z:
 ///
 /// ```
-/// 01 03 | AC 02 | 04 | 02 | 80 E5 D1 B8 8C B1 B0 06 | 02 | 05 | ED 17 23 C0
-/// v1 kind 3  sequence  term  origin  time (zigzag)         from   to   CRC-32C
+/// 02 03 | AC 02 | 04 | 02 | 80 E5 D1 B8 8C B1 B0 06 | 02 | 05 | 1E 77 DB D3
+/// v2 kind 3  sequence  term  origin  time (zigzag)         from   to   CRC-32C
 /// ```
 ///
 /// ## Performance
@@ -86,17 +115,21 @@
 /// every bound before reading, and allocates nothing but the strings and arrays of the result (a string of at most
 /// 15 bytes allocates nothing).
 public enum RecordCodec {
-    /// The format version this code writes and reads.
-    static let version: UInt8 = 1
+    /// The format version this code writes. It reads it and every earlier one (``oldestReadableVersion``).
+    static let version: UInt8 = 2
+    /// The oldest format version this code reads: version 1 units are read as sessions without the parts
+    /// updates change (no authorization, no accounting report, no activity, every revision zero).
+    static let oldestReadableVersion: UInt8 = 1
     /// The kind byte of a session value.
     static let sessionValueKind: UInt8 = 16
     /// Version, kind and checksum.
     static let envelopeSize = 6
 
     /// The size of the largest unit whose fields pass validation: a login record of a session with every string at
-    /// its longest, a NAS IP, and every number at its widest (971 bytes). A session value is at most 929 bytes, a
-    /// logout record 326. Use it to bound a frame that carries one unit before allocating room for it.
-    public static let maximumUnitSize = 971
+    /// its longest, a NAS IP, every part that updates set, and every number at its widest (1,522 bytes). A session
+    /// value is at most 1,480 bytes, an update record 594, a logout record 326. Use it to bound a frame that carries
+    /// one unit before allocating room for it.
+    public static let maximumUnitSize = 1522
 
     /// Zeros to grow buffers with by copying memory: room for any unit of valid fields.
     private static let zeroBytes = [UInt8](repeating: 0, count: maximumUnitSize)
@@ -148,7 +181,7 @@ public enum RecordCodec {
         guard let eventKind = Event.Kind(rawValue: kind) else {
             throw .unknownKind(
                 found: kind,
-                expected: "1 login, 2 logout, 3 device-id-change or 4 takeover for a log record"
+                expected: "1 login, 2 logout, 3 device-id-change, 4 takeover or 5 update for a log record"
             )
         }
         var reader = UnitReader(base: base, offset: 2, end: end)
@@ -275,7 +308,7 @@ public enum RecordCodec {
             throw .checksumMismatch(at: end, stored: stored, computed: computed)
         }
         let found = base.load(as: UInt8.self)
-        guard found == version else {
+        guard (oldestReadableVersion...version).contains(found) else {
             throw .unsupportedVersion(found: found, supported: version)
         }
         return (base.load(fromByteOffset: 1, as: UInt8.self), base, end)

@@ -16,9 +16,13 @@ struct UnitReader {
     let end: Int
     /// The offset of the next byte to read.
     private(set) var offset: Int
+    /// The unit's format version (its first byte): which fields it holds.
+    let version: UInt8
 
+    /// A reader of the unit at `base`, which starts with its version byte, from `offset` to `end`.
     init(base: UnsafeRawPointer, offset: Int, end: Int) {
         self.base = base
+        self.version = base.load(as: UInt8.self)
         self.offset = offset
         self.end = end
     }

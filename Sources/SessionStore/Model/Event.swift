@@ -10,6 +10,8 @@ public enum Event: Hashable, Sendable {
     /// From then on `to` is the owner in effect of every session that `from` logged in before `term`
     /// (see ``SessionStore/effectiveOwner(of:)``).
     case takeover(from: DeviceID, to: DeviceID, term: UInt32)
+    /// An online session changed: its authorization, its accounting state or its last activity.
+    case update(Update)
 
     /// The kind of an event, also its kind byte in ``RecordCodec``'s format.
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -21,8 +23,11 @@ public enum Event: Hashable, Sendable {
         case deviceIDChanged = 3
         /// ``Event/takeover(from:to:term:)``.
         case takeover = 4
+        /// ``Event/update(_:)``.
+        case update = 5
 
-        /// Looks a kind up by its name (``description``): `login`, `logout`, `device-id-change` or `takeover`.
+        /// Looks a kind up by its name (``description``): `login`, `logout`, `device-id-change`, `takeover` or
+        /// `update`.
         ///
         /// - Parameter name: The name.
         public init?(name: some StringProtocol) {
@@ -31,6 +36,7 @@ public enum Event: Hashable, Sendable {
             case "logout": self = .logout
             case "device-id-change": self = .deviceIDChanged
             case "takeover": self = .takeover
+            case "update": self = .update
             default: return nil
             }
         }
@@ -44,18 +50,20 @@ public enum Event: Hashable, Sendable {
         case .logout: .logout
         case .deviceIDChanged: .deviceIDChanged
         case .takeover: .takeover
+        case .update: .update
         }
     }
 }
 
 extension Event.Kind: CustomStringConvertible {
-    /// The name of the kind: `login`, `logout`, `device-id-change` or `takeover`.
+    /// The name of the kind: `login`, `logout`, `device-id-change`, `takeover` or `update`.
     public var description: String {
         switch self {
         case .login: "login"
         case .logout: "logout"
         case .deviceIDChanged: "device-id-change"
         case .takeover: "takeover"
+        case .update: "update"
         }
     }
 }

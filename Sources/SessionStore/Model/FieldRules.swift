@@ -108,6 +108,80 @@ enum FieldRules {
         }
     }
 
+    /// The longest ACL name, user profile name and VPN instance name, in bytes of printable ASCII.
+    static let maximumACLNameBytes = 63
+    static let maximumUserProfileBytes = 63
+    static let maximumVPNInstanceBytes = 31
+    /// The longest RADIUS Filter-Id, in bytes of UTF-8.
+    static let maximumFilterIDBytes = 253
+    /// The highest ACL number.
+    static let maximumACLNumber: UInt32 = 99_999
+    /// The shortest realtime accounting interval but 0 (RFC 2869, Acct-Interim-Interval), in seconds.
+    static let minimumAccountingInterval: UInt32 = 60
+
+    /// Checks an ACL number: 1...99999.
+    static func checkACLNumber(_ number: UInt32) throws(InvalidFieldError) {
+        guard (1...maximumACLNumber).contains(number) else {
+            throw .outOfRange("authorization.acl", value: String(number), allowed: "1 to \(maximumACLNumber)")
+        }
+    }
+
+    /// Checks an ACL name: a token (see ``checkToken(_:field:maximum:)``) of at most 63 bytes that starts with a
+    /// letter.
+    static func checkACLName(_ bytes: UnsafeBufferPointer<UInt8>) throws(InvalidFieldError) {
+        let field = "authorization.acl"
+        try checkToken(bytes, field: field, maximum: maximumACLNameBytes)
+        let first = bytes[0] | 0x20
+        guard (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) else {
+            throw .invalidCharacter(
+                field,
+                describeByte(bytes[0]),
+                byteOffset: 0,
+                allowed: "an ACL name starts with a letter"
+            )
+        }
+    }
+
+    /// Checks a name of 1...`maximum` bytes of printable ASCII without spaces.
+    static func checkToken(
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        field: String,
+        maximum: Int
+    ) throws(InvalidFieldError) {
+        guard !bytes.isEmpty else {
+            throw .empty(field, allowed: "1 to \(maximum) bytes of printable ASCII without spaces")
+        }
+        guard bytes.count <= maximum else {
+            throw .tooLong(field, bytes: bytes.count, maximum: maximum)
+        }
+        for index in 0..<bytes.count where !(0x21...0x7E).contains(bytes[index]) {
+            throw .invalidCharacter(
+                field,
+                describeByte(bytes[index]),
+                byteOffset: index,
+                allowed: "only printable ASCII without spaces is allowed"
+            )
+        }
+    }
+
+    /// Checks a committed access rate: a committed information rate above 0.
+    static func checkCAR(_ car: Authorization.CAR, field: String) throws(InvalidFieldError) {
+        guard car.cir > 0 else {
+            throw .outOfRange(field + ".cir", value: "0", allowed: "a committed information rate above 0 kbit/s")
+        }
+    }
+
+    /// Checks a realtime accounting interval: 0 for none, or at least 60 seconds.
+    static func checkAccountingInterval(_ seconds: UInt32) throws(InvalidFieldError) {
+        guard seconds == 0 || seconds >= minimumAccountingInterval else {
+            throw .outOfRange(
+                "authorization.accountingInterval",
+                value: String(seconds),
+                allowed: "0 for none, or at least \(minimumAccountingInterval) seconds"
+            )
+        }
+    }
+
     @inline(__always)
     static func isPortalGroupByte(_ byte: UInt8) -> Bool {
         switch byte {

@@ -19,6 +19,8 @@ public enum LogoutReason: UInt8, Sendable, CaseIterable {
     /// A resynchronization replaced this device's copy of its peer's users; the peer's own log says nothing
     /// of it.
     case resync = 9
+    /// The RADIUS server sent a Disconnect-Message (RFC 5176), to either device of the pair.
+    case disconnectMessage = 10
 
     /// Looks a reason up by its name (``description``), such as `idle-timeout`.
     ///
@@ -33,7 +35,7 @@ public enum LogoutReason: UInt8, Sendable, CaseIterable {
 
 extension LogoutReason: CustomStringConvertible {
     /// The short name of the reason: `user`, `delete-user`, `cut-connection`, `portal-server`, `idle-timeout`,
-    /// `session-timeout`, `device-id-change`, `superseded` or `resync`.
+    /// `session-timeout`, `device-id-change`, `superseded`, `resync` or `disconnect-message`.
     public var description: String {
         switch self {
         case .user: "user"
@@ -45,6 +47,7 @@ extension LogoutReason: CustomStringConvertible {
         case .deviceIDChange: "device-id-change"
         case .superseded: "superseded"
         case .resync: "resync"
+        case .disconnectMessage: "disconnect-message"
         }
     }
 }

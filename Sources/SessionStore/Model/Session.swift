@@ -30,6 +30,17 @@ public struct Session: Hashable, Sendable, Codable {
     public var idleTimeout: UInt32
     /// The RADIUS attributes the owner needs to go on with accounting (R9).
     public var radius: RADIUSAttributes
+    /// What the user is authorized for: ACL, user profile, CAR, VPN instance, Filter-Id, accounting interval.
+    /// A change of authorization or a re-authentication changes it (``SessionUpdate``).
+    public var authorization: Authorization
+    /// Where accounting stands: the counters of the last accounting report and its time. An accounting interim
+    /// report changes it (``SessionUpdate``).
+    public var accounting: AccountingState
+    /// When the user was last seen active; `nil` when not reported since login. An idle timeout runs from here,
+    /// on whichever device holds the user.
+    public var lastActivity: Timestamp?
+    /// Which update last set each part of the session; assigned by the store, callers leave it ``Revisions/zero``.
+    public var revisions: Revisions
     /// The version of the session, assigned by the store at login; callers leave it ``Generation/zero``.
     public var generation: Generation
 
@@ -48,7 +59,11 @@ public struct Session: Hashable, Sendable, Codable {
     ///   - sessionTimeout: The session timeout in seconds, 0 for none.
     ///   - idleTimeout: The idle timeout in seconds, 0 for none.
     ///   - radius: The RADIUS attributes.
+    ///   - authorization: What the user is authorized for.
+    ///   - accounting: Where accounting stands; nothing reported by default.
+    ///   - lastActivity: When the user was last seen active; `nil` by default.
     ///   - generation: Leave it ``Generation/zero``; the store assigns it.
+    ///   - revisions: Leave it ``Revisions/zero``; the store assigns it.
     public init(
         ip: IPAddress,
         mac: MACAddress,
@@ -62,7 +77,11 @@ public struct Session: Hashable, Sendable, Codable {
         sessionTimeout: UInt32 = 0,
         idleTimeout: UInt32 = 0,
         radius: RADIUSAttributes = .init(),
-        generation: Generation = .zero
+        authorization: Authorization = .none,
+        accounting: AccountingState = .none,
+        lastActivity: Timestamp? = nil,
+        generation: Generation = .zero,
+        revisions: Revisions = .zero
     ) {
         self.ip = ip
         self.mac = mac
@@ -76,7 +95,11 @@ public struct Session: Hashable, Sendable, Codable {
         self.sessionTimeout = sessionTimeout
         self.idleTimeout = idleTimeout
         self.radius = radius
+        self.authorization = authorization
+        self.accounting = accounting
+        self.lastActivity = lastActivity
         self.generation = generation
+        self.revisions = revisions
     }
 
     /// When the session timeout ends the session: ``loginTime`` plus ``sessionTimeout``, or `nil` when the session
@@ -110,5 +133,61 @@ public struct Session: Hashable, Sendable, Codable {
         try accessInterface.checkUTF8(FieldRules.checkAccessInterface)
         try FieldRules.checkAcctSessionID(byteCount: radius.acctSessionID.utf8.count)
         try FieldRules.checkClass(byteCount: radius.classAttribute.count)
+        try authorization.validate()
+    }
+
+    /// Which update last set each part of a session that updates replace.
+    ///
+    /// A part is replaced only by an update of a higher revision, so that a duplicated, reordered or replayed
+    /// update changes nothing, and both devices keep the same parts whatever order they hear of updates in.
+    public struct Revisions: Hashable, Sendable, Codable {
+        /// The update that last set ``Session/authorization`` and the session and idle timeouts.
+        public var authorization: Revision
+        /// The update that last set ``Session/accounting``.
+        public var accounting: Revision
+        /// The update that last set ``Session/lastActivity``.
+        public var activity: Revision
+
+        /// Creates revisions.
+        public init(authorization: Revision = .zero, accounting: Revision = .zero, activity: Revision = .zero) {
+            self.authorization = authorization
+            self.accounting = accounting
+            self.activity = activity
+        }
+
+        /// No part updated since login.
+        public static let zero = Revisions()
+    }
+}
+
+extension Session {
+    private enum CodingKeys: String, CodingKey {
+        case ip, mac, userName, vlan, accessInterface, portalGroup, authenticationMode, owner, loginTime
+        case sessionTimeout, idleTimeout, radius, authorization, accounting, lastActivity, generation, revisions
+    }
+
+    /// Decodes a session; the parts added by updates (authorization, accounting, last activity, revisions) may be
+    /// missing, as in the JSON of an older version, and are then as at a login without them.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            ip: try container.decode(IPAddress.self, forKey: .ip),
+            mac: try container.decode(MACAddress.self, forKey: .mac),
+            userName: try container.decode(String.self, forKey: .userName),
+            vlan: try container.decode(UInt16.self, forKey: .vlan),
+            accessInterface: try container.decode(String.self, forKey: .accessInterface),
+            portalGroup: try container.decode(PortalGroup.self, forKey: .portalGroup),
+            authenticationMode: try container.decode(AuthenticationMode.self, forKey: .authenticationMode),
+            owner: try container.decode(DeviceID.self, forKey: .owner),
+            loginTime: try container.decode(Timestamp.self, forKey: .loginTime),
+            sessionTimeout: try container.decode(UInt32.self, forKey: .sessionTimeout),
+            idleTimeout: try container.decode(UInt32.self, forKey: .idleTimeout),
+            radius: try container.decode(RADIUSAttributes.self, forKey: .radius),
+            authorization: try container.decodeIfPresent(Authorization.self, forKey: .authorization) ?? .none,
+            accounting: try container.decodeIfPresent(AccountingState.self, forKey: .accounting) ?? .none,
+            lastActivity: try container.decodeIfPresent(Timestamp.self, forKey: .lastActivity),
+            generation: try container.decode(Generation.self, forKey: .generation),
+            revisions: try container.decodeIfPresent(Revisions.self, forKey: .revisions) ?? .zero
+        )
     }
 }

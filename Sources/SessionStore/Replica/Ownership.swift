@@ -80,6 +80,40 @@ public struct Takeovers: Sendable, Hashable {
 /// whatever the order they were built in. Every field of a session goes into its hash, so that two tables
 /// differing in any field of any session differ in their digests (but for a collision of 64-bit hashes).
 enum TableDigest {
+    /// Mixes the parts that updates change; a session without any (every version 1 session) mixes nothing more.
+    private static func mixParts(
+        of session: Session,
+        into mix: (UInt64) -> Void,
+        _ mixBytes: (String.UTF8View) -> Void
+    ) {
+        let authorization = session.authorization
+        switch authorization.acl {
+        case .number(let number): mix(1 << 32 | UInt64(number))
+        case .name(let name):
+            mix(2 << 32)
+            mixBytes(name.utf8)
+        case nil: mix(0)
+        }
+        for text in [authorization.userProfile, authorization.vpnInstance, authorization.filterID] {
+            if let text { mixBytes(text.utf8) } else { mix(0xFFFF_FFFF_FFFF_FFFE) }
+        }
+        for car in [authorization.inboundCAR, authorization.outboundCAR] {
+            mix(car.map { UInt64($0.cir) << 32 | UInt64($0.cbs) } ?? 0xFFFF_FFFF_FFFF_FFFD)
+        }
+        mix(UInt64(authorization.accountingInterval))
+        let accounting = session.accounting
+        mix(accounting.inputOctets)
+        mix(accounting.outputOctets)
+        mix(accounting.inputPackets)
+        mix(accounting.outputPackets)
+        mix(accounting.reportedAt.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
+        mix(session.lastActivity.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
+        for revision in [session.revisions.authorization, session.revisions.accounting, session.revisions.activity] {
+            mix(UInt64(revision.term) << 8 | UInt64(revision.device))
+            mix(revision.sequence)
+        }
+    }
+
     static func contribution(of session: Session) -> UInt64 {
         var hash: UInt64 = 0x9E37_79B9_7F4A_7C15
         func mix(_ value: UInt64) {
@@ -114,6 +148,11 @@ enum TableDigest {
         }
         mix(session.radius.acctSessionID.utf8)
         mix(session.radius.classAttribute)
+        if session.authorization != .none || session.accounting != .none || session.lastActivity != nil
+            || session.revisions != .zero
+        {
+            mixParts(of: session, into: mix, mix)
+        }
         hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
         return hash ^ (hash >> 31)
     }

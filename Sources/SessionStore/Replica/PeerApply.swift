@@ -287,13 +287,15 @@ struct PeerApply {
         }
     }
 
-    /// Whether `event` changes a session that `peer` owns in effect (a login or logout of one).
+    /// Whether `event` changes a session that `peer` owns in effect (a login, logout or update of one).
     private func concernsCopy(of peer: DeviceID, _ event: Event) -> Bool {
         switch event {
         case .login(let session):
             state.takeovers.effectiveOwner(of: session) == peer
         case .logout(let logout):
             state.takeovers.effectiveOwner(owner: logout.owner, term: logout.generation.term) == peer
+        case .update(let update):
+            state.takeovers.effectiveOwner(owner: update.owner, term: update.generation.term) == peer
         case .deviceIDChanged, .takeover:
             false
         }
@@ -314,7 +316,9 @@ struct PeerApply {
             guard !state.hasEnded(session) else { return }
             let current = try state.resolve(session.ip, txn: txn)
             guard let (_, entry) = ApplyRule.change(for: event, current: current) else { return }
-            if let current, state.takeovers.effectiveOwner(of: current) == state.origin {
+            if let current, state.takeovers.effectiveOwner(of: current) == state.origin,
+                current.generation != session.generation || current.owner != session.owner
+            {
                 state.notePeerNotice(Logout(ending: current, reason: .superseded))
             }
             let sequence = state.nextSequence()
@@ -342,6 +346,21 @@ struct PeerApply {
                 )
             }
             state.stage(logout.ip, entry, replacing: current)
+        case .update(let update):
+            let current = try state.resolve(update.ip, txn: txn)
+            guard let current, let (_, entry) = ApplyRule.change(for: event, current: current) else { return }
+            if state.takeovers.effectiveOwner(of: current) == state.origin, let updated = entry.session {
+                state.notePeerUpdate(updated, reason: update.reason)
+            }
+            let sequence = state.nextSequence()
+            state.appendRecord { buffer in
+                RecordCodec.encode(
+                    LogRecord(sequence: sequence, term: recordTerm, origin: peer, time: time, event: event),
+                    into: &buffer
+                )
+            }
+            state.stage(update.ip, entry, replacing: current)
+            if let updated = entry.session, updated.deadline != current.deadline { state.addDeadline(of: updated) }
         case .takeover(let from, let to, let newTerm):
             state.recordTakeover(Takeover(from: from, to: to, term: newTerm))
             let sequence = state.nextSequence()

@@ -68,6 +68,19 @@ struct Recovery {
                         )
                     )
                 }
+                if format < StoreLayout.formatVersion {
+                    // Its records and values stay as they are (each unit names its version, and every earlier
+                    // one is read); the store is marked as written by this version from now on, so that an
+                    // older Tandem refuses it at open rather than at the first new record.
+                    try txn.putMeta(StoreLayout.MetaKey.format, UInt64(StoreLayout.formatVersion), in: meta)
+                    logger.notice(
+                        "store format upgraded: its records are read as they are, new ones are written in the new format",
+                        metadata: [
+                            "tandem.path": "\(files.path)", "tandem.format.from": "\(format)",
+                            "tandem.format.to": "\(StoreLayout.formatVersion)",
+                        ]
+                    )
+                }
                 return identity
             }
         } catch {

@@ -47,15 +47,24 @@ public final class SessionStore: Sendable {
     /// this sequence (never from the log). It finishes when the store closes.
     public let automaticLogouts: AsyncStream<[Logout]>
 
+    /// The updates of this device's users that reached it from the peer, in batches: a RADIUS CoA or an
+    /// accounting report handled by the device that holds the backup copy (R9, a backup source IP), so that the
+    /// controller installs the new authorization. Each carries the session as it is now. One consumer; if it
+    /// falls more than 4,096 batches behind, the oldest are dropped from this sequence (never from the log). It
+    /// finishes when the store closes.
+    public let peerUpdates: AsyncStream<[PeerUpdate]>
+
     private init(
         path: String,
         configuration: Configuration,
         files: StoreFiles,
         overlay: Overlay,
         writer: LogWriter,
-        automaticLogouts: AsyncStream<[Logout]>
+        automaticLogouts: AsyncStream<[Logout]>,
+        peerUpdates: AsyncStream<[PeerUpdate]>
     ) {
         self.automaticLogouts = automaticLogouts
+        self.peerUpdates = peerUpdates
         self.path = path
         self.configuration = configuration
         self.files = files
@@ -133,13 +142,18 @@ public final class SessionStore: Sendable {
             of: [Logout].self,
             bufferingPolicy: .bufferingNewest(4096)
         )
+        let (peerUpdates, updatesContinuation) = AsyncStream.makeStream(
+            of: [PeerUpdate].self,
+            bufferingPolicy: .bufferingNewest(4096)
+        )
         let writer = LogWriter(
             files: files,
             overlay: overlay,
             configuration: configuration,
             logger: logger,
             recovered: recovered,
-            automaticLogouts: continuation
+            automaticLogouts: continuation,
+            peerUpdates: updatesContinuation
         )
         writer.start()
         logger.info(
@@ -157,7 +171,8 @@ public final class SessionStore: Sendable {
             files: files,
             overlay: overlay,
             writer: writer,
-            automaticLogouts: automaticLogouts
+            automaticLogouts: automaticLogouts,
+            peerUpdates: peerUpdates
         )
     }
 
@@ -305,6 +320,97 @@ public final class SessionStore: Sendable {
     /// Logs a user out (see ``logout(_:reason:)``), and returns the sequence of the logout's record too.
     package func loggedLogout(_ ip: IPAddress, reason: LogoutReason) async throws(SessionStoreError) -> LoggedLogout {
         try await writer.logout(ip, reason: reason).get()
+    }
+
+    /// Changes an online session: its authorization and timeouts (a RADIUS CoA, a re-authentication), its
+    /// accounting state (an accounting interim report) or its last activity.
+    ///
+    /// The change is logged and replicated like a login, on either device of a pair: an update made on the
+    /// device that holds the backup copy (a CoA sent to the backup source IP, R9) reaches the owner, whose
+    /// controller hears of it on ``peerUpdates``. A device that takes the user over gets the session as the
+    /// last update left it.
+    ///
+    /// ```swift
+    /// var granted = session.authorization
+    /// granted.acl = .name("guests")
+    /// let now = try await store.update(.changeOfAuthorization(session.ip, granted, sessionTimeout: 3600))
+    /// ```
+    ///
+    /// - Parameter change: what changes, and for which session.
+    /// - Returns: the session as it is after the change.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/notOnline`` when no session is online at
+    ///   the address (or not the one of `change.generation`: a change that arrives after the logout stores
+    ///   nothing), ``SessionStoreError/Kind/invalidSession`` naming a field that breaks its rule,
+    ///   ``SessionStoreError/Kind/invalidArgument`` when the change sets nothing,
+    ///   ``SessionStoreError/Kind/storage`` (nothing was stored) or ``SessionStoreError/Kind/closed``.
+    @discardableResult
+    public func update(_ change: SessionUpdate) async throws(SessionStoreError) -> Session {
+        try await loggedUpdate(change).session
+    }
+
+    /// Changes an online session (see ``update(_:)``), and returns the sequence of the update's record too.
+    package func loggedUpdate(_ change: SessionUpdate) async throws(SessionStoreError) -> LoggedUpdate {
+        if let refusal = Self.refusal(of: change) { throw refusal }
+        return try await writer.update(change).get()
+    }
+
+    /// Changes many online sessions with one call: one request to the writer and one commit for all of them,
+    /// which is how a controller sends an accounting round for a million users without a million round trips.
+    ///
+    /// Each change is checked and made as by ``update(_:)``; one refused change does not stop the others.
+    ///
+    /// ```swift
+    /// let round = users.map { SessionUpdate.accountingInterim($0.ip, $0.counters, lastActivity: $0.seen) }
+    /// for (change, result) in zip(round, try await store.update(contentsOf: round)) {
+    ///     if case .failure(let error) = result { print("\(change.ip): \(error)") }
+    /// }
+    /// ```
+    ///
+    /// - Parameter changes: the changes.
+    /// - Returns: for each change, in order, the session after it or why it was refused.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/storage`` when the commit failed (then
+    ///   none was stored) or ``SessionStoreError/Kind/closed``.
+    public func update(
+        contentsOf changes: [SessionUpdate]
+    ) async throws(SessionStoreError) -> [Result<Session, SessionStoreError>] {
+        var results: [Result<Session, SessionStoreError>] = []
+        results.reserveCapacity(changes.count)
+        var accepted: [SessionUpdate] = []
+        accepted.reserveCapacity(changes.count)
+        var positions: [Int] = []
+        for (position, change) in changes.enumerated() {
+            if let refusal = Self.refusal(of: change) {
+                results.append(.failure(refusal))
+            } else {
+                results.append(.failure(SessionStoreError(.closed)))  // replaced below
+                accepted.append(change)
+                positions.append(position)
+            }
+        }
+        guard !accepted.isEmpty else { return results }
+        let stored = try await writer.updateBatch(accepted).get()
+        for (position, result) in zip(positions, stored) { results[position] = result }
+        return results
+    }
+
+    /// Why `change` cannot be made, found without asking the writer; `nil` when it may be.
+    private static func refusal(of change: SessionUpdate) -> SessionStoreError? {
+        guard change.changesSomething else {
+            return SessionStoreError(
+                .invalidArgument(
+                    "the update of \(change.ip) changes nothing; set the authorization, a timeout, the accounting "
+                        + "state or the last activity"
+                )
+            )
+        }
+        if let authorization = change.authorization {
+            do {
+                try authorization.validate()
+            } catch {
+                return SessionStoreError(.invalidSession(error))
+            }
+        }
+        return nil
     }
 
     /// Logs out every session whose session-timeout deadline is at or before `now`, with reason

@@ -63,6 +63,7 @@ extension Event {
         switch self {
         case .login(let session): session.ip
         case .logout(let logout): logout.ip
+        case .update(let update): update.ip
         case .deviceIDChanged, .takeover: nil
         }
     }

@@ -13,7 +13,9 @@ import LMDB
 /// OnDiskFormat article describes all of it.
 package enum StoreLayout {
     /// The on-disk format this build writes and reads.
-    package static let formatVersion: UInt32 = 1
+    /// 2: sessions carry authorization, accounting and activity, and the log holds updates (record format 2).
+    /// A store of format 1 opens, and is marked format 2 on its first open by a writer.
+    package static let formatVersion: UInt32 = 2
     package static let logFile = "log.mdb"
     package static let usersFile = "users.mdb"
 

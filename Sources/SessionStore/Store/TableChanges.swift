@@ -83,7 +83,9 @@ struct CandidateIndex: Sendable {
 ///
 /// Per-user generations make a duplicated, reordered or replayed event harmless: a login applies only over
 /// an older session (or a free address), a logout only to the exact session it ends (its owner and
-/// generation).
+/// generation), an update only to the exact session it changes, and to each of its parts (authorization,
+/// accounting, activity) only over an older revision of that part. A login of the session already there
+/// (a duplicate, or a snapshot's copy of it) takes the parts of it that are newer.
 ///
 /// Sessions are ordered by generation (term, then sequence), then by owner: when both devices of a pair log
 /// in the same address, both keep the same one of the two.
@@ -92,8 +94,19 @@ package enum ApplyRule {
     package static func change(for event: Event, current: Session?) -> (IPAddress, TableEntry)? {
         switch event {
         case .login(let session):
+            if let current, current.generation == session.generation, current.owner == session.owner {
+                // The same session again (a duplicate, or a snapshot's copy): its parts that are newer win.
+                let merged = merging(session, into: current)
+                return merged == current ? nil : (session.ip, .online(merged))
+            }
             if let current, !precedes(current, session) { return nil }
             return (session.ip, .online(session))
+        case .update(let update):
+            guard let current, current.generation == update.generation, current.owner == update.owner else {
+                return nil
+            }
+            let updated = update.applied(to: current)
+            return updated == current ? nil : (update.ip, .online(updated))
         case .logout(let logout):
             guard let current, current.generation == logout.generation, current.owner == logout.owner else {
                 return nil
@@ -102,6 +115,26 @@ package enum ApplyRule {
         case .deviceIDChanged, .takeover:
             return nil
         }
+    }
+
+    /// `current` with each part of `other` (the same session) whose revision is higher.
+    static func merging(_ other: Session, into current: Session) -> Session {
+        var merged = current
+        if other.revisions.authorization > current.revisions.authorization {
+            merged.authorization = other.authorization
+            merged.sessionTimeout = other.sessionTimeout
+            merged.idleTimeout = other.idleTimeout
+            merged.revisions.authorization = other.revisions.authorization
+        }
+        if other.revisions.accounting > current.revisions.accounting {
+            merged.accounting = other.accounting
+            merged.revisions.accounting = other.revisions.accounting
+        }
+        if other.revisions.activity > current.revisions.activity {
+            merged.lastActivity = other.lastActivity
+            merged.revisions.activity = other.revisions.activity
+        }
+        return merged
     }
 
     /// Whether session `a` is older than `b` in the order logins replace each other by.

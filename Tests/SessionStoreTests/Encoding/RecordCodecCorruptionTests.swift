@@ -168,10 +168,10 @@ struct RecordCodecCorruptionTests {
             message: "reason 0 is not a logout reason"
         ),
         RecordCorruption(
-            name: "logout reason 10",
-            bytes: logoutRecord(reason: [10]),
+            name: "logout reason 11",
+            bytes: logoutRecord(reason: [11]),
             code: .invalidField,
-            message: "reason 10 is not a logout reason (1 to 9)"
+            message: "reason 11 is not a logout reason (1 to 10)"
         ),
         RecordCorruption(
             name: "logout owner 0",
@@ -283,7 +283,7 @@ struct RecordCodecCorruptionTests {
         #expect(TestCodec.encodedValue(session) == body.sessionValue())
     }
 
-    @Test("a unit of a newer format version asks for an upgrade", arguments: [2 as UInt8, 0, 255])
+    @Test("a unit of a newer format version asks for an upgrade", arguments: [3 as UInt8, 0, 255])
     func unsupportedVersion(version: UInt8) {
         let value = RawSessionBody().sessionValue(version: version)
         let error = #expect(throws: CorruptRecordError.self) {
@@ -301,7 +301,7 @@ struct RecordCodecCorruptionTests {
         #expect(recordError?.code == .unsupportedVersion)
     }
 
-    @Test("an unknown kind is refused", arguments: [0 as UInt8, 5, 15, 17, 255])
+    @Test("an unknown kind is refused", arguments: [0 as UInt8, 6, 15, 17, 255])
     func unknownKind(kind: UInt8) {
         var record = GoldenBytes.deviceIDChange
         record[1] = kind

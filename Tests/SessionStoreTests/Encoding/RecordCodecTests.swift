@@ -209,9 +209,35 @@ struct RecordCodecSizeTests {
                 acctSessionID: String(repeating: "a", count: 253),
                 classAttribute: [UInt8](repeating: 0xFF, count: 253)
             ),
-            generation: Generation(term: .max, sequence: .max)
+            authorization: largestAuthorization,
+            accounting: largestAccounting,
+            lastActivity: Timestamp(microsecondsSinceEpoch: .min),
+            generation: Generation(term: .max, sequence: .max),
+            revisions: Session.Revisions(
+                authorization: largestRevision,
+                accounting: largestRevision,
+                activity: largestRevision
+            )
         )
     }
+
+    static let largestAuthorization = Authorization(
+        acl: .name("a" + String(repeating: "~", count: 62)),
+        userProfile: String(repeating: "p", count: 63),
+        inboundCAR: .init(cir: .max, cbs: .max),
+        outboundCAR: .init(cir: .max, cbs: .max),
+        vpnInstance: String(repeating: "v", count: 31),
+        filterID: String(repeating: "张", count: 84) + "f",
+        accountingInterval: .max
+    )
+    static let largestAccounting = AccountingState(
+        inputOctets: .max,
+        outputOctets: .max,
+        inputPackets: .max,
+        outputPackets: .max,
+        reportedAt: Timestamp(microsecondsSinceEpoch: .min)
+    )
+    static let largestRevision = Revision(term: .max, sequence: .max, device: 255)
 
     @Test("the largest valid units are as large as documented")
     func maximumUnitSize() throws {
@@ -219,7 +245,7 @@ struct RecordCodecSizeTests {
         try session.validate(statefulFailover: true)
         let login = LogRecord(sequence: .max, term: .max, origin: 255, time: session.loginTime, event: .login(session))
         #expect(TestCodec.encoded(login).count == RecordCodec.maximumUnitSize)
-        #expect(TestCodec.encodedValue(session).count == 929)
+        #expect(TestCodec.encodedValue(session).count == 1480)
         let logout = LogRecord(
             sequence: .max,
             term: .max,
@@ -228,7 +254,31 @@ struct RecordCodecSizeTests {
             event: .logout(Logout(ending: session, reason: .deviceIDChange))
         )
         #expect(TestCodec.encoded(logout).count == 326)
+        let update = LogRecord(
+            sequence: .max,
+            term: .max,
+            origin: 255,
+            time: session.loginTime,
+            event: .update(
+                Update(
+                    ip: session.ip,
+                    owner: 255,
+                    generation: session.generation,
+                    revision: Self.largestRevision,
+                    reason: .reauthentication,
+                    authorization: .init(
+                        authorization: Self.largestAuthorization,
+                        sessionTimeout: .max,
+                        idleTimeout: .max
+                    ),
+                    accounting: Self.largestAccounting,
+                    lastActivity: Timestamp(microsecondsSinceEpoch: .min)
+                )
+            )
+        )
+        #expect(TestCodec.encoded(update).count == 594)
         #expect(try TestCodec.decodeRecord(TestCodec.encoded(login)) == login)
+        #expect(try TestCodec.decodeRecord(TestCodec.encoded(update)) == update)
     }
 
     @Test("random records stay within the maximum size")
@@ -244,7 +294,7 @@ struct RecordCodecSizeTests {
         var session = Self.largestSession()
         session.userName = String(repeating: "x", count: 2000)
         let bytes = TestCodec.encodedValue(session)
-        #expect(bytes.count == 929 - 255 + 2002)
+        #expect(bytes.count == 1480 - 255 + 2002)
         // The decoder refuses what validation would have.
         let error = #expect(throws: CorruptRecordError.self) { try TestCodec.decodeSessionValue(bytes, ip: session.ip) }
         #expect(error?.code == .lengthOutOfBounds)

@@ -37,7 +37,7 @@ enum RawUnit {
     }
 
     /// `version`, `kind`, the fields, and the CRC-32C of all that, little-endian.
-    static func sealed(version: UInt8 = 1, kind: UInt8, _ fields: [UInt8]) -> [UInt8] {
+    static func sealed(version: UInt8 = 2, kind: UInt8, _ fields: [UInt8]) -> [UInt8] {
         let unit = [version, kind] + fields
         let crc = CRC32C.checksum(unit)
         return unit + [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)]
@@ -69,6 +69,8 @@ struct RawSessionBody: Sendable {
     var nasIP: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 192, 0, 2, 1]
     var acctSessionID: [UInt8] = RawUnit.prefixed("0000001a2b3c4d5e")
     var classAttribute: [UInt8] = RawUnit.prefixed([0xC1, 0xA5, 0x5E])
+    /// The parts byte and the parts after it (version 2); none of a version 1 body.
+    var parts: [UInt8] = [0]
 
     /// The session these defaults describe, with `ip` as its address.
     static func session(ip: IPAddress) -> Session {
@@ -96,11 +98,11 @@ struct RawSessionBody: Sendable {
     /// The fields, in order.
     var bytes: [UInt8] {
         mac + generation + loginTime + sessionTimeout + userName + idleTimeout + vlan + accessInterface
-            + portalGroup + authenticationMode + owner + radiusFlags + nasIP + acctSessionID + classAttribute
+            + portalGroup + authenticationMode + owner + radiusFlags + nasIP + acctSessionID + classAttribute + parts
     }
 
     /// A sealed session value (kind 16).
-    func sessionValue(version: UInt8 = 1, kind: UInt8 = 16) -> [UInt8] {
+    func sessionValue(version: UInt8 = 2, kind: UInt8 = 16) -> [UInt8] {
         RawUnit.sealed(version: version, kind: kind, bytes)
     }
 

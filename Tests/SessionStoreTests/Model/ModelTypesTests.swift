@@ -77,10 +77,10 @@ struct EnumerationTests {
         #expect(
             LogoutReason.allCases.map(\.description) == [
                 "user", "delete-user", "cut-connection", "portal-server", "idle-timeout", "session-timeout",
-                "device-id-change", "superseded", "resync",
+                "device-id-change", "superseded", "resync", "disconnect-message",
             ]
         )
-        #expect(LogoutReason.allCases.map(\.rawValue) == Array(1...9))
+        #expect(LogoutReason.allCases.map(\.rawValue) == Array(1...10))
         for reason in LogoutReason.allCases {
             #expect(LogoutReason(name: reason.description) == reason)
         }
@@ -106,8 +106,10 @@ struct EnumerationTests {
 
     @Test("event kinds have names and codes")
     func eventKinds() {
-        #expect(Event.Kind.allCases.map(\.description) == ["login", "logout", "device-id-change", "takeover"])
-        #expect(Event.Kind.allCases.map(\.rawValue) == [1, 2, 3, 4])
+        #expect(
+            Event.Kind.allCases.map(\.description) == ["login", "logout", "device-id-change", "takeover", "update"]
+        )
+        #expect(Event.Kind.allCases.map(\.rawValue) == [1, 2, 3, 4, 5])
         for kind in Event.Kind.allCases {
             #expect(Event.Kind(name: kind.description) == kind)
         }

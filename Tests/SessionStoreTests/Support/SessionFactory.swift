@@ -188,6 +188,7 @@ func randomSession(
         default: UInt32.random(in: 1...86_400, using: &generator)
         }
     }
+    let parts = Int.random(in: 0..<3, using: &generator) == 0
     return Session(
         ip: randomIPAddress(using: &generator),
         mac: randomMACAddress(using: &generator),
@@ -201,11 +202,110 @@ func randomSession(
         sessionTimeout: randomTimeout(),
         idleTimeout: randomTimeout(),
         radius: radius,
+        authorization: parts ? randomAuthorization(using: &generator) : .none,
+        accounting: parts && Bool.random(using: &generator) ? randomAccounting(using: &generator) : .none,
+        lastActivity: parts && Bool.random(using: &generator) ? randomTimestamp(using: &generator) : nil,
         generation: Generation(
             term: Bool.random(using: &generator) ? UInt32.random(in: 0...10, using: &generator) : .max,
             sequence: UInt64.random(in: 0...(Bool.random(using: &generator) ? 1_000_000 : .max), using: &generator)
         )
     )
+}
+
+/// Characters of names that hold printable ASCII without spaces.
+private let tokenCharacters: [Character] = (0x21...0x7E).map { Character(Unicode.Scalar(UInt8($0))) }
+
+/// A random valid authorization: each attribute present or not, names from 1 byte to their limits.
+func randomAuthorization(using generator: inout some RandomNumberGenerator) -> Authorization {
+    func token(_ maximum: Int) -> String {
+        let count = Bool.random(using: &generator) ? maximum : Int.random(in: 1...maximum, using: &generator)
+        return randomString(byteCount: count, from: tokenCharacters, using: &generator)
+    }
+    func car() -> Authorization.CAR? {
+        Bool.random(using: &generator)
+            ? Authorization.CAR(
+                cir: UInt32.random(in: 1...UInt32.max, using: &generator),
+                cbs: UInt32.random(in: 0...UInt32.max, using: &generator)
+            ) : nil
+    }
+    let acl: Authorization.ACL?
+    switch Int.random(in: 0..<3, using: &generator) {
+    case 0: acl = nil
+    case 1: acl = .number(UInt32.random(in: 1...99_999, using: &generator))
+    default: acl = .name("A" + token(62))
+    }
+    let intervals: [UInt32] = [0, 60, 900, UInt32.max]
+    return Authorization(
+        acl: acl,
+        userProfile: Bool.random(using: &generator) ? token(63) : nil,
+        inboundCAR: car(),
+        outboundCAR: car(),
+        vpnInstance: Bool.random(using: &generator) ? token(31) : nil,
+        filterID: Bool.random(using: &generator) ? randomUserName(using: &generator) : nil,
+        accountingInterval: intervals.randomElement(using: &generator)!
+    )
+}
+
+/// A random accounting state, with counters past 32 bits now and then.
+func randomAccounting(using generator: inout some RandomNumberGenerator) -> AccountingState {
+    func counter() -> UInt64 {
+        Bool.random(using: &generator)
+            ? UInt64.random(in: 0...UInt64(UInt32.max), using: &generator)
+            : UInt64.random(in: 0...UInt64.max, using: &generator)
+    }
+    return AccountingState(
+        inputOctets: counter(),
+        outputOctets: counter(),
+        inputPackets: counter(),
+        outputPackets: counter(),
+        reportedAt: Bool.random(using: &generator) ? randomTimestamp(using: &generator) : nil
+    )
+}
+
+/// A random revision other than zero.
+func randomRevision(using generator: inout some RandomNumberGenerator) -> Revision {
+    Revision(
+        term: UInt32.random(in: 0...UInt32.max, using: &generator),
+        sequence: UInt64.random(in: 0...UInt64.max, using: &generator),
+        device: UInt8.random(in: 1...255, using: &generator)
+    )
+}
+
+/// A random valid session as the store holds it after updates: parts set, each with its revision.
+func randomUpdatedSession(using generator: inout some RandomNumberGenerator) -> Session {
+    var session = randomSession(using: &generator)
+    session.authorization = randomAuthorization(using: &generator)
+    session.accounting = randomAccounting(using: &generator)
+    session.lastActivity = randomTimestamp(using: &generator)
+    session.revisions = Session.Revisions(
+        authorization: Bool.random(using: &generator) ? randomRevision(using: &generator) : .zero,
+        accounting: randomRevision(using: &generator),
+        activity: Bool.random(using: &generator) ? randomRevision(using: &generator) : .zero
+    )
+    return session
+}
+
+/// A random update of `session` (a random one when `nil`), setting one, two or all three parts.
+func randomUpdate(using generator: inout some RandomNumberGenerator, of session: Session? = nil) -> Update {
+    let session = session ?? randomSession(using: &generator)
+    var update = Update(
+        ip: session.ip,
+        owner: session.owner,
+        generation: session.generation,
+        revision: randomRevision(using: &generator),
+        reason: UpdateReason.allCases.randomElement(using: &generator)!
+    )
+    let parts = Int.random(in: 1...7, using: &generator)
+    if parts & 1 != 0 {
+        update.authorization = Update.AuthorizationPart(
+            authorization: randomAuthorization(using: &generator),
+            sessionTimeout: UInt32.random(in: 0...UInt32.max, using: &generator),
+            idleTimeout: UInt32.random(in: 0...86_400, using: &generator)
+        )
+    }
+    if parts & 2 != 0 { update.accounting = randomAccounting(using: &generator) }
+    if parts & 4 != 0 { update.lastActivity = randomTimestamp(using: &generator) }
+    return update
 }
 
 /// A random logout, of a random session or of `session` when given.
@@ -219,7 +319,7 @@ func randomLogout(using generator: inout some RandomNumberGenerator, ending sess
     return Logout(ending: session, reason: LogoutReason.allCases.randomElement(using: &generator)!)
 }
 
-/// A random log record: a login (60%), a logout (30%), a device-ID change (5%) or a takeover (5%), with sequence numbers, terms
+/// A random log record: a login (50%), a logout (20%), an update (20%), a device-ID change (5%) or a takeover (5%), with sequence numbers, terms
 /// and times across their whole ranges now and then.
 ///
 /// - Parameters:
@@ -230,10 +330,12 @@ func randomLogRecord(using generator: inout some RandomNumberGenerator, allowReD
     let origin = DeviceID(rawValue: UInt8.random(in: 1...255, using: &generator))!
     let event: Event
     switch Int.random(in: 0..<10, using: &generator) {
-    case 0..<6:
+    case 0..<5:
         event = .login(randomSession(using: &generator, owner: origin, allowReDHCP: allowReDHCP))
-    case 6..<9:
+    case 5..<7:
         event = .logout(randomLogout(using: &generator))
+    case 7..<9:
+        event = .update(randomUpdate(using: &generator))
     case 9 where Bool.random(using: &generator):
         let to = DeviceID(rawValue: origin.rawValue == 255 ? 1 : origin.rawValue + 1)!
         event = .deviceIDChanged(from: origin, to: to)

@@ -521,13 +521,7 @@ func snapshotFrame(_ sessions: [Session]) -> Frame {
 private func addresses(of work: PeerWork) -> [IPAddress] {
     switch work {
     case .records(_, let records):
-        records.compactMap { record in
-            switch record.event {
-            case .login(let session): session.ip
-            case .logout(let logout): logout.ip
-            case .deviceIDChanged, .takeover: nil
-            }
-        }
+        records.compactMap { $0.event.address }
     case .snapshotSessions(let sessions):
         sessions.map(\.ip)
     case .snapshotBegin, .snapshotEnd, .digest, .finish:

@@ -49,6 +49,8 @@ final class LogWriter: @unchecked Sendable {
     let shared: WriterShared
     /// The logouts the store makes by itself (session-timeout expiry, the peer's events), for the controller.
     let automaticLogouts: AsyncStream<[Logout]>.Continuation
+    /// The updates of this device's users that the peer made, for the controller.
+    let peerUpdates: AsyncStream<[PeerUpdate]>.Continuation
     private var checkpointer: Checkpointer!
 
     /// Why checkpoints are failing (they retry), until one commits.
@@ -88,7 +90,8 @@ final class LogWriter: @unchecked Sendable {
         configuration: SessionStore.Configuration,
         logger: Logger,
         recovered: Recovered,
-        automaticLogouts: AsyncStream<[Logout]>.Continuation
+        automaticLogouts: AsyncStream<[Logout]>.Continuation,
+        peerUpdates: AsyncStream<[PeerUpdate]>.Continuation
     ) {
         self.files = files
         self.overlay = overlay
@@ -96,6 +99,7 @@ final class LogWriter: @unchecked Sendable {
         self.logger = logger
         self.shared = WriterShared(recovered)
         self.automaticLogouts = automaticLogouts
+        self.peerUpdates = peerUpdates
         self.state = WriterState(files: files, overlay: overlay, shared: shared, logger: logger, recovered: recovered)
         self.checkpointPolicy = CheckpointPolicy(configuration)
         self.retention = RetentionPolicy(quotaBytes: configuration.logQuotaBytes)
@@ -155,6 +159,17 @@ final class LogWriter: @unchecked Sendable {
 
     func logout(_ ip: IPAddress, reason: LogoutReason) async -> Result<LoggedLogout, SessionStoreError> {
         await submit { .staged(LogoutRequest(ip, reason, $0)) }
+    }
+
+    func update(_ change: SessionUpdate) async -> Result<LoggedUpdate, SessionStoreError> {
+        await submit { .staged(UpdateRequest(change, $0)) }
+    }
+
+    /// Each change of the batch succeeds or fails alone; the whole fails when the batch cannot commit.
+    func updateBatch(
+        _ changes: [SessionUpdate]
+    ) async -> Result<[Result<Session, SessionStoreError>], SessionStoreError> {
+        await submit { .staged(UpdateBatchRequest(changes, $0)) }
     }
 
     func expire(_ now: Timestamp) async -> Result<[Logout], SessionStoreError> {
@@ -282,6 +297,7 @@ final class LogWriter: @unchecked Sendable {
         queue.unlock()
         for request in rejected { request.reject(SessionStoreError(.closed)) }
         automaticLogouts.finish()
+        peerUpdates.finish()
         for waiter in waiters { waiter.resume() }
     }
 
@@ -529,6 +545,7 @@ final class LogWriter: @unchecked Sendable {
             if let observer = shared.commitObserver.withLock({ $0 }) { observer.call(applied.lastSequence) }
         }
         if !applied.peerNotices.isEmpty { automaticLogouts.yield(applied.peerNotices) }
+        if !applied.peerUpdates.isEmpty { peerUpdates.yield(applied.peerUpdates) }
         return nil
     }
 

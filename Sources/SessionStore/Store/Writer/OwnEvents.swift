@@ -41,6 +41,7 @@ extension LogWriter {
             let term = state.term
             var stored = session
             stored.generation = Generation(term: term, sequence: sequence)
+            stored.revisions = .zero
             state.appendRecord { buffer in
                 RecordCodec.encodeLogin(
                     stored,

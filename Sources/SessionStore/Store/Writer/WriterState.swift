@@ -81,6 +81,8 @@ final class WriterState {
     private var metaChanges: [MetaChange] = []
     /// Own users that the peer's events logged off or replaced, for the store's automatic logouts.
     private var peerNotices: [Logout] = []
+    /// Own users that the peer's events updated, for the store's peer updates.
+    private var peerUpdates: [PeerUpdate] = []
     /// The peer state as this batch leaves it.
     private var stagedApplied: [DeviceID: UInt64] = [:]
     private var stagedInstalling: [DeviceID: UInt64] = [:]
@@ -143,6 +145,7 @@ final class WriterState {
         stagedOwnThrough = ownThrough
         stagingPeer = false
         peerNotices.removeAll()
+        peerUpdates.removeAll()
         sequence = lastSequence
         (origin, term, takeovers) = shared.identity.withLock { ($0.deviceID, $0.term, $0.takeovers) }
     }
@@ -182,6 +185,8 @@ final class WriterState {
         var lastSequence: UInt64
         /// Own users that the peer's events logged off or replaced.
         var peerNotices: [Logout]
+        /// Own users that the peer's events updated.
+        var peerUpdates: [PeerUpdate]
     }
 
     /// Applies the batch that committed: to the in-memory table, the committed state and what readers see.
@@ -260,7 +265,12 @@ final class WriterState {
             }
         }
         if digestReady && (!records.isEmpty || !stagedApplied.isEmpty) { recordDigestPoint() }
-        let result = Applied(records: records.count, lastSequence: lastSequence, peerNotices: peerNotices)
+        let result = Applied(
+            records: records.count,
+            lastSequence: lastSequence,
+            peerNotices: peerNotices,
+            peerUpdates: peerUpdates
+        )
         metaChanges.removeAll(keepingCapacity: true)
         records.removeAll(keepingCapacity: true)
         return result
@@ -538,6 +548,11 @@ final class WriterState {
 
     /// Notes, for the store's automatic logouts, an own user that the peer's events logged off or replaced.
     func notePeerNotice(_ logout: Logout) { peerNotices.append(logout) }
+
+    /// Notes, for the store's peer updates, an own user that the peer's event updated.
+    func notePeerUpdate(_ session: Session, reason: UpdateReason) {
+        peerUpdates.append(PeerUpdate(session: session, reason: reason))
+    }
 
     /// Whether `session` ended here recently (see ``EndedSessions``): a copy of it must not come back.
     func hasEnded(_ session: Session) -> Bool {
