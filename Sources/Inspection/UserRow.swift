@@ -13,6 +13,23 @@ public enum UserRow {
             + "  " + session.loginTime.description
     }
 
+    /// The second line of a row: the session's authorization, accounting and activity, indented; `nil` when
+    /// none is known (a session as its login left it, without authorization attributes).
+    public static func details(_ session: Session) -> String? {
+        var parts: [String] = []
+        if session.authorization != .none { parts.append(UpdateText.authorization(session.authorization)) }
+        let accounting = session.accounting
+        if accounting != .none {
+            var text =
+                "accounting in \(accounting.inputOctets) B/\(accounting.inputPackets) pkt, "
+                + "out \(accounting.outputOctets) B/\(accounting.outputPackets) pkt"
+            if let reportedAt = accounting.reportedAt { text += " at \(reportedAt)" }
+            parts.append(text)
+        }
+        if let lastActivity = session.lastActivity { parts.append("active at \(lastActivity)") }
+        return parts.isEmpty ? nil : "    " + parts.joined(separator: "; ")
+    }
+
     /// The session as one JSON object on one line, keys sorted.
     public static func json(_ session: Session, owner: DeviceID, device: DeviceID) -> String {
         var bytes: [UInt8] = []

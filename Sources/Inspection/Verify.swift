@@ -169,19 +169,12 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
         // The log after the checkpoint must apply to the table: every logout ends a session it holds.
         for record in afterCheckpoint {
             guard let ip = record.event.address else { continue }
-            let applies = SessionTable.changes(record.event, current: table[ip])
-            switch record.event {
-            case .login(let session) where applies:
-                table[ip] = session
-            case .logout where applies:
-                table[ip] = nil
-            case .logout:
+            if let (_, entry) = ApplyRule.change(for: record.event, current: table[ip]) {
+                table[ip] = entry.session
+            } else if case .logout = record.event {
                 mismatches.report(
                     "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
                 )
-
-            default:
-                break
             }
         }
     }

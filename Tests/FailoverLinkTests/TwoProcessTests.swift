@@ -17,6 +17,7 @@ final class NodeChild: @unchecked Sendable {
     private var lines: [String] = []
     private var acks = Set<Int>()
     private var logouts = Set<Int>()
+    private var updateAcks = Set<Int>()
 
     init(id: Int, pair: Pair) throws {
         process.executableURL = tandemExecutable()
@@ -41,6 +42,8 @@ final class NodeChild: @unchecked Sendable {
                     lock.withLock {
                         if line.hasPrefix("ack "), let number = Int(line.dropFirst(4)) {
                             acks.insert(number)
+                        } else if line.hasPrefix("uack "), let number = Int(line.dropFirst(5)) {
+                            updateAcks.insert(number)
                         } else if line.hasPrefix("login-ok ") || line.hasPrefix("logout-ok "),
                             let field = line.split(separator: " ").first(where: { $0.hasPrefix("number=") }),
                             let number = Int(field.dropFirst(7))
@@ -60,6 +63,9 @@ final class NodeChild: @unchecked Sendable {
     }
 
     var acknowledged: Set<Int> { lock.withLock { acks } }
+
+    /// The users whose update of an update storm was acknowledged.
+    var acknowledgedUpdates: Set<Int> { lock.withLock { updateAcks } }
 
     /// The users whose logout was acknowledged.
     var loggedOut: Set<Int> { lock.withLock { logouts } }
@@ -149,6 +155,51 @@ struct TwoProcessTests {
             // Device 2 owns them in effect now.
             let one = try #require(try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(acknowledged.first!))))
             #expect(store.effectiveOwner(of: one) == 2)
+            await store.close()
+        }
+    }
+
+    @Test(
+        "SIGKILL of the active device during an accounting round: every update acknowledged as replicated is on the promoted standby"
+    )
+    func sigkillDuringReplicatedUpdates() async throws {
+        try await Self.withPairAndSecret { pair in
+            let active = try NodeChild(id: 1, pair: pair)
+            let standby = try NodeChild(id: 2, pair: pair)
+            defer {
+                active.kill()
+                standby.kill()
+            }
+            try #require(await Self.synchronized(active, standby), "the two processes never synchronized")
+            let users = 20_000
+            try active.send("storm 0 \(users) replicated 64")
+            #expect(await eventually(within: .seconds(120)) { active.lastLine(startingWith: "storm-done") != nil })
+            try active.send("update-storm 0 \(users) replicated 64")
+            #expect(await eventually(within: .seconds(60)) { active.acknowledgedUpdates.count >= 3_000 })
+            active.kill()
+            let acknowledged = active.acknowledgedUpdates
+            #expect(acknowledged.count < users, "the round ended before the kill; the test proves nothing")
+
+            try standby.send("promote")
+            #expect(await eventually(within: .seconds(30)) { standby.lastLine(startingWith: "promoted") != nil })
+            try standby.send("quit")
+            standby.process.waitUntilExit()
+            #expect(standby.process.terminationStatus == 0)
+
+            let store = try SessionStore.open(
+                at: pair.path(2),
+                configuration: .init(deviceID: 2, portalGroup: "campus")
+            )
+            // Every user is still online (the storm's logins were all acknowledged as replicated before the round),
+            // and every acknowledged report is on it.
+            var missing = 0
+            for number in 0..<users {
+                let session = try #require(try store.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number))))
+                if acknowledged.contains(number), session.accounting.inputOctets != UInt64(number) << 32 | 0xACC7 {
+                    missing += 1
+                }
+            }
+            #expect(missing == 0, "updates acknowledged as replicated are missing on the promoted device")
             await store.close()
         }
     }

@@ -209,11 +209,16 @@ struct Users: ParsableCommand {
         abstract: "List the online users of a store (now, or at a past time rebuilt from the log).",
         discussion: """
             Columns: IP, MAC, VLAN, interface, user, the device that owns the user in effect, whether this \
-            device holds the primary or the backup copy, and the login time.
+            device holds the primary or the backup copy, and the login time. A user whose authorization, \
+            accounting or activity is known gets a second line with them (ACL, user profile, CAR, VPN \
+            instance, Filter-Id, accounting interval; the counters of the last accounting report; the last \
+            activity). --json has every field. --nas-ip lists the users of one NAS IP (backup source IP): \
+            a NAS IP with users must not be deleted while the pair runs (R11); its count is the last line.
 
             Examples:
               tandem users --path /var/lib/portal/tandem --user alice
               tandem users --path DIR --owner 2 --json
+              tandem users --path DIR --nas-ip 192.168.0.1
               tandem users --path DIR --at 2026-11-21T08:30:00Z
             """
     )
@@ -223,7 +228,10 @@ struct Users: ParsableCommand {
     @Option(help: "Only this MAC address.") var mac: String?
     @Option(help: "Only this user name.") var user: String?
     @Option(help: "Only users owned (in effect) by this device ID.") var owner: Int?
-    @Option(help: "Rebuild who was online at this time (ISO 8601, UTC) from the log.") var at: String?
+    @Option(name: .customLong("nas-ip"), help: "Only users whose RADIUS NAS IP (backup source IP) is this.")
+    var nasIP: String?
+    @Option(help: "Rebuild who was online at this time (ISO 8601, UTC) from the log, updates included.")
+    var at: String?
     @Flag(help: "One JSON object per line.") var json = false
 
     func run() throws {
@@ -246,6 +254,10 @@ struct Users: ParsableCommand {
             guard let value = MACAddress(text) else { throw ValidationError("--mac \(text) is not a MAC address") }
             return value
         }
+        let nasFilter = try nasIP.map { text -> IPAddress in
+            guard let value = IPAddress(text) else { throw ValidationError("--nas-ip \(text) is not an IP address") }
+            return value
+        }
         let output = Output()
         if !json { output.line(UserRow.header) }
         var shown = 0
@@ -255,14 +267,18 @@ struct Users: ParsableCommand {
             if let macFilter, session.mac != macFilter { continue }
             if let user, session.userName != user { continue }
             if let owner, Int(effective.rawValue) != owner { continue }
+            if let nasFilter, session.radius.nasIP != nasFilter { continue }
             if json {
                 output.line { UserRow.appendJSON(session, owner: effective, device: identity.deviceID, to: &$0) }
             } else {
                 output.line(UserRow.text(session, owner: effective, device: identity.deviceID))
+                if let details = UserRow.details(session) { output.line(details) }
             }
             shown += 1
         }
-        if !json { output.line("\(shown) users") }
+        if !json {
+            output.line(nasFilter.map { "\(shown) users use NAS IP \($0)" } ?? "\(shown) users")
+        }
     }
 }
 

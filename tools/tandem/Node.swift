@@ -36,6 +36,11 @@ struct Node: AsyncParsableCommand {
                               log users FIRST..<FIRST+COUNT in, printing `ack N` as each
                               is acknowledged (replicated: once the peer has it), then
                               `storm-done`
+              update-storm FIRST COUNT [local|replicated] [CONCURRENCY]
+                              an accounting interim report for users
+                              FIRST..<FIRST+COUNT, one update per call, printing
+                              `uack N` as each is acknowledged, then
+                              `update-storm-done`
               check FIRST COUNT
                               how many of users FIRST..<FIRST+COUNT are online here
               promote         take the peer's users over (also on SIGUSR1, for a VRRP
@@ -263,6 +268,22 @@ struct Node: AsyncParsableCommand {
                 concurrency: concurrency,
                 console
             )
+        case "update-storm":
+            guard arguments.count >= 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
+                throw ValidationError("usage: update-storm FIRST COUNT [local|replicated] [CONCURRENCY]")
+            }
+            let writeConcern: FailoverNode.WriteConcern =
+                arguments.count > 2 && arguments[2] == "replicated"
+                ? .replicated() : .local
+            let concurrency = arguments.count > 3 ? Int(arguments[3]) ?? 64 : 64
+            try await updateStorm(
+                node,
+                first: first,
+                count: count,
+                writeConcern: writeConcern,
+                concurrency: concurrency,
+                console
+            )
         case "check":
             guard arguments.count == 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
                 throw ValidationError("usage: check FIRST COUNT")
@@ -276,7 +297,7 @@ struct Node: AsyncParsableCommand {
             await Self.promote(node, console)
         default:
             throw ValidationError(
-                "unknown command '\(command)': status, login, logout, storm, check, promote or quit"
+                "unknown command '\(command)': status, login, logout, storm, update-storm, check, promote or quit"
             )
         }
     }
@@ -396,6 +417,58 @@ struct Node: AsyncParsableCommand {
         let seconds = started.duration(to: .now).seconds
         console.reply(
             "storm-done",
+            [
+                "count": "\(count)", "failed": "\(failures.count)",
+                "seconds": String(format: "%.3f", seconds),
+            ]
+        )
+    }
+
+    /// An accounting round over users FIRST..<FIRST+COUNT, one update per call: user N's report holds
+    /// ``StormSession/reportedOctets(number:)`` input octets.
+    private static func updateStorm(
+        _ node: FailoverNode,
+        first: Int,
+        count: Int,
+        writeConcern: FailoverNode.WriteConcern,
+        concurrency: Int,
+        _ console: Console
+    ) async throws {
+        let started = ContinuousClock.now
+        let next = ManagedCounter(first)
+        let end = first + count
+        let failures = Tally()
+        await withTaskGroup(of: Void.self) { tasks in
+            for _ in 0..<max(1, concurrency) {
+                tasks.addTask {
+                    while true {
+                        let number = next.next()
+                        guard number < end, !Task.isShuttingDownGracefully else { return }
+                        do {
+                            try await node.update(
+                                .accountingInterim(
+                                    StormSession.address(number),
+                                    AccountingState(
+                                        inputOctets: StormSession.reportedOctets(number: number),
+                                        outputOctets: 1,
+                                        reportedAt: .now
+                                    ),
+                                    lastActivity: .now
+                                ),
+                                writeConcern: writeConcern
+                            )
+                            console.write("uack \(number)\n")
+                        } catch {
+                            failures.add()
+                            console.write("unack \(number) \(error)\n")
+                        }
+                    }
+                }
+            }
+        }
+        let seconds = started.duration(to: .now).seconds
+        console.reply(
+            "update-storm-done",
             [
                 "count": "\(count)", "failed": "\(failures.count)",
                 "seconds": String(format: "%.3f", seconds),

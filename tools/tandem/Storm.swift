@@ -61,6 +61,10 @@ struct Storm: AsyncParsableCommand {
 
 /// The sessions a storm logs in.
 enum StormSession {
+    /// The input octets of user `number`'s accounting report in an update storm: past 32 bits, and
+    /// different for each user.
+    static func reportedOctets(number: Int) -> UInt64 { UInt64(number) << 32 | 0xACC7 }
+
     static func address(_ number: Int) -> IPAddress {
         if number < 1 << 24 { return IPAddress(ipv4: 0x0A00_0000 | UInt32(number)) }
         return IPAddress(high: 0xFD00_0000_0000_0000, low: UInt64(number))

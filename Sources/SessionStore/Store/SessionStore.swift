@@ -636,6 +636,25 @@ public final class SessionStore: Sendable {
         }
     }
 
+    /// The online sessions whose RADIUS NAS IP is `nasIP`, in address order: the users of a backup source IP
+    /// (R9), which must not be deleted from the configuration while any uses it (R11).
+    ///
+    /// ```swift
+    /// let users = try store.sessions(withNASIP: backupSourceIP)
+    /// guard users.isEmpty else { throw ConfigurationError("\(users.count) online users use \(backupSourceIP)") }
+    /// ```
+    ///
+    /// It reads every session (as ``forEachSession(_:)`` does): a configuration check, not a per-packet one.
+    ///
+    /// - Parameter nasIP: the NAS IP.
+    /// - Returns: the sessions, empty when no online user has it.
+    /// - Throws: what ``forEachSession(_:)`` throws.
+    public func sessions(withNASIP nasIP: IPAddress) throws -> [Session] {
+        var sessions: [Session] = []
+        try forEachSession { if $0.radius.nasIP == nasIP { sessions.append($0) } }
+        return sessions
+    }
+
     /// Every online session, in address order (a convenience over ``forEachSession(_:)``).
     ///
     /// - Returns: the sessions online at one instant.

@@ -20,6 +20,9 @@ struct FailoverScenario: AsyncParsableCommand {
                           that it committed it too;
               replicated  --replicated-logins logins with the replicated write concern from --concurrency
                           callers, one login per call, then again with --batch logins per call;
+              updates     an accounting interim update of each of those users with the replicated write
+                          concern, one per call, then --batch per call (replicated_updates_per_s,
+                          replicated_batched_updates_per_s);
               promotion   device 1 goes away; device 2 is promoted and takes its users over
                           (promote_ready_ms: until the takeover committed and lookups answer for every
                           user; handover_users_per_s: every taken-over session handed to the controller).
@@ -172,6 +175,43 @@ struct FailoverScenario: AsyncParsableCommand {
         }
         report.addPhase("replicated_batched_logins", events: replicatedLogins, clock: phase, unit: "login")
         report.add("replicated_batch", perCall)
+
+        // Replicated updates: an accounting report of each user of the one-per-call phase, one per call, then
+        // of each of the batched phase, batched.
+        for (name, first, size) in [
+            ("replicated_updates", next, 1), ("replicated_batched_updates", batchFirst, perCall),
+        ] {
+            progress("replicated updates: \(replicatedLogins), \(size) per call")
+            let updateCounter = Atomic<Int>(first)
+            let updateEnd = first + replicatedLogins
+            phase = PhaseClock()
+            latencies = try await runCallers(max(1, concurrency / size)) { _, latencies in
+                while true {
+                    let start = updateCounter.wrappingAdd(size, ordering: .relaxed).oldValue
+                    guard start < updateEnd else { return }
+                    let reports = (start..<min(start + size, updateEnd)).map { number in
+                        SessionUpdate.accountingInterim(
+                            BenchSession.address(number),
+                            AccountingState(inputOctets: UInt64(number) &* 1_000, reportedAt: .now),
+                            lastActivity: .now
+                        )
+                    }
+                    let call = nanosecondsNow()
+                    if size == 1 {
+                        try await node.update(reports[0], writeConcern: .replicated(timeout: .seconds(30)))
+                    } else {
+                        let results = try await node.update(
+                            contentsOf: reports,
+                            writeConcern: .replicated(timeout: .seconds(30))
+                        )
+                        for result in results { _ = try result.get() }
+                    }
+                    latencies.record(nanosecondsNow() - call, count: reports.count)
+                }
+            }
+            report.addPhase(name, events: replicatedLogins, clock: phase, unit: "update")
+            report.add(name + "_p99_ms", latencies.milliseconds(atPercentile: 99))
+        }
 
         // Promotion.
         let online = one.store.count

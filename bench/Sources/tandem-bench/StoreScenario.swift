@@ -13,7 +13,11 @@ struct StoreScenario: AsyncParsableCommand {
               login   N users log in;
               reopen  the store is closed (checkpointed), its compacted size measured, and reopened;
               churn   --churn-events events: a random online user logs out and a new one logs in;
+              accounting  an accounting interim update for every online user, --batch per call
+                      (update_events_per_s), then a second round --update-batch per call
+                      (update_batched_events_per_s);
               logout  every online user logs out.
+            cpu_us_per_event covers the login, churn and logout phases; each phase reports its own too.
             Commit latency is the time from a call to its acknowledgement (the event durable under
             --durability), over the churn phase.
 
@@ -33,6 +37,9 @@ struct StoreScenario: AsyncParsableCommand {
 
     @Option(help: "Events in the churn phase (default: as many as users).")
     var churnEvents: Int?
+
+    @Option(help: "Updates per call in the batched accounting round.")
+    var updateBatch = 1_024
 
     @Option(help: "sync (every commit flushed to disk), no-meta-sync, or no-sync.")
     var durability = "sync"
@@ -196,9 +203,47 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("rss_anon_mib_after_churn", statusMiB("RssAnon:"))
         report.add("rss_file_mib_after_churn", statusMiB("RssFile:"))
 
+        // Accounting: an interim report for every online user, one round --batch per call, one round batched.
+        let online = store.count
+        for (name, size) in [("update_events", perCall), ("update_batched_events", max(updateBatch, 1))] {
+            progress("accounting: \(online) updates, \(size) per call")
+            phase = PhaseClock()
+            latencies = try await runCallers(callers) { caller, latencies in
+                let mine = churned.withLock({ $0[caller] ?? [] })
+                for start in stride(from: 0, to: mine.count, by: size) {
+                    let reports = mine[start..<min(start + size, mine.count)].map { number in
+                        SessionUpdate.accountingInterim(
+                            BenchSession.address(number),
+                            AccountingState(
+                                inputOctets: UInt64(number) &* 1_000,
+                                outputOctets: UInt64(number) &* 3_000,
+                                inputPackets: UInt64(number),
+                                outputPackets: UInt64(number) &* 2,
+                                reportedAt: .now
+                            ),
+                            lastActivity: .now
+                        )
+                    }
+                    let t0 = nanosecondsNow()
+                    if size == 1 {
+                        try await reopened.update(reports[0])
+                        latencies.record(nanosecondsNow() - t0)
+                    } else {
+                        let results = try await reopened.update(contentsOf: reports)
+                        latencies.record(nanosecondsNow() - t0, count: results.count)
+                        for result in results { _ = try result.get() }
+                    }
+                }
+            }
+            report.addPhase(name, events: online, clock: phase)
+            report.add(
+                name.replacingOccurrences(of: "_events", with: "_commit_p99_ms"),
+                latencies.milliseconds(atPercentile: 99)
+            )
+        }
+
         // Logout: everyone.
         progress("logout: \(store.count) users")
-        let online = store.count
         phase = PhaseClock()
         latencies = try await runCallers(callers) { caller, latencies in
             let mine = churned.withLock({ $0[caller] ?? [] })
