@@ -122,4 +122,37 @@ struct UpdateReplicationTests {
             #expect(taken.radius.acctSessionID == pairSession(9, owner: 1).radius.acctSessionID)
         }
     }
+
+    @Test("an update made on one device while the owner logs the user out on the other: the user stays logged out")
+    func updateAfterLogoutOnThePeer() async throws {
+        try await Pair.run { pair in
+            let one = try await pair.start(1)
+            try await pair.start(2)
+            for number in 0..<10 { try await one.login(pairSession(number, owner: 1)) }
+            #expect(await pair.converged())
+            let user = pairSession(6, owner: 1).ip
+            // Apart: device 2 handles a CoA for the user, while device 1 logs the user out.
+            await pair.stop(2)
+            try await one.logout(user, reason: .disconnectMessage)
+            await pair.stop(1)
+            let two = try await pair.start(2)
+            let changed = try await two.update(.changeOfAuthorization(user, Self.guests))
+            #expect(changed.authorization == Self.guests)
+            try await pair.start(1)
+            #expect(await pair.converged())
+            #expect(try pair[1].store.session(for: user) == nil)
+            #expect(try two.store.session(for: user) == nil)
+            #expect(pair[1].store.count == 9)
+            // And an update sent now for the logged-out user is refused on both, storing nothing.
+            for id: UInt8 in [1, 2] {
+                let before = pair[id].store.logStatus.lastSequence
+                let error = await #expect(throws: SessionStoreError.self) {
+                    try await pair[id].update(.activity(user, at: .now))
+                }
+                #expect(error?.kind == .notOnline)
+                #expect(pair[id].store.logStatus.lastSequence == before)
+            }
+            #expect(await pair.verified())
+        }
+    }
 }

@@ -183,7 +183,16 @@ final class Checkpointer: Sendable {
                             throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
                         }
                     }
-                    if let old {
+                    let entry = changes.entries[ip]!
+                    // An update changes none of the indexed fields but, at times, the deadline: the entries of
+                    // a session whose indexed fields stay are left as they are.
+                    var sameIndexFields = false
+                    if let old, case .online(let session) = entry, old.mac == session.mac,
+                        old.deadline == session.deadline
+                    {
+                        sameIndexFields = session.userName.withUTF8Bytes { $0.elementsEqual(oldUserName) }
+                    }
+                    if let old, !sameIndexFields {
                         try oldUserName.withUnsafeBytes { userName in
                             try removeIndexEntries(
                                 txn,
@@ -194,12 +203,12 @@ final class Checkpointer: Sendable {
                             )
                         }
                     }
-                    switch changes.entries[ip]! {
+                    switch entry {
                     case .online(let session):
                         value.removeAll(keepingCapacity: true)
                         RecordCodec.encodeSessionValue(session, into: &value)
                         _ = try value.withUnsafeBytes { try txn.put(key: key, value: $0, in: files.users) }
-                        try addIndexEntries(txn, key: key, session: session)
+                        if !sameIndexFields { try addIndexEntries(txn, key: key, session: session) }
                     case .offline:
                         if old != nil { _ = try txn.delete(key: key, in: files.users) }
                     }
