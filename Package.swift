@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "SessionStore", targets: ["SessionStore"]),
         .library(name: "FailoverLink", targets: ["FailoverLink"]),
         .library(name: "Inspection", targets: ["Inspection"]),
+        .library(name: "DeviceService", targets: ["DeviceService"]),
         .executable(name: "tandem-frame-fuzzer", targets: ["tandem-frame-fuzzer"]),
         .executable(name: "tandem-stream-fuzzer", targets: ["tandem-stream-fuzzer"]),
         .executable(name: "tandem", targets: ["tandem"]),
@@ -42,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .systemLibrary(
@@ -104,10 +107,25 @@ let package = Package(
             linkerSettings: fuzzLinking
         ),
         .target(name: "Inspection", dependencies: ["SessionStore", "LMDB"]),
+        .target(
+            name: "DeviceService",
+            dependencies: [
+                "SessionStore",
+                "FailoverLink",
+                "Inspection",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "tandem",
             dependencies: [
                 "SessionStore",
+                "DeviceService",
                 "Locking",
                 "Inspection",
                 "FailoverLink",
@@ -137,11 +155,13 @@ let package = Package(
             dependencies: ["SessionStore", "LMDB", "TestSupport"],
             exclude: ["Fixtures"]
         ),
+        .testTarget(name: "DeviceServiceTests", dependencies: ["DeviceService", "SessionStore", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "SessionStore", "LMDB", "TestSupport"]),
         .testTarget(
             name: "FailoverLinkTests",
             dependencies: [
                 "FailoverLink",
+                "DeviceService",
                 "SessionStore",
                 "Inspection",
                 "LMDB",

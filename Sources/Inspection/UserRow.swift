@@ -13,6 +13,16 @@ public enum UserRow {
             + "  " + session.loginTime.description
     }
 
+    /// The row of a user given as ``json(_:owner:device:)``'s object (a running device's answer); `nil` when
+    /// the object is not one.
+    public static func text(json object: [String: Any]) -> String? {
+        guard let ip = object["ip"] as? String, let mac = object["mac"] as? String else { return nil }
+        func field(_ key: String) -> String { object[key].map { "\($0)" } ?? "" }
+        return pad(ip, 39) + "  " + pad(mac, 17) + "  " + pad(field("vlan"), 4, right: true) + "  "
+            + pad(field("interface"), 24) + "  " + pad(field("user"), 20) + "  " + pad(field("owner"), 5, right: true)
+            + "  " + pad(field("copy"), 7) + "  " + field("login_time")
+    }
+
     /// The second line of a row: the session's authorization, accounting and activity, indented; `nil` when
     /// none is known (a session as its login left it, without authorization attributes).
     public static func details(_ session: Session) -> String? {

@@ -100,7 +100,8 @@ struct TwoProcessTests {
         try await Pair.run { pair in
             _ = FileManager.default.createFile(
                 atPath: pair.directory + "/secret",
-                contents: Data("a secret of the pair, 32 bytes!!".utf8)
+                contents: Data("a secret of the pair, 32 bytes!!".utf8),
+                attributes: [.posixPermissions: 0o600]
             )
             try await body(pair)
         }

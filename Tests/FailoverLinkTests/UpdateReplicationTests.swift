@@ -25,7 +25,7 @@ struct UpdateReplicationTests {
             let user = pairSession(4, owner: 1).ip
             let changed = try await two.update(
                 .changeOfAuthorization(user, Self.guests, sessionTimeout: 1_800),
-                writeConcern: .replicated()
+                writeConcern: .replicated(timeout: .seconds(30))
             )
             #expect(try one.store.session(for: user) == changed)
             let notice = try #require(await heard.next())
@@ -41,14 +41,17 @@ struct UpdateReplicationTests {
                     lastActivity: .now
                 )
             }
-            let results = try await one.update(contentsOf: round, writeConcern: .replicated())
+            let results = try await one.update(contentsOf: round, writeConcern: .replicated(timeout: .seconds(30)))
             #expect(results.allSatisfy { (try? $0.get()) != nil })
             let both = try #require(try two.store.session(for: user))
             #expect(both.authorization == Self.guests)
             #expect(both.sessionTimeout == 1_800)
             #expect(both.accounting.inputOctets == 4 << 33)
             // The device's own updates are not reported back to it as the peer's.
-            try await one.update(.activity(pairSession(5, owner: 1).ip, at: .now), writeConcern: .replicated())
+            try await one.update(
+                .activity(pairSession(5, owner: 1).ip, at: .now),
+                writeConcern: .replicated(timeout: .seconds(30))
+            )
 
             #expect(await pair.converged())
             #expect(await pair.verified())
@@ -99,9 +102,12 @@ struct UpdateReplicationTests {
                     AccountingState(inputOctets: UInt64(1_000 + $0), outputOctets: 7, reportedAt: .now)
                 )
             }
-            _ = try await one.update(contentsOf: reports, writeConcern: .replicated())
+            _ = try await one.update(contentsOf: reports, writeConcern: .replicated(timeout: .seconds(30)))
             let vip = pairSession(9, owner: 1).ip
-            try await one.update(.reauthentication(vip, Self.guests, idleTimeout: 120), writeConcern: .replicated())
+            try await one.update(
+                .reauthentication(vip, Self.guests, idleTimeout: 120),
+                writeConcern: .replicated(timeout: .seconds(30))
+            )
             await pair.stop(1)
 
             let promoted = pair[2]

@@ -53,7 +53,8 @@ struct Demo: AsyncParsableCommand {
         let secretFile = directory + "/pair.secret"
         _ = FileManager.default.createFile(
             atPath: secretFile,
-            contents: Data((0..<32).map { _ in UInt8.random(in: 0...255) })
+            contents: Data((0..<32).map { _ in UInt8.random(in: 0...255) }),
+            attributes: [.posixPermissions: 0o600]
         )
         let port = try self.port ?? freeLoopbackPort()
         let killAfter = min(self.killAfter ?? users / 2, users)

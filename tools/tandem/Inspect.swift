@@ -1,4 +1,5 @@
 import ArgumentParser
+import DeviceService
 import Foundation
 import Inspection
 import SessionStore
@@ -204,7 +205,7 @@ struct Log: ParsableCommand {
 }
 
 /// `tandem users`: who is online, in the spirit of a device's `display portal user`.
-struct Users: ParsableCommand {
+struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the online users of a store (now, or at a past time rebuilt from the log).",
         discussion: """
@@ -220,10 +221,13 @@ struct Users: ParsableCommand {
               tandem users --path DIR --owner 2 --json
               tandem users --path DIR --nas-ip 192.168.0.1
               tandem users --path DIR --at 2026-11-21T08:30:00Z
+              tandem users --socket /run/tandem/control.sock --user alice      # a running device's live store
             """
     )
 
-    @Option(help: "The store's directory.") var path: String
+    @Option(help: "The store's directory (read beside a running device).") var path: String?
+    @Option(help: "Ask a running device through its control socket instead of reading a store.")
+    var socket: String?
     @Option(help: "Only this IP address.") var ip: String?
     @Option(help: "Only this MAC address.") var mac: String?
     @Option(help: "Only this user name.") var user: String?
@@ -234,7 +238,11 @@ struct Users: ParsableCommand {
     var at: String?
     @Flag(help: "One JSON object per line.") var json = false
 
-    func run() throws {
+    func run() async throws {
+        if let socket {
+            return try await live(socket)
+        }
+        guard let path else { throw ValidationError("give the store's directory with --path, or --socket") }
         let reader = try StoreReader(path: path)
         let identity = try reader.identity
         let sessions: [Session]
@@ -278,6 +286,45 @@ struct Users: ParsableCommand {
         }
         if !json {
             output.line(nasFilter.map { "\(shown) users use NAS IP \($0)" } ?? "\(shown) users")
+        }
+    }
+
+    /// The users of a running device, from its live store through the control socket.
+    private func live(_ socket: String) async throws {
+        guard at == nil else { throw ValidationError("--at reads the log of a store: give --path, not --socket") }
+        var request = ControlRequest(.users)
+        request.ip = try ip.map { text in
+            guard let value = IPAddress(text) else { throw ValidationError("--ip \(text) is not an IP address") }
+            return value
+        }
+        request.mac = try mac.map { text in
+            guard let value = MACAddress(text) else { throw ValidationError("--mac \(text) is not a MAC address") }
+            return value
+        }
+        request.user = user
+        request.owner = try owner.map { number in
+            guard let value = DeviceID(rawValue: UInt8(clamping: number)), number > 0, number < 256 else {
+                throw ValidationError("--owner \(number) is not a device ID (1 to 255)")
+            }
+            return value
+        }
+        request.nasIP = try nasIP.map { text in
+            guard let value = IPAddress(text) else { throw ValidationError("--nas-ip \(text) is not an IP address") }
+            return value
+        }
+        let output = Output()
+        if !json { output.line(UserRow.header) }
+        try await control(request, socket) { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                return
+            }
+            if let count = object["count"] {
+                if !json { output.line(request.nasIP.map { "\(count) users use NAS IP \($0)" } ?? "\(count) users") }
+            } else if json {
+                output.line(line)
+            } else if let row = UserRow.text(json: object) {
+                output.line(row)
+            }
         }
     }
 }

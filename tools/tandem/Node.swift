@@ -1,5 +1,6 @@
 import ArgumentParser
 import Crypto
+import DeviceService
 import FailoverLink
 import Foundation
 import Inspection
@@ -65,86 +66,172 @@ struct Node: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup var store: StoreOptions
+    @Option(
+        help: """
+            A JSON configuration file (see `tandem node --help` and the README, "Running a pair"); the \
+            environment's TANDEM_… variables and the options below override it.
+            """
+    )
+    var config: String?
 
-    @Option(help: "This device's failover address, host:port (IPv6 as [addr]:port).")
-    var listen: String
+    @Option(help: "The store's directory (store.path).")
+    var path: String?
 
-    @Option(help: "The peer's failover address, host:port.")
+    @Option(help: "This device's ID, 1-255 (device.id).")
+    var deviceID: Int?
+
+    @Option(help: "The portal group of the portal service backup interface (device.portal_group).")
+    var portalGroup: String?
+
+    @Option(help: "sync (every commit flushed, the default), no-meta-sync, or no-sync (store.durability).")
+    var durability: String?
+
+    @Option(help: "This device's failover address, host:port, IPv6 as [addr]:port (failover.listen).")
+    var listen: String?
+
+    @Option(help: "The peer's failover address, host:port (failover.peer).")
     var peer: String?
 
-    @Option(help: "A file whose bytes (at least 16) are the secret both devices share.")
-    var secretFile: String
+    @Option(
+        help: "A file of at least 16 bytes both devices share, mode 0600 (failover.secret_file)."
+    )
+    var secretFile: String?
 
-    @Option(help: "The SHA-256 of the AAA and portal configuration, 64 hex digits (R8); both devices must agree.")
+    @Option(help: "The SHA-256 of the AAA and portal configuration, 64 hex digits (R8; failover.configuration_digest).")
     var configurationDigest: String?
 
-    @Option(help: "How long a replicated write waits for the peer, in milliseconds.")
-    var replicationTimeout: Int = 1000
+    @Option(help: "How long a replicated write waits for the peer, in ms (failover.replication_timeout_ms; 1000).")
+    var replicationTimeout: Int?
 
-    @Option(help: "How long the peer may stay silent before the link is declared down, in milliseconds.")
-    var silenceLimit: Int = 1000
+    @Option(
+        help:
+            "How long the peer may stay silent before the link is declared down, in ms (failover.silence_limit_ms; 1000)."
+    )
+    var silenceLimit: Int?
 
-    @Option(help: "The longest time changes stay in memory before a checkpoint, in milliseconds.")
-    var checkpointInterval: Int = 1000
+    @Option(
+        help: "The longest time changes stay in memory before a checkpoint, in ms (store.checkpoint_interval_ms; 1000)."
+    )
+    var checkpointInterval: Int?
 
-    @Option(help: "The most log kept for a lagging peer, in bytes; past it the peer gets a full resync.")
-    var logQuota: Int = 8 << 30
+    @Option(help: "The most log kept for a lagging peer, in bytes (store.log_quota_bytes; 8 GiB).")
+    var logQuota: Int?
 
     @Option(
         help: """
             What a damaged store does: recover (empty it, keep the logouts that can be read, and recover the \
-            users from the peer) or refuse (stop with the error; inspect with `tandem log verify`).
+            users from the peer) or refuse (stop with the error; inspect with `tandem log verify`) (store.on_damage).
             """
     )
-    var onDamage: DamageOption = .recover
+    var onDamage: String?
+
+    @Option(help: "The control socket, for `tandem status`, `promote`, `users --socket` and `logout` (control.socket).")
+    var controlSocket: String?
+
+    @Option(
+        help:
+            "Serve Prometheus metrics at http://ADDRESS/metrics, host:port, not on the failover interface (metrics.listen)."
+    )
+    var metricsListen: String?
 
     @Flag(help: "Answer commands with JSON objects.")
     var json = false
 
-    @Option(help: "trace, debug, info, notice, warning or error (to standard error).")
-    var logLevel: String = "warning"
+    @Option(help: "trace, debug, info, notice, warning or error, to standard error (log.level; notice).")
+    var logLevel: String?
+
+    /// The options given, by configuration key: they override the file and the environment.
+    private var overrides: [String: String] {
+        var values: [String: String] = [:]
+        let given: [(String, String?)] = [
+            ("store.path", path), ("device.id", deviceID.map(String.init)), ("device.portal_group", portalGroup),
+            ("store.durability", durability), ("failover.listen", listen), ("failover.peer", peer),
+            ("failover.secret_file", secretFile), ("failover.configuration_digest", configurationDigest),
+            ("failover.replication_timeout_ms", replicationTimeout.map(String.init)),
+            ("failover.silence_limit_ms", silenceLimit.map(String.init)),
+            ("store.checkpoint_interval_ms", checkpointInterval.map(String.init)),
+            ("store.log_quota_bytes", logQuota.map(String.init)), ("store.on_damage", onDamage),
+            ("control.socket", controlSocket), ("metrics.listen", metricsListen), ("log.level", logLevel),
+        ]
+        for (key, value) in given { if let value { values[key] = value } }
+        return values
+    }
+
+    /// The settings, or the reason they are refused on standard error and exit status 78 (EX_CONFIG).
+    private func settings() async throws -> (NodeSettings, [UInt8]) {
+        do {
+            let settings = try await NodeSettings.load(file: config, overrides: overrides)
+            return (settings, try NodeSettings.readSecret(at: settings.secretFile))
+        } catch {
+            FileHandle.standardError.write(Data("tandem node: \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+    }
 
     func run() async throws {
+        let (settings, secret) = try await settings()
         var logger = Logger(label: "tandem.node")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .warning
-        let secret = try readSecret()
-        let digest = try parseDigest()
-        let storeConfiguration = try store.configuration()
+        logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .notice
+        logger[metadataKey: "tandem.device_id"] = "\(settings.deviceID)"
         var link = FailoverLinkService.Configuration(
             identity: LinkIdentity(
-                deviceID: storeConfiguration.deviceID,
-                portalGroup: storeConfiguration.portalGroup,
-                configurationDigest: digest
+                deviceID: settings.deviceID,
+                portalGroup: settings.portalGroup,
+                configurationDigest: settings.configurationDigest ?? Array(SHA256.hash(data: [UInt8]()))
             ),
-            secret: secret,
-            listen: try parseAddress(listen, option: "--listen"),
-            peer: try peer.map { try parseAddress($0, option: "--peer") }
+            secret: LinkSecret(bytes: secret),
+            listen: try settings.listen.socketAddress(),
+            peer: try settings.peer?.socketAddress()
         )
         link.maximumBackoff = .milliseconds(500)
-        link.silenceLimit = .milliseconds(Int64(silenceLimit))
+        link.silenceLimit = .milliseconds(Int64(settings.silenceLimit / .milliseconds(1)))
+        if let tls = settings.tls {
+            link.tls = try LinkTLS(
+                certificateChainFile: tls.certificate,
+                privateKeyFile: tls.privateKey,
+                trustRootsFile: tls.ca
+            )
+        }
         var configuration = FailoverNode.Configuration(link: link)
-        configuration.replicationTimeout = .milliseconds(replicationTimeout)
-        var tuned = storeConfiguration
-        tuned.checkpointInterval = .milliseconds(checkpointInterval)
-        tuned.logQuotaBytes = logQuota
-        tuned.onDamage = onDamage == .recover ? .recoverFromPeer : .refuse
-        let opened = try SessionStore.open(at: store.path, configuration: tuned, logger: logger)
+        configuration.replicationTimeout = settings.replicationTimeout
+        var tuned = SessionStore.Configuration(deviceID: settings.deviceID, portalGroup: settings.portalGroup)
+        tuned.durability = settings.durability
+        tuned.checkpointInterval = settings.checkpointInterval
+        tuned.logQuotaBytes = settings.logQuotaBytes
+        tuned.onDamage = settings.onDamage
+        let listen = settings.listen.description
+        let opened = try SessionStore.open(at: settings.storePath, configuration: tuned, logger: logger)
         let node = FailoverNode(store: opened, configuration: configuration, logger: logger)
         let console = Console(json: json)
         let followers = Followers()
+        let control = ControlServer(
+            node: node,
+            path: settings.controlSocket,
+            mode: settings.controlMode,
+            logger: logger
+        )
         let commands = ClosureService { [listen] in
-            // `ready` once the listener is bound; a node that cannot bind it ends the group with the error.
+            // `ready` once the listener and the control socket are bound; a node that cannot bind them ends the
+            // group with the error.
             _ = try await node.link.waitUntilListening()
-            console.reply("ready", ["device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)"])
+            await control.waitUntilBound()
+            console.reply(
+                "ready",
+                [
+                    "device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)",
+                    "control_socket": control.path,
+                ]
+            )
             await Self.serveCommands(node: node, console: console, followers: followers)
         }
-        // The node first, the commands after it: a graceful shutdown (SIGTERM, SIGINT, or the end of the
-        // commands) stops reading commands, then ends replication and closes the link.
+        // The node first, the control socket and the commands after it: a graceful shutdown (SIGTERM, SIGINT,
+        // or the end of the commands) stops reading commands, closes the control socket, then ends
+        // replication and closes the link.
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [
                     .init(service: node),
+                    .init(service: control),
                     .init(service: commands, successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -474,35 +561,6 @@ struct Node: AsyncParsableCommand {
                 "seconds": String(format: "%.3f", seconds),
             ]
         )
-    }
-
-    private func readSecret() throws -> LinkSecret {
-        guard let data = FileManager.default.contents(atPath: secretFile) else {
-            throw ValidationError(
-                "cannot read the secret file \(secretFile): create it with `head -c 32 /dev/urandom > FILE`"
-            )
-        }
-        var bytes = Array(data)
-        while bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
-        guard bytes.count >= 16 else {
-            throw ValidationError("the secret file \(secretFile) holds \(bytes.count) bytes; use at least 16")
-        }
-        return LinkSecret(bytes: bytes)
-    }
-
-    private func parseDigest() throws -> [UInt8] {
-        guard let configurationDigest else { return Array(SHA256.hash(data: [UInt8]())) }
-        var bytes: [UInt8] = []
-        var characters = Array(configurationDigest.utf8)
-        guard characters.count == 64 else { throw ValidationError("--configuration-digest needs 64 hex digits") }
-        while !characters.isEmpty {
-            guard let byte = UInt8(String(decoding: characters.prefix(2), as: UTF8.self), radix: 16) else {
-                throw ValidationError("--configuration-digest is not hexadecimal")
-            }
-            bytes.append(byte)
-            characters.removeFirst(2)
-        }
-        return bytes
     }
 }
 

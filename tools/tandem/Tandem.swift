@@ -9,6 +9,8 @@ struct Tandem: AsyncParsableCommand {
             Tandem keeps the online portal users of a device in an LMDB-backed, log-structured store. \
             Exit status: 0 on success, 1 when the command failed (the error says why), 64 on a usage error.
             """,
-        subcommands: [Demo.self, Node.self, Log.self, Users.self, Diff.self, Storm.self]
+        subcommands: [
+            Demo.self, Node.self, Status.self, Promote.self, Logout.self, Log.self, Users.self, Diff.self, Storm.self,
+        ]
     )
 }
