@@ -72,7 +72,10 @@ public struct NodeSettings: Sendable {
         ("failover.silence_limit_ms", "how long the peer may stay silent, 100 to 60000 (default 1000)"),
         ("control.socket", "the control socket's path (default: control.sock in the store's directory)"),
         ("control.mode", "the control socket's mode, octal, owner read and write at least (default 0600)"),
-        ("metrics.listen", "the metrics endpoint, host:port, not on the failover interface (R3); none by default"),
+        (
+            "metrics.listen",
+            "the metrics endpoint, host:port (port 0: any free one), not on the failover interface (R3); none by default"
+        ),
         ("log.level", "trace, debug, info, notice (the default), warning or error"),
     ]
 
@@ -109,6 +112,9 @@ public struct NodeSettings: Sendable {
             default: .recoverFromPeer
         )
         listen = try values.address("failover.listen")!
+        guard listen.port > 0 else {
+            throw SettingsError(key: "failover.listen", value: listen.description, problem: "needs a port, 1 to 65535")
+        }
         guard Self.isLocal(listen.host, localAddresses) else {
             throw SettingsError(
                 key: "failover.listen",
@@ -242,14 +248,19 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
             host = text[..<colon]
             port = text[text.index(after: colon)...]
         }
-        guard let number = Int(port), (1...65_535).contains(number), IPAddress(String(host)) != nil else {
+        guard let number = Int(port), (0...65_535).contains(number), IPAddress(String(host)) != nil else {
             return nil
         }
         self.host = String(host)
         self.port = number
     }
 
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var description: String { Self.text(host: host, port: port) }
+
+    /// `host:port`, or `[host]:port` for IPv6.
+    public static func text(host: String, port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
 
     /// The socket address.
     public func socketAddress() throws -> SocketAddress { try SocketAddress(ipAddress: host, port: port) }

@@ -147,7 +147,8 @@ struct SettingsTests {
         #expect(local.contains("127.0.0.1"))
         #expect(!local.contains("8.8.8.8"))
         #expect(HostPort("[::1]:7400")?.description == "[::1]:7400")
-        #expect(HostPort("10.0.0.1:0") == nil)
+        #expect(HostPort("10.0.0.1:0")?.port == 0)
+        #expect(HostPort("10.0.0.1:65536") == nil)
         #expect(HostPort("::1:7400") == nil)
     }
 }

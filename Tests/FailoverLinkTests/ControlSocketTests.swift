@@ -197,6 +197,90 @@ struct ControlSocketTests {
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket outlived the device")
     }
 
+    /// The samples of a Prometheus text exposition: `name{labels}` to value.
+    static func samples(_ text: String) throws -> [String: Double] {
+        var found: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            let value = try #require(parts.count == 2 ? Double(parts[1]) : nil, "not a sample: \(line)")
+            found[String(parts[0])] = value
+        }
+        return found
+    }
+
+    /// `GET url`: the status and the body.
+    static func get(_ url: String) throws -> (Int, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [
+            "-c",
+            "import sys,urllib.request,urllib.error\ntry:\n r=urllib.request.urlopen(sys.argv[1]); print(r.status); "
+                + "sys.stdout.write(r.read().decode())\nexcept urllib.error.HTTPError as e:\n print(e.code)",
+            url,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        let newline = text.firstIndex(of: "\n") ?? text.endIndex
+        return (Int(text[..<newline]) ?? 0, newline < text.endIndex ? String(text[text.index(after: newline)...]) : "")
+    }
+
+    @Test("the metrics endpoint of each device of a running pair, scraped and parsed")
+    func metrics() async throws {
+        try await TwoProcessTests.withPairAndSecret { pair in
+            let one = try NodeChild(id: 1, pair: pair, extra: ["--metrics-listen", "127.0.0.3:0"])
+            let two = try NodeChild(id: 2, pair: pair, extra: ["--metrics-listen", "127.0.0.4:0"])
+            defer {
+                one.kill()
+                two.kill()
+            }
+            try #require(await TwoProcessTests.synchronized(one, two), "the two processes never synchronized")
+            try one.send("storm 0 100 replicated 16")
+            #expect(await eventually(within: .seconds(30)) { one.lastLine(startingWith: "storm-done") != nil })
+            try one.send("update-storm 0 40 replicated 8")
+            #expect(await eventually(within: .seconds(30)) { one.lastLine(startingWith: "update-storm-done") != nil })
+            func endpoint(_ node: NodeChild) throws -> String {
+                let ready = try #require(node.lastLine(startingWith: "ready"))
+                let field = try #require(ready.split(separator: " ").first { $0.hasPrefix("metrics=") })
+                return String(field.dropFirst("metrics=".count))
+            }
+            let url1 = try endpoint(one)
+            #expect(url1.hasPrefix("http://127.0.0.3:"))
+            var first: [String: Double] = [:]
+            for _ in 0..<50 {
+                let (status, body) = try Self.get(url1)
+                #expect(status == 200)
+                first = try Self.samples(body)
+                if first["tandem_peer_lag_events"] == 0 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(first["tandem_synchronized"] == 1)
+            #expect(first["tandem_failover_state{state=\"synchronization\"}"] == 1)
+            #expect(first["tandem_term"] == 1)
+            #expect(first["tandem_users{owner=\"1\",copy=\"primary\"}"] == 100)
+            #expect(first["tandem_events_total{kind=\"login\"}"] == 100)
+            #expect(first["tandem_events_total{kind=\"update\"}"] == 40)
+            #expect(first["tandem_peer_lag_events"] == 0)
+            #expect(first["tandem_peer_acknowledged_sequence"] == first["tandem_log_last_sequence"])
+            #expect(first["tandem_log_holds"] == 1)
+            #expect((first["tandem_commit_duration_count"] ?? 0) > 0)
+            #expect(first["tandem_digest_mismatches"] == 0)
+
+            let (status, body) = try Self.get(try endpoint(two))
+            #expect(status == 200)
+            let second = try Self.samples(body)
+            #expect(second["tandem_users{owner=\"1\",copy=\"backup\"}"] == 100)
+            #expect(second["tandem_peer_applied_sequence"] == first["tandem_log_last_sequence"])
+            #expect(second["tandem_events_total{kind=\"update\"}"] == 40)
+            #expect(second["tandem_snapshots_received"] != nil)
+            let (missing, _) = try Self.get(url1.replacingOccurrences(of: "/metrics", with: "/status"))
+            #expect(missing == 404)
+        }
+    }
+
     /// Sends raw bytes on the socket and returns the first answer line.
     static func raw(_ text: String, _ socket: String) async throws -> String { try rawSync(text, socket) }
 }

@@ -19,13 +19,14 @@ final class NodeChild: @unchecked Sendable {
     private var logouts = Set<Int>()
     private var updateAcks = Set<Int>()
 
-    init(id: Int, pair: Pair) throws {
+    init(id: Int, pair: Pair, extra: [String] = []) throws {
         process.executableURL = tandemExecutable()
-        process.arguments = [
-            "node", "--path", pair.path(UInt8(id)), "--device-id", "\(id)", "--portal-group", "campus",
-            "--listen", "127.0.0.\(id):\(pair.port)", "--peer", "127.0.0.\(id == 1 ? 2 : 1):\(pair.port)",
-            "--secret-file", pair.directory + "/secret",
-        ]
+        process.arguments =
+            [
+                "node", "--path", pair.path(UInt8(id)), "--device-id", "\(id)", "--portal-group", "campus",
+                "--listen", "127.0.0.\(id):\(pair.port)", "--peer", "127.0.0.\(id == 1 ? 2 : 1):\(pair.port)",
+                "--secret-file", pair.directory + "/secret",
+            ] + extra
         process.standardInput = input
         process.standardOutput = output
         try process.run()

@@ -200,6 +200,8 @@ struct Node: AsyncParsableCommand {
         tuned.logQuotaBytes = settings.logQuotaBytes
         tuned.onDamage = settings.onDamage
         let listen = settings.listen.description
+        // Metrics are made when the store opens: the registry comes first.
+        let registry = settings.metricsListen.map { _ in MetricsServer.bootstrap() }
         let opened = try SessionStore.open(at: settings.storePath, configuration: tuned, logger: logger)
         let node = FailoverNode(store: opened, configuration: configuration, logger: logger)
         let console = Console(json: json)
@@ -210,18 +212,22 @@ struct Node: AsyncParsableCommand {
             mode: settings.controlMode,
             logger: logger
         )
+        let metrics: MetricsServer? = settings.metricsListen.flatMap { address in
+            registry.map { MetricsServer(node: node, address: address, registry: $0, logger: logger) }
+        }
         let commands = ClosureService { [listen] in
-            // `ready` once the listener and the control socket are bound; a node that cannot bind them ends the
-            // group with the error.
+            // `ready` once the listener, the control socket and the metrics endpoint are bound; a node that
+            // cannot bind them ends the group with the error.
             _ = try await node.link.waitUntilListening()
             await control.waitUntilBound()
-            console.reply(
-                "ready",
-                [
-                    "device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)",
-                    "control_socket": control.path,
-                ]
-            )
+            var fields = [
+                "device_id": "\(opened.deviceID)", "listen": listen, "users": "\(opened.count)",
+                "control_socket": control.path,
+            ]
+            if let metrics, let port = await metrics.waitUntilBound() {
+                fields["metrics"] = "http://\(HostPort.text(host: metrics.address.host, port: port))/metrics"
+            }
+            console.reply("ready", fields)
             await Self.serveCommands(node: node, console: console, followers: followers)
         }
         // The node first, the control socket and the commands after it: a graceful shutdown (SIGTERM, SIGINT,
@@ -232,7 +238,8 @@ struct Node: AsyncParsableCommand {
                 services: [
                     .init(service: node),
                     .init(service: control),
-                    .init(service: commands, successTerminationBehavior: .gracefullyShutdownGroup),
+                ] + (metrics.map { [.init(service: $0)] } ?? []) + [
+                    .init(service: commands, successTerminationBehavior: .gracefullyShutdownGroup)
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger

@@ -79,7 +79,10 @@ final class LogWriter: @unchecked Sendable {
     private var batchRequests: [any StagedRequest] = []
 
     private let commitTimer = Metrics.Timer(label: "tandem_commit_duration")
-    private let eventCounter = Counter(label: "tandem_events_total")
+    /// Events logged, by kind (`login`, `logout`, `update`, `device-id-change`, `takeover`), the peer's
+    /// included; index = ``Event/Kind`` raw value.
+    private let eventCounters: [Counter?] =
+        [nil] + Event.Kind.allCases.map { Counter(label: "tandem_events_total", dimensions: [("kind", "\($0)")]) }
     private let batchRecorder = Recorder(label: "tandem_commit_events")
     private let holdsDropped = Counter(label: "tandem_log_holds_dropped_total")
     private let backPressureWaits = Counter(label: "tandem_backpressure_waits_total")
@@ -540,7 +543,9 @@ final class LogWriter: @unchecked Sendable {
         droppedHolds.removeAll()
         let applied = state.applyCommitted(truncated: truncated)
         if applied.records > 0 {
-            eventCounter.increment(by: applied.records)
+            for (kind, count) in applied.kinds.enumerated() where count > 0 {
+                eventCounters[kind]?.increment(by: count)
+            }
             batchRecorder.record(applied.records)
             if let observer = shared.commitObserver.withLock({ $0 }) { observer.call(applied.lastSequence) }
         }

@@ -187,6 +187,8 @@ final class WriterState {
         var peerNotices: [Logout]
         /// Own users that the peer's events updated.
         var peerUpdates: [PeerUpdate]
+        /// How many records of each kind it logged, by ``Event/Kind`` raw value (index 0 unused).
+        var kinds: [Int]
     }
 
     /// Applies the batch that committed: to the in-memory table, the committed state and what readers see.
@@ -265,11 +267,17 @@ final class WriterState {
             }
         }
         if digestReady && (!records.isEmpty || !stagedApplied.isEmpty) { recordDigestPoint() }
+        var kinds = [Int](repeating: 0, count: Event.Kind.allCases.count + 1)
+        for (_, range) in records {
+            let kind = Int(buffer[range.lowerBound + 1])
+            if kind < kinds.count { kinds[kind] += 1 }
+        }
         let result = Applied(
             records: records.count,
             lastSequence: lastSequence,
             peerNotices: peerNotices,
-            peerUpdates: peerUpdates
+            peerUpdates: peerUpdates,
+            kinds: kinds
         )
         metaChanges.removeAll(keepingCapacity: true)
         records.removeAll(keepingCapacity: true)
