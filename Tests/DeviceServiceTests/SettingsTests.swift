@@ -123,6 +123,20 @@ struct SettingsTests {
         #expect(absent?.description.contains("cannot be read: No such file or directory") == true)
     }
 
+    @Test("the example configuration in tools/ reads, with this machine's addresses put in by options")
+    func example() async throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("tools/tandem.json.example").path
+        let settings = try await NodeSettings.load(
+            file: example,
+            overrides: ["failover.listen": "127.0.0.1:7400", "metrics.listen": "127.0.0.3:9400"],
+            environment: [:]
+        )
+        #expect(settings.controlSocket == "/run/tandem/control.sock")
+        #expect(settings.peer?.description == "192.168.255.2:7400")
+        #expect(settings.configurationDigest == [UInt8](repeating: 0, count: 32))
+    }
+
     @Test("a secret file others may read is refused, as ssh refuses such a key; a short one too")
     func secretFile() throws {
         let directory = TemporaryDirectory()

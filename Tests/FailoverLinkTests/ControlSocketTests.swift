@@ -281,6 +281,33 @@ struct ControlSocketTests {
         }
     }
 
+    @Test("a second SIGTERM during the graceful shutdown exits at once, and the store reopens with every commit")
+    func secondSignalForces() async throws {
+        try await TwoProcessTests.withPairAndSecret { pair in
+            // No peer: a replicated login waits for it, and the graceful shutdown waits for that login.
+            let alone = try NodeChild(id: 1, pair: pair, extra: ["--replication-timeout", "60000"])
+            defer { alone.kill() }
+            #expect(await eventually(within: .seconds(20)) { alone.lastLine(startingWith: "ready") != nil })
+            try alone.send("login 5")
+            #expect(await eventually(within: .seconds(20)) { alone.acknowledged.contains(5) })
+            try alone.send("storm 0 3 replicated 1")
+            try await Task.sleep(for: .milliseconds(300))
+            kill(alone.process.processIdentifier, SIGTERM)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(alone.process.isRunning, "the graceful shutdown did not wait for the write under way")
+            kill(alone.process.processIdentifier, SIGTERM)
+            alone.process.waitUntilExit()
+            #expect(alone.process.terminationReason == .exit)
+            #expect(alone.process.terminationStatus == 130)
+            let store = try SessionStore.open(
+                at: pair.path(1),
+                configuration: .init(deviceID: 1, portalGroup: "campus")
+            )
+            #expect(try store.session(for: IPAddress(ipv4: 0x0A00_0005)) != nil)
+            await store.close()
+        }
+    }
+
     /// Sends raw bytes on the socket and returns the first answer line.
     static func raw(_ text: String, _ socket: String) async throws -> String { try rawSync(text, socket) }
 }

@@ -83,7 +83,8 @@ struct Status: AsyncParsableCommand {
             switch object[key] {
             case let list as [Any]: return list.isEmpty ? "none" : list.map { "\($0)" }.joined(separator: ", ")
             case let map as [String: Any]:
-                return map.keys.sorted().map { "device \($0): \(map[$0]!)" }.joined(separator: ", ")
+                return map.isEmpty
+                    ? "none" : map.keys.sorted().map { "device \($0): \(map[$0]!)" }.joined(separator: ", ")
             case let other?: return "\(other)"
             case nil: return "none"
             }

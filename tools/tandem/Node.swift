@@ -56,7 +56,7 @@ struct Node: AsyncParsableCommand {
             User NUMBER has address 10.0.0.0 + NUMBER and MAC 02:00:00 + NUMBER.
 
             Example (two terminals):
-              head -c 32 /dev/urandom > /tmp/pair.secret
+              head -c 32 /dev/urandom > /tmp/pair.secret && chmod 600 /tmp/pair.secret
               tandem node --path /tmp/dev1 --device-id 1 --portal-group campus \\
                   --listen 127.0.0.1:7400 --peer 127.0.0.2:7400 \\
                   --secret-file /tmp/pair.secret
@@ -233,6 +233,10 @@ struct Node: AsyncParsableCommand {
         // The node first, the control socket and the commands after it: a graceful shutdown (SIGTERM, SIGINT,
         // or the end of the commands) stops reading commands, closes the control socket, then ends
         // replication and closes the link.
+        // The first SIGTERM or SIGINT shuts down gracefully; a second forces the exit at once (the store needs
+        // no checkpoint: the next open replays its log).
+        let forcing = SecondSignal(logger: logger)
+        defer { forcing.cancel() }
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [
@@ -684,4 +688,37 @@ final class Tally: Sendable {
 enum DamageOption: String, ExpressibleByArgument, CaseIterable {
     case recover
     case refuse
+}
+
+/// Exits the process at the second SIGTERM or SIGINT, while the first one's graceful shutdown is under way.
+final class SecondSignal {
+    private let sources: [any DispatchSourceSignal]
+
+    /// The exit status of a forced exit: 128 + SIGINT, as a shell reports an interrupted command.
+    static let forcedStatus: Int32 = 130
+
+    init(logger: Logger) {
+        let seen = Mutex(0)
+        sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let count = seen.withLock { count in
+                    count += 1
+                    return count
+                }
+                guard count >= 2 else { return }
+                logger.warning(
+                    "second signal during the graceful shutdown: exiting now; the store replays its log at the next open"
+                )
+                FileHandle.standardError.write(
+                    Data("tandem node: second signal, exiting without waiting for the shutdown\n".utf8)
+                )
+                _exit(SecondSignal.forcedStatus)
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() { for source in sources { source.cancel() } }
 }
