@@ -486,40 +486,14 @@ struct Node: AsyncParsableCommand {
         concurrency: Int,
         _ console: Console
     ) async throws {
-        let started = ContinuousClock.now
-        let next = ManagedCounter(first)
-        let end = first + count
         let owner = node.store.deviceID
         let group = node.store.portalGroup
-        let failures = Tally()
-        await withTaskGroup(of: Void.self) { tasks in
-            for _ in 0..<max(1, concurrency) {
-                tasks.addTask {
-                    while true {
-                        let number = next.next()
-                        guard number < end, !Task.isShuttingDownGracefully else { return }
-                        do {
-                            try await node.login(
-                                StormSession.make(number: number, portalGroup: group, owner: owner),
-                                writeConcern: writeConcern
-                            )
-                            console.write("ack \(number)\n")
-                        } catch {
-                            failures.add()
-                            console.write("nack \(number) \(error)\n")
-                        }
-                    }
-                }
-            }
+        await run(first: first, count: count, concurrency: concurrency, console, done: "storm-done", ack: "ack") {
+            try await node.login(
+                StormSession.make(number: $0, portalGroup: group, owner: owner),
+                writeConcern: writeConcern
+            )
         }
-        let seconds = started.duration(to: .now).seconds
-        console.reply(
-            "storm-done",
-            [
-                "count": "\(count)", "failed": "\(failures.count)",
-                "seconds": String(format: "%.3f", seconds),
-            ]
-        )
     }
 
     /// An accounting round over users FIRST..<FIRST+COUNT, one update per call: user N's report holds
@@ -532,6 +506,36 @@ struct Node: AsyncParsableCommand {
         concurrency: Int,
         _ console: Console
     ) async throws {
+        await run(first: first, count: count, concurrency: concurrency, console, done: "update-storm-done", ack: "uack")
+        {
+            number in
+            try await node.update(
+                .accountingInterim(
+                    StormSession.address(number),
+                    AccountingState(
+                        inputOctets: StormSession.reportedOctets(number: number),
+                        outputOctets: 1,
+                        reportedAt: .now
+                    ),
+                    lastActivity: .now
+                ),
+                writeConcern: writeConcern
+            )
+        }
+    }
+
+    /// Runs `write` for user numbers FIRST..<FIRST+COUNT from `concurrency` callers, printing `ACK N` (or
+    /// `nACK N error`) for each, and `DONE count=… failed=… seconds=…` at the end; a graceful shutdown stops
+    /// it starting writes (those under way finish).
+    private static func run(
+        first: Int,
+        count: Int,
+        concurrency: Int,
+        _ console: Console,
+        done: String,
+        ack: String,
+        _ write: @escaping @Sendable (Int) async throws -> Void
+    ) async {
         let started = ContinuousClock.now
         let next = ManagedCounter(first)
         let end = first + count
@@ -543,22 +547,11 @@ struct Node: AsyncParsableCommand {
                         let number = next.next()
                         guard number < end, !Task.isShuttingDownGracefully else { return }
                         do {
-                            try await node.update(
-                                .accountingInterim(
-                                    StormSession.address(number),
-                                    AccountingState(
-                                        inputOctets: StormSession.reportedOctets(number: number),
-                                        outputOctets: 1,
-                                        reportedAt: .now
-                                    ),
-                                    lastActivity: .now
-                                ),
-                                writeConcern: writeConcern
-                            )
-                            console.write("uack \(number)\n")
+                            try await write(number)
+                            console.write("\(ack) \(number)\n")
                         } catch {
                             failures.add()
-                            console.write("unack \(number) \(error)\n")
+                            console.write("n\(ack) \(number) \(error)\n")
                         }
                     }
                 }
@@ -566,11 +559,8 @@ struct Node: AsyncParsableCommand {
         }
         let seconds = started.duration(to: .now).seconds
         console.reply(
-            "update-storm-done",
-            [
-                "count": "\(count)", "failed": "\(failures.count)",
-                "seconds": String(format: "%.3f", seconds),
-            ]
+            done,
+            ["count": "\(count)", "failed": "\(failures.count)", "seconds": String(format: "%.3f", seconds)]
         )
     }
 }
