@@ -239,7 +239,10 @@ struct Node: AsyncParsableCommand {
         defer { forcing.cancel() }
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
+                // Shut down in the reverse order: the commands, the metrics endpoint, the control socket, the
+                // node (replication ends, the link closes), and last the store (checkpointed and closed).
                 services: [
+                    .init(service: StoreService(opened)),
                     .init(service: node),
                     .init(service: control),
                 ] + (metrics.map { [.init(service: $0)] } ?? []) + [
@@ -256,7 +259,7 @@ struct Node: AsyncParsableCommand {
             throw error
         }
         await followers.waitUntilDone()
-        await opened.close()
+        await opened.close()  // closed by its service already; a second close returns at once
         console.reply("closed", [:])
     }
 
