@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SessionStore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -217,44 +218,102 @@ public final class ControlServer: Service, Sendable {
         let store = node.store
         let takeovers = store.takeovers
         let device = store.deviceID
-        var chunk: [UInt8] = []
-        var chunks: [[UInt8]] = []
-        var count = 0
-        let sessions: [Session]
-        if let ip = request.ip {
-            sessions = try store.session(for: ip).map { [$0] } ?? []
-        } else if let mac = request.mac {
-            sessions = try store.sessions(withMAC: mac)
-        } else if let user = request.user {
-            sessions = try store.sessions(withUserName: user)
-        } else {
-            sessions = []
-        }
-        func add(_ session: Session) {
-            let owner = takeovers.effectiveOwner(of: session)
-            if let wanted = request.owner, owner != wanted { return }
-            if let nasIP = request.nasIP, session.radius.nasIP != nasIP { return }
-            if let mac = request.mac, session.mac != mac { return }
-            if let user = request.user, session.userName != user { return }
-            UserRow.appendJSON(session, owner: owner, device: device, to: &chunk)
-            chunk.append(UInt8(ascii: "\n"))
-            count += 1
-            if chunk.count >= 1 << 16 {
-                chunks.append(chunk)
-                chunk.removeAll(keepingCapacity: true)
-            }
-        }
+        // The lines of the wanted users, in chunks of about 64 KiB.
+        let lines = UserLines(request: request, takeovers: takeovers, device: device)
         if request.ip != nil || request.mac != nil || request.user != nil {
-            sessions.forEach(add)
+            let sessions: [Session]
+            if let ip = request.ip {
+                sessions = try store.session(for: ip).map { [$0] } ?? []
+            } else if let mac = request.mac {
+                sessions = try store.sessions(withMAC: mac)
+            } else {
+                sessions = try store.sessions(withUserName: request.user!)
+            }
+            var chunks: [[UInt8]] = []
+            for session in sessions { lines.add(session) { chunks.append($0) } }
+            chunks.append(lines.rest())
+            for bytes in chunks where !bytes.isEmpty { try await outbound.write(ByteBuffer(bytes: bytes)) }
         } else {
-            try store.forEachSession(add)
+            try await streamAll(store, lines, outbound)
         }
-        chunks.append(chunk)
-        for bytes in chunks where !bytes.isEmpty { try await outbound.write(ByteBuffer(bytes: bytes)) }
-        try await outbound.write(ByteBuffer(string: jsonLine(["ok": true, "count": count]) + "\n"))
+        try await outbound.write(ByteBuffer(string: jsonLine(["ok": true, "count": lines.count]) + "\n"))
+    }
+
+    /// Every session through `lines`, sent as the walk goes: the walk runs on a thread of its own, at most a few
+    /// chunks ahead of the connection, so that a listing of a million users never sits whole in memory. A
+    /// connection that breaks stops the walk.
+    private func streamAll(
+        _ store: SessionStore,
+        _ lines: UserLines,
+        _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    ) async throws {
+        let (chunks, continuation) = AsyncStream<[UInt8]>.makeStream()
+        let credits = DispatchSemaphore(value: 8)
+        let stopped = Atomic<Bool>(false)
+        struct Stopped: Error {}
+        let walk = Thread {
+            do {
+                try store.forEachSession { session in
+                    try lines.add(session) { chunk in
+                        credits.wait()
+                        if stopped.load(ordering: .acquiring) { throw Stopped() }
+                        continuation.yield(chunk)
+                    }
+                }
+                continuation.yield(lines.rest())
+            } catch {}
+            continuation.finish()
+        }
+        walk.start()
+        do {
+            for await chunk in chunks {
+                credits.signal()
+                if !chunk.isEmpty { try await outbound.write(ByteBuffer(bytes: chunk)) }
+            }
+        } catch {
+            stopped.store(true, ordering: .releasing)
+            for _ in 0..<9 { credits.signal() }
+            for await _ in chunks {}  // until the walk has stopped
+            throw error
+        }
     }
 
     private static func milliseconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
+}
+
+/// The JSON lines of the users a `users` request wants, gathered in chunks of about 64 KiB.
+private final class UserLines: @unchecked Sendable {
+    // `@unchecked Sendable`: used by one thread at a time (the walk, then the caller after it ended).
+    private let request: ControlRequest
+    private let takeovers: Takeovers
+    private let device: DeviceID
+    private var chunk: [UInt8] = []
+    private(set) var count = 0
+
+    init(request: ControlRequest, takeovers: Takeovers, device: DeviceID) {
+        self.request = request
+        self.takeovers = takeovers
+        self.device = device
+    }
+
+    /// Adds `session` when the request wants it; hands a full chunk to `full`.
+    func add(_ session: Session, full: ([UInt8]) throws -> Void) rethrows {
+        let owner = takeovers.effectiveOwner(of: session)
+        if let wanted = request.owner, owner != wanted { return }
+        if let nasIP = request.nasIP, session.radius.nasIP != nasIP { return }
+        if let mac = request.mac, session.mac != mac { return }
+        if let user = request.user, session.userName != user { return }
+        UserRow.appendJSON(session, owner: owner, device: device, to: &chunk)
+        chunk.append(UInt8(ascii: "\n"))
+        count += 1
+        if chunk.count >= 1 << 16 {
+            try full(chunk)
+            chunk.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// The last, partly filled chunk.
+    func rest() -> [UInt8] { chunk }
 }
