@@ -266,7 +266,14 @@ struct VRRPTests {
         }
         let elapsed = try #require(answerable, "device 2 was not promoted: \(lab.text("notify2.log"))")
         print("VRRP failover: from the SIGKILL to all \(users) users answerable on device 2: \(elapsed)")
-        #expect(lab.text("notify2.log").contains("promoted: term \(termBefore + 1), \(users) users taken over"))
+        // The notify script logs the promotion once `tandem promote` returns, which can be after the users
+        // answer.
+        #expect(
+            await eventually(within: .seconds(10)) {
+                lab.text("notify2.log").contains("promoted: term \(termBefore + 1), \(users) users taken over")
+            },
+            "\(lab.text("notify2.log"))"
+        )
 
         let listed = try await ControlSocketTests.ask(ControlRequest(.users), lab.socket(2))
         let online = Set(listed.compactMap { $0["ip"] as? String })
