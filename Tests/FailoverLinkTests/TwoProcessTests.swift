@@ -203,6 +203,20 @@ struct TwoProcessTests {
             }
             #expect(missing == 0, "updates acknowledged as replicated are missing on the promoted device")
             await store.close()
+
+            // The killed device's own store, reopened: it replays its log past the checkpoint, updates included,
+            // and holds every update it acknowledged.
+            let killedStore = try SessionStore.open(
+                at: pair.path(1),
+                configuration: .init(deviceID: 1, portalGroup: "campus")
+            )
+            var lost = 0
+            for number in acknowledged {
+                let session = try killedStore.session(for: IPAddress(ipv4: 0x0A00_0000 | UInt32(number)))
+                if session?.accounting.inputOctets != UInt64(number) << 32 | 0xACC7 { lost += 1 }
+            }
+            #expect(lost == 0, "acknowledged updates are missing from the killed device's store after its restart")
+            await killedStore.close()
         }
     }
 
