@@ -12,6 +12,7 @@ extension RecordCodec {
 
     @inline(__always)
     static func writeSessionParts<Sink: UnitSink>(_ session: Session, to sink: inout Sink) {
+        guard session.hasParts else { return sink.writeByte(0) }
         let authorization = session.authorization != .none
         let accounting = session.accounting != .none
         let revisions = session.revisions != .zero
@@ -44,34 +45,36 @@ extension RecordCodec {
             )
         }
         guard parts != 0 else { return }
+        var value = Parts.none
         if parts & partAuthorization != 0 {
             let start = reader.offset
-            session.authorization = try readAuthorization(from: &reader)
-            guard session.authorization != .none else {
+            value.authorization = try readAuthorization(from: &reader)
+            guard value.authorization != .none else {
                 throw .invalidField(at: start, field: "authorization", detail: "is flagged but holds no attribute")
             }
         }
         if parts & partAccounting != 0 {
             let start = reader.offset
-            session.accounting = try readAccounting(from: &reader)
-            guard session.accounting != .none else {
+            value.accounting = try readAccounting(from: &reader)
+            guard value.accounting != .none else {
                 throw .invalidField(at: start, field: "accounting", detail: "is flagged but holds no report")
             }
         }
         if parts & partActivity != 0 {
-            session.lastActivity = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("lastActivity"))
+            value.lastActivity = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("lastActivity"))
         }
         if parts & partRevisions != 0 {
             let start = reader.offset
-            session.revisions = Session.Revisions(
+            value.revisions = Session.Revisions(
                 authorization: try readRevision("revisions.authorization", from: &reader),
                 accounting: try readRevision("revisions.accounting", from: &reader),
                 activity: try readRevision("revisions.activity", from: &reader)
             )
-            guard session.revisions != .zero else {
+            guard value.revisions != .zero else {
                 throw .invalidField(at: start, field: "revisions", detail: "are flagged but all zero")
             }
         }
+        session.changeParts { $0 = value }
     }
 
     // MARK: Update record

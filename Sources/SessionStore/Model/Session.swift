@@ -32,15 +32,34 @@ public struct Session: Hashable, Sendable, Codable {
     public var radius: RADIUSAttributes
     /// What the user is authorized for: ACL, user profile, CAR, VPN instance, Filter-Id, accounting interval.
     /// A change of authorization or a re-authentication changes it (``SessionUpdate``).
-    public var authorization: Authorization
+    public var authorization: Authorization {
+        get { parts?.value.authorization ?? .none }
+        set { changeParts { $0.authorization = newValue } }
+    }
     /// Where accounting stands: the counters of the last accounting report and its time. An accounting interim
     /// report changes it (``SessionUpdate``).
-    public var accounting: AccountingState
+    public var accounting: AccountingState {
+        get { parts?.value.accounting ?? .none }
+        set { changeParts { $0.accounting = newValue } }
+    }
     /// When the user was last seen active; `nil` when not reported since login. An idle timeout runs from here,
     /// on whichever device holds the user.
-    public var lastActivity: Timestamp?
+    public var lastActivity: Timestamp? {
+        get { parts?.value.lastActivity }
+        set { changeParts { $0.lastActivity = newValue } }
+    }
     /// Which update last set each part of the session; assigned by the store, callers leave it ``Revisions/zero``.
-    public var revisions: Revisions
+    public var revisions: Revisions {
+        get { parts?.value.revisions ?? .zero }
+        set { changeParts { $0.revisions = newValue } }
+    }
+    /// The parts above, boxed: most sessions have none, and a session is copied as it moves through the store
+    /// (a million at a time in a snapshot), so they cost one pointer until an update sets one. `nil` exactly
+    /// when every part is empty.
+    private var parts: PartsBox?
+
+    /// Whether any part that updates change is set (a session as a plain login left it has none).
+    var hasParts: Bool { parts != nil }
     /// The version of the session, assigned by the store at login; callers leave it ``Generation/zero``.
     public var generation: Generation
 
@@ -95,11 +114,23 @@ public struct Session: Hashable, Sendable, Codable {
         self.sessionTimeout = sessionTimeout
         self.idleTimeout = idleTimeout
         self.radius = radius
-        self.authorization = authorization
-        self.accounting = accounting
-        self.lastActivity = lastActivity
         self.generation = generation
-        self.revisions = revisions
+        self.parts = PartsBox.holding(
+            Parts(
+                authorization: authorization,
+                accounting: accounting,
+                lastActivity: lastActivity,
+                revisions: revisions
+            )
+        )
+    }
+
+    /// Changes the boxed parts: a new box each time (sessions share boxes as values share storage). Change
+    /// several parts in one call: each call makes one box.
+    mutating func changeParts(_ change: (inout Parts) -> Void) {
+        var value = parts?.value ?? .none
+        change(&value)
+        parts = PartsBox.holding(value)
     }
 
     /// When the session timeout ends the session: ``loginTime`` plus ``sessionTimeout``, or `nil` when the session
@@ -166,6 +197,28 @@ extension Session {
         case sessionTimeout, idleTimeout, radius, authorization, accounting, lastActivity, generation, revisions
     }
 
+    /// Encodes every field, the parts updates change included.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(ip, forKey: .ip)
+        try container.encode(mac, forKey: .mac)
+        try container.encode(userName, forKey: .userName)
+        try container.encode(vlan, forKey: .vlan)
+        try container.encode(accessInterface, forKey: .accessInterface)
+        try container.encode(portalGroup, forKey: .portalGroup)
+        try container.encode(authenticationMode, forKey: .authenticationMode)
+        try container.encode(owner, forKey: .owner)
+        try container.encode(loginTime, forKey: .loginTime)
+        try container.encode(sessionTimeout, forKey: .sessionTimeout)
+        try container.encode(idleTimeout, forKey: .idleTimeout)
+        try container.encode(radius, forKey: .radius)
+        try container.encode(authorization, forKey: .authorization)
+        try container.encode(accounting, forKey: .accounting)
+        try container.encodeIfPresent(lastActivity, forKey: .lastActivity)
+        try container.encode(generation, forKey: .generation)
+        try container.encode(revisions, forKey: .revisions)
+    }
+
     /// Decodes a session; the parts added by updates (authorization, accounting, last activity, revisions) may be
     /// missing, as in the JSON of an older version, and are then as at a login without them.
     public init(from decoder: any Decoder) throws {
@@ -190,4 +243,28 @@ extension Session {
             revisions: try container.decodeIfPresent(Revisions.self, forKey: .revisions) ?? .zero
         )
     }
+}
+
+/// The parts of a session that updates change.
+struct Parts: Hashable, Sendable {
+    var authorization: Authorization
+    var accounting: AccountingState
+    var lastActivity: Timestamp?
+    var revisions: Session.Revisions
+
+    static let none = Parts(authorization: .none, accounting: .none, lastActivity: nil, revisions: .zero)
+}
+
+/// The box of a session's parts; never changed once made.
+final class PartsBox: Hashable, Sendable {
+    let value: Parts
+
+    private init(_ value: Parts) { self.value = value }
+
+    /// A box of `value`; `nil` for no parts.
+    static func holding(_ value: Parts) -> PartsBox? { value == .none ? nil : PartsBox(value) }
+
+    static func == (a: PartsBox, b: PartsBox) -> Bool { a === b || a.value == b.value }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(value) }
 }

@@ -218,20 +218,29 @@ public struct Update: Hashable, Sendable, Codable {
     /// `session` with the parts of this update whose revision is higher than the session's; the session itself
     /// when none is.
     public func applied(to session: Session) -> Session {
+        let revisions = session.revisions
+        let newAuthorization = authorization.flatMap { revision > revisions.authorization ? $0 : nil }
+        let newAccounting = accounting.flatMap { revision > revisions.accounting ? $0 : nil }
+        let newActivity = lastActivity.flatMap { revision > revisions.activity ? $0 : nil }
+        guard newAuthorization != nil || newAccounting != nil || newActivity != nil else { return session }
         var updated = session
-        if let authorization, revision > session.revisions.authorization {
-            updated.authorization = authorization.authorization
-            updated.sessionTimeout = authorization.sessionTimeout
-            updated.idleTimeout = authorization.idleTimeout
-            updated.revisions.authorization = revision
+        if let newAuthorization {
+            updated.sessionTimeout = newAuthorization.sessionTimeout
+            updated.idleTimeout = newAuthorization.idleTimeout
         }
-        if let accounting, revision > session.revisions.accounting {
-            updated.accounting = accounting
-            updated.revisions.accounting = revision
-        }
-        if let lastActivity, revision > session.revisions.activity {
-            updated.lastActivity = lastActivity
-            updated.revisions.activity = revision
+        updated.changeParts { parts in
+            if let newAuthorization {
+                parts.authorization = newAuthorization.authorization
+                parts.revisions.authorization = revision
+            }
+            if let newAccounting {
+                parts.accounting = newAccounting
+                parts.revisions.accounting = revision
+            }
+            if let newActivity {
+                parts.lastActivity = newActivity
+                parts.revisions.activity = revision
+            }
         }
         return updated
     }

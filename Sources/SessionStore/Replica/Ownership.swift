@@ -148,11 +148,7 @@ enum TableDigest {
         }
         mix(session.radius.acctSessionID.utf8)
         mix(session.radius.classAttribute)
-        if session.authorization != .none || session.accounting != .none || session.lastActivity != nil
-            || session.revisions != .zero
-        {
-            mixParts(of: session, into: mix, mix)
-        }
+        if session.hasParts { mixParts(of: session, into: mix, mix) }
         hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
         return hash ^ (hash >> 31)
     }

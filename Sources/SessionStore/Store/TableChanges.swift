@@ -119,20 +119,27 @@ package enum ApplyRule {
 
     /// `current` with each part of `other` (the same session) whose revision is higher.
     static func merging(_ other: Session, into current: Session) -> Session {
+        guard other.hasParts else { return current }  // nothing of a higher revision than zero
+        let theirs = other.revisions
+        let ours = current.revisions
         var merged = current
-        if other.revisions.authorization > current.revisions.authorization {
-            merged.authorization = other.authorization
+        if theirs.authorization > ours.authorization {
             merged.sessionTimeout = other.sessionTimeout
             merged.idleTimeout = other.idleTimeout
-            merged.revisions.authorization = other.revisions.authorization
         }
-        if other.revisions.accounting > current.revisions.accounting {
-            merged.accounting = other.accounting
-            merged.revisions.accounting = other.revisions.accounting
-        }
-        if other.revisions.activity > current.revisions.activity {
-            merged.lastActivity = other.lastActivity
-            merged.revisions.activity = other.revisions.activity
+        merged.changeParts { parts in
+            if theirs.authorization > ours.authorization {
+                parts.authorization = other.authorization
+                parts.revisions.authorization = theirs.authorization
+            }
+            if theirs.accounting > ours.accounting {
+                parts.accounting = other.accounting
+                parts.revisions.accounting = theirs.accounting
+            }
+            if theirs.activity > ours.activity {
+                parts.lastActivity = other.lastActivity
+                parts.revisions.activity = theirs.activity
+            }
         }
         return merged
     }
