@@ -353,38 +353,16 @@ struct Node: AsyncParsableCommand {
                     "dropped_holds": log.droppedHolds.keys.sorted().joined(separator: ","),
                 ]
             )
-        case "storm":
+        case "storm", "update-storm":
             guard arguments.count >= 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
-                throw ValidationError("usage: storm FIRST COUNT [local|replicated] [CONCURRENCY]")
+                throw ValidationError("usage: \(command) FIRST COUNT [local|replicated] [CONCURRENCY]")
             }
             let writeConcern: FailoverNode.WriteConcern =
                 arguments.count > 2 && arguments[2] == "replicated"
                 ? .replicated() : .local
             let concurrency = arguments.count > 3 ? Int(arguments[3]) ?? 64 : 64
-            try await storm(
-                node,
-                first: first,
-                count: count,
-                writeConcern: writeConcern,
-                concurrency: concurrency,
-                console
-            )
-        case "update-storm":
-            guard arguments.count >= 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
-                throw ValidationError("usage: update-storm FIRST COUNT [local|replicated] [CONCURRENCY]")
-            }
-            let writeConcern: FailoverNode.WriteConcern =
-                arguments.count > 2 && arguments[2] == "replicated"
-                ? .replicated() : .local
-            let concurrency = arguments.count > 3 ? Int(arguments[3]) ?? 64 : 64
-            try await updateStorm(
-                node,
-                first: first,
-                count: count,
-                writeConcern: writeConcern,
-                concurrency: concurrency,
-                console
-            )
+            let run = command == "storm" ? storm : updateStorm
+            try await run(node, first, count, writeConcern, concurrency, console)
         case "check":
             guard arguments.count == 2, let first = Int(arguments[0]), let count = Int(arguments[1]) else {
                 throw ValidationError("usage: check FIRST COUNT")
