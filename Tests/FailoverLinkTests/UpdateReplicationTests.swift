@@ -149,14 +149,24 @@ struct UpdateReplicationTests {
             #expect(try pair[1].store.session(for: user) == nil)
             #expect(try two.store.session(for: user) == nil)
             #expect(pair[1].store.count == 9)
-            // And an update sent now for the logged-out user is refused on both, storing nothing.
+            // And an update sent now for the logged-out user is refused on both, storing nothing: no update of
+            // the user is logged after it (the peer's stream may still add records of its own meanwhile).
             for id: UInt8 in [1, 2] {
                 let before = pair[id].store.logStatus.lastSequence
+                try await pair[id].store.holdLog("test", from: before + 1)  // kept for the look below
                 let error = await #expect(throws: SessionStoreError.self) {
                     try await pair[id].update(.activity(user, at: .now))
                 }
                 #expect(error?.kind == .notOnline)
-                #expect(pair[id].store.logStatus.lastSequence == before)
+                var logged = 0
+                try pair[id].store.forEachLogRecord(from: before + 1) { record in
+                    if case .update(let update) = record.event, update.ip == user, update.revision.device == id {
+                        logged += 1
+                    }
+                    return true
+                }
+                #expect(logged == 0, "a refused update of \(user) was logged on device \(id)")
+                try await pair[id].store.releaseLog("test")
             }
             #expect(await pair.verified())
         }
