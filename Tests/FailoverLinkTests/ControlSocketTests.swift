@@ -169,7 +169,7 @@ struct ControlSocketTests {
             attributes: [.posixPermissions: 0o644]
         )
         let (exposed, _, exposedError) = try Self.tandem([
-            "node", "--config", config(listen: "127.0.0.1:\(port)", secret: open),
+            "node", "--config", config(listen: "127.0.0.9:\(port)", secret: open),
         ])
         #expect(exposed == 78)
         #expect(exposedError.contains("has mode 0644, readable by others; run `chmod 600"))
@@ -179,7 +179,7 @@ struct ControlSocketTests {
         let process = Process()
         process.executableURL = tandemExecutable()
         process.arguments = [
-            "node", "--config", config(listen: "127.0.0.1:\(port)", secret: secret), "--device-id", "3",
+            "node", "--config", config(listen: "127.0.0.9:\(port)", secret: secret), "--device-id", "3",
         ]
         let input = Pipe()
         process.standardInput = input
