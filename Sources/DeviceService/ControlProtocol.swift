@@ -1,4 +1,5 @@
 import Foundation
+import Inspection
 import SessionStore
 
 /// A request on the control socket: one JSON object on one line.
@@ -108,12 +109,4 @@ public struct ControlRequest: Sendable, Equatable {
 public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// One JSON object on one line, keys sorted.
-func jsonLine(_ object: [String: Any]) -> String {
-    let data =
-        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
-        ?? Data("{}".utf8)
-    return String(decoding: data, as: UTF8.self)
 }

@@ -177,14 +177,7 @@ public final class ControlServer: Service, Sendable {
         let status = node.status
         let store = node.store
         let log = store.logStatus
-        let takeovers = store.takeovers
-        var byOwner: [DeviceID: Int] = [:]
-        // Counted from the owner read without decoding: no session is decoded.
-        let count: (DeviceID, UInt32) -> Bool = { owner, term in
-            byOwner[takeovers.effectiveOwner(owner: owner, term: term), default: 0] += 1
-            return false
-        }
-        try? store.forEachSession(where: count, { _ in })
+        let byOwner = node.usersByOwner()
         var object: [String: Any] = [
             "ok": true,
             "device_id": Int(store.deviceID.rawValue),
@@ -196,7 +189,7 @@ public final class ControlServer: Service, Sendable {
             "last_sequence": Int(log.lastSequence),
             "checkpoint_sequence": Int(log.checkpointSequence),
             "acknowledged_by_peer": Int(status.acknowledgedByPeer),
-            "lag_events": Int(log.lastSequence &- min(status.acknowledgedByPeer, log.lastSequence)),
+            "lag_events": Int(node.lagEvents(lastSequence: log.lastSequence)),
             "applied_from_peer": Int(status.appliedFromPeer),
             "digests_compared": status.digestsCompared,
             "digest_mismatches": status.digestMismatches,

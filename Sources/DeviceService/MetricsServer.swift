@@ -141,7 +141,7 @@ public final class MetricsServer: Service, Sendable {
         gauge("tandem_peer_acknowledged_sequence", "how far the peer has committed this device's log")
             .set(Int64(status.acknowledgedByPeer))
         gauge("tandem_peer_lag_events", "events logged here that the peer has not acknowledged")
-            .set(Int64(log.lastSequence &- min(status.acknowledgedByPeer, log.lastSequence)))
+            .set(Int64(node.lagEvents(lastSequence: log.lastSequence)))
         gauge("tandem_peer_applied_sequence", "how far this device has applied the peer's log")
             .set(Int64(status.appliedFromPeer))
         gauge("tandem_log_holds", "holds keeping the log for a reader (a peer)").set(Int64(log.holds.count))
@@ -161,13 +161,7 @@ public final class MetricsServer: Service, Sendable {
             Int64(status.recovering ? 1 : 0)
         )
         let device = store.deviceID
-        let takeovers = store.takeovers
-        var byOwner: [DeviceID: Int] = [:]
-        let count: (DeviceID, UInt32) -> Bool = { owner, term in
-            byOwner[takeovers.effectiveOwner(owner: owner, term: term), default: 0] += 1
-            return false
-        }
-        try? store.forEachSession(where: count, { _ in })
+        let byOwner = node.usersByOwner()
         for (owner, users) in byOwner {
             gauge(
                 "tandem_users",

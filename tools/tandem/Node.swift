@@ -546,20 +546,6 @@ struct Node: AsyncParsableCommand {
     }
 }
 
-/// Parses `host:port` or `[v6]:port`.
-func parseAddress(_ text: String, option: String) throws -> SocketAddress {
-    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
-        throw ValidationError("\(option) \(text): expected host:port, such as 127.0.0.1:7400")
-    }
-    var host = String(text[..<colon])
-    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-    do {
-        return try SocketAddress(ipAddress: host, port: port)
-    } catch {
-        throw ValidationError("\(option) \(text): '\(host)' is not an IP address")
-    }
-}
-
 /// The node's answers: one line each, `word key=value ...` or a JSON object.
 final class Console: Sendable {
     let json: Bool
