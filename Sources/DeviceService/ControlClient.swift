@@ -35,12 +35,10 @@ public enum ControlClient {
         }
         try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: request.line + "\n"))
-            var pending: [UInt8] = []
+            var lines = ControlLines()
             for try await chunk in inbound {
-                pending += chunk.readableBytesView
-                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let text = String(decoding: pending[..<newline], as: UTF8.self)
-                    pending.removeSubrange(...newline)
+                lines.append(chunk)
+                while let text = lines.next() {
                     // Every answer ends with the line that says "ok" (a user's line has no such key).
                     let final = text.contains("\"ok\":")
                     try line(text)

@@ -1,5 +1,6 @@
 import Foundation
 import Inspection
+import NIOCore
 import SessionStore
 
 /// A request on the control socket: one JSON object on one line.
@@ -109,4 +110,19 @@ public struct ControlRequest: Sendable, Equatable {
 public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The lines of a control connection, as its chunks arrive: one request or answer per line.
+struct ControlLines {
+    private var pending: [UInt8] = []
+
+    mutating func append(_ chunk: ByteBuffer) { pending += chunk.readableBytesView }
+
+    /// The next whole line, without its newline; `nil` until one has arrived.
+    mutating func next() -> String? {
+        guard let newline = pending.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+        let line = String(decoding: pending[..<newline], as: UTF8.self)
+        pending.removeSubrange(...newline)
+        return line
+    }
 }

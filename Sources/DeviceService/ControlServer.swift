@@ -111,12 +111,10 @@ public final class ControlServer: Service, Sendable {
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
-                var pending: [UInt8] = []
+                var lines = ControlLines()
                 for try await chunk in inbound {
-                    pending += chunk.readableBytesView
-                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                        let line = String(decoding: pending[..<newline], as: UTF8.self)
-                        pending.removeSubrange(...newline)
+                    lines.append(chunk)
+                    while let line = lines.next() {
                         try await respond(to: line, outbound)
                     }
                 }
