@@ -13,9 +13,15 @@ final class StoreThread: Sendable {
 
     private let thread: pthread_t
 
-    /// Starts `body` on a new thread; `name` says what it is for.
+    /// Starts `body` on a new thread named `name` (at most 15 bytes, as `top -H` and `/proc/…/task/…/comm` show it).
     init(name: String, _ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        precondition(name.utf8.count <= 15, "a thread name takes at most 15 bytes: \(name)")
+        let box = Unmanaged.passRetained(
+            Box {
+                Self.nameCurrentThread(name)
+                body()
+            }
+        ).toOpaque()
         var thread = pthread_t()
         let rc = pthread_create(
             &thread,
@@ -29,6 +35,17 @@ final class StoreThread: Sendable {
         )
         precondition(rc == 0, "pthread_create failed: \(rc)")
         self.thread = thread
+    }
+
+    /// Names the calling thread (Linux; glibc's `pthread_setname_np` is not visible to Swift, and `prctl` is
+    /// variadic). A failure leaves the inherited name; only tools such as `top -H` and `ps -L` read it.
+    private static func nameCurrentThread(_ name: String) {
+        #if os(Linux)
+        let fd = open("/proc/thread-self/comm", O_WRONLY)
+        guard fd >= 0 else { return }
+        _ = name.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        close(fd)
+        #endif
     }
 
     /// Waits for the thread to finish.

@@ -137,6 +137,21 @@ struct SessionStoreTests {
         #expect(error?.kind == .closed)
     }
 
+    #if os(Linux)
+    @Test("the store's own threads carry their names, as top -H and /proc show them")
+    func threadNames() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
+        let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").compactMap {
+            try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(names.contains("tandem-writer"))
+        #expect(names.contains("tandem-checkpt"))
+        await store.close()
+    }
+    #endif
+
     @Test("many concurrent callers are group-committed and all acknowledged")
     func concurrentCallers() async throws {
         let directory = TemporaryDirectory()
