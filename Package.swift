@@ -159,7 +159,12 @@ let package = Package(
             dependencies: ["SessionStore", "LMDB", "TestSupport"],
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "DeviceServiceTests", dependencies: ["DeviceService", "SessionStore", "TestSupport"]),
+        .testTarget(
+            name: "DeviceServiceTests",
+            dependencies: [
+                "DeviceService", "SessionStore", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "SessionStore", "LMDB", "TestSupport"]),
         .testTarget(
             name: "FailoverLinkTests",

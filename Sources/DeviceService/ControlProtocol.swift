@@ -113,16 +113,25 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
 }
 
 /// The lines of a control connection, as its chunks arrive: one request or answer per line.
+///
+/// Lines already read are dropped once per chunk, not once per line: a chunk of a listing holds hundreds of
+/// lines, and moving the rest of it down after each would cost time in the square of its length.
 struct ControlLines {
     private var pending: [UInt8] = []
+    /// Where the next line starts in `pending`.
+    private var start = 0
 
-    mutating func append(_ chunk: ByteBuffer) { pending += chunk.readableBytesView }
+    mutating func append(_ chunk: ByteBuffer) {
+        pending.removeSubrange(..<start)
+        start = 0
+        pending += chunk.readableBytesView
+    }
 
     /// The next whole line, without its newline; `nil` until one has arrived.
     mutating func next() -> String? {
-        guard let newline = pending.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
-        let line = String(decoding: pending[..<newline], as: UTF8.self)
-        pending.removeSubrange(...newline)
+        guard let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+        let line = String(decoding: pending[start..<newline], as: UTF8.self)
+        start = newline + 1
         return line
     }
 }
