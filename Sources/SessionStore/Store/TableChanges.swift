@@ -119,9 +119,13 @@ package enum ApplyRule {
 
     /// `current` with each part of `other` (the same session) whose revision is higher.
     static func merging(_ other: Session, into current: Session) -> Session {
-        guard other.hasParts else { return current }  // nothing of a higher revision than zero
         let theirs = other.revisions
         let ours = current.revisions
+        // Nothing newer (a plain login's copy has every revision zero): the session as it is, with no new box.
+        guard
+            theirs.authorization > ours.authorization || theirs.accounting > ours.accounting
+                || theirs.activity > ours.activity
+        else { return current }
         var merged = current
         if theirs.authorization > ours.authorization {
             merged.sessionTimeout = other.sessionTimeout
