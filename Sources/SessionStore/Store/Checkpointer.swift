@@ -163,8 +163,6 @@ final class Checkpointer: Sendable {
     static let chunkSize = 16_384
 
     private func write(_ changes: ChangeSet, _ addresses: ArraySlice<IPAddress>, last: Bool) throws {
-        var value: [UInt8] = []
-        value.reserveCapacity(512)
         var oldUserName: [UInt8] = []
         oldUserName.reserveCapacity(256)
         try files.usersEnvironment.write { txn in
@@ -183,34 +181,40 @@ final class Checkpointer: Sendable {
                             throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
                         }
                     }
-                    let entry = changes.entries[ip]!
-                    // An update changes none of the indexed fields but, at times, the deadline: the entries of
-                    // a session whose indexed fields stay are left as they are.
-                    var sameIndexFields = false
-                    if let old, case .online(let session) = entry, old.mac == session.mac,
-                        old.deadline == session.deadline
-                    {
-                        sameIndexFields = session.userName.withUTF8Bytes { $0.elementsEqual(oldUserName) }
-                    }
-                    if let old, !sameIndexFields {
-                        try oldUserName.withUnsafeBytes { userName in
-                            try removeIndexEntries(
-                                txn,
-                                key: key,
-                                mac: old.mac,
-                                userName: userName,
-                                deadline: old.deadline
-                            )
+                    switch changes.entries[ip]! {
+                    case .online(let value):
+                        try value.withUnsafeBytes { value in
+                            let new: (mac: MACAddress, userNameBytes: UnsafeRawBufferPointer, deadline: Timestamp?)
+                            do throws(CorruptRecordError) {
+                                let fields = try RecordCodec.peekSessionIndexFields(value)
+                                new = (fields.mac, fields.userNameBytes, fields.deadline)
+                            } catch {
+                                preconditionFailure("the change in memory for \(ip) does not decode: \(error)")
+                            }
+                            // An update changes none of the indexed fields but, at times, the deadline: the entries
+                            // of a session whose indexed fields stay are left as they are.
+                            let sameIndexFields =
+                                old.map {
+                                    $0.mac == new.mac && $0.deadline == new.deadline
+                                        && new.userNameBytes.elementsEqual(oldUserName)
+                                } ?? false
+                            if let old, !sameIndexFields { try removeIndexEntries(txn, key: key, old, oldUserName) }
+                            _ = try txn.put(key: key, value: value, in: files.users)
+                            if !sameIndexFields {
+                                try addIndexEntries(
+                                    txn,
+                                    key: key,
+                                    mac: new.mac,
+                                    userName: new.userNameBytes,
+                                    deadline: new.deadline
+                                )
+                            }
                         }
-                    }
-                    switch entry {
-                    case .online(let session):
-                        value.removeAll(keepingCapacity: true)
-                        RecordCodec.encodeSessionValue(session, into: &value)
-                        _ = try value.withUnsafeBytes { try txn.put(key: key, value: $0, in: files.users) }
-                        if !sameIndexFields { try addIndexEntries(txn, key: key, session: session) }
                     case .offline:
-                        if old != nil { _ = try txn.delete(key: key, in: files.users) }
+                        if let old {
+                            try removeIndexEntries(txn, key: key, old, oldUserName)
+                            _ = try txn.delete(key: key, in: files.users)
+                        }
                     }
                 }
             }
@@ -224,31 +228,32 @@ final class Checkpointer: Sendable {
     private func addIndexEntries(
         _ txn: borrowing WriteTransaction,
         key: UnsafeRawBufferPointer,
-        session: Session
+        mac: MACAddress,
+        userName: UnsafeRawBufferPointer,
+        deadline: Timestamp?
     ) throws {
-        _ = try withUnsafeBytes(of: StoreLayout.macKey(session.mac)) {
-            try txn.put(key: $0, value: key, in: files.byMAC)
-        }
-        var name = session.userName
-        _ = try name.withUTF8 { try txn.put(key: UnsafeRawBufferPointer($0), value: key, in: files.byUserName) }
-        if let deadline = session.deadline {
+        _ = try withUnsafeBytes(of: StoreLayout.macKey(mac)) { try txn.put(key: $0, value: key, in: files.byMAC) }
+        _ = try txn.put(key: userName, value: key, in: files.byUserName)
+        if let deadline {
             _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
                 try txn.put(key: $0, value: key, in: files.byDeadline)
             }
         }
     }
 
-    /// Removes what ``addIndexEntries(_:key:session:)`` listed for the session stored under `key`.
+    /// Removes what ``addIndexEntries(_:key:mac:userName:deadline:)`` listed for the session stored under `key`,
+    /// whose MAC and deadline are `old` and whose user name is `userName`.
     private func removeIndexEntries(
         _ txn: borrowing WriteTransaction,
         key: UnsafeRawBufferPointer,
-        mac: MACAddress,
-        userName: UnsafeRawBufferPointer,
-        deadline: Timestamp?
+        _ old: (mac: MACAddress, deadline: Timestamp?),
+        _ userName: [UInt8]
     ) throws {
-        _ = try withUnsafeBytes(of: StoreLayout.macKey(mac)) { try txn.delete(key: $0, value: key, in: files.byMAC) }
-        _ = try txn.delete(key: userName, value: key, in: files.byUserName)
-        if let deadline {
+        _ = try withUnsafeBytes(of: StoreLayout.macKey(old.mac)) {
+            try txn.delete(key: $0, value: key, in: files.byMAC)
+        }
+        _ = try userName.withUnsafeBytes { try txn.delete(key: $0, value: key, in: files.byUserName) }
+        if let deadline = old.deadline {
             _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
                 try txn.delete(key: $0, value: key, in: files.byDeadline)
             }

@@ -17,9 +17,10 @@ final class Overlay: @unchecked Sendable {
     /// Users online, kept by the writer.
     let onlineCount = Atomic<Int>(0)
 
-    /// The entry for `ip` in memory, newest layer first. Called by readers.
-    func entry(for ip: IPAddress) -> TableEntry? {
-        lock.withLock { active[ip] ?? frozen?[ip] }
+    /// The entry for `ip` in memory, newest layer first, still encoded: readers decode it once the lock is
+    /// released.
+    func entry(for ip: IPAddress) -> StoredEntry? {
+        lock.withLock { active.entries[ip] ?? frozen?.entries[ip] }
     }
 
     /// Runs `body` with the lock held, for readers that need several values at one instant.
@@ -27,18 +28,30 @@ final class Overlay: @unchecked Sendable {
         try lock.withLock { try body(active, frozen, handedOff, dropped) }
     }
 
-    /// The entry for `ip` as the writer sees it, without the lock.
+    /// The entry for `ip` as the writer sees it, without the lock, decoded.
     func writerEntry(for ip: IPAddress) -> TableEntry? {
-        active[ip] ?? frozen?[ip]
+        (active.entries[ip] ?? frozen?.entries[ip])?.entry(at: ip)
+    }
+
+    /// Whether `ip` has an entry in memory, as the writer sees it, without the lock.
+    func writerHolds(_ ip: IPAddress) -> Bool {
+        active.contains(ip) || frozen?.contains(ip) == true
     }
 
     // MARK: writer thread only
 
+    /// The entries of the batch being applied, encoded before the lock is taken; kept between batches so that
+    /// each batch does not allocate the array.
+    private var encoded: [StoredEntry] = []
+
     func apply(_ changes: borrowing [(IPAddress, TableEntry)], countDelta: Int, throughSequence: UInt64) {
+        encoded.removeAll(keepingCapacity: true)
+        for index in changes.indices { encoded.append(StoredEntry(changes[index].1)) }
         lock.lock()
-        for index in changes.indices { active.set(changes[index].0, changes[index].1) }
+        for index in changes.indices { active.set(changes[index].0, changes[index].1, stored: encoded[index]) }
         active.throughSequence = throughSequence
         lock.unlock()
+        encoded.removeAll(keepingCapacity: true)
         if countDelta != 0 { onlineCount.add(countDelta, ordering: .relaxed) }
     }
 

@@ -471,7 +471,7 @@ public final class SessionStore: Sendable {
     public func session(for ip: IPAddress) throws(SessionStoreError) -> Session? {
         // A miss in memory means the address last changed in a checkpoint that committed before this
         // moment, which the read transaction opened next sees.
-        if let entry = overlay.entry(for: ip) { return entry.session }
+        if let entry = overlay.entry(for: ip) { return entry.session(at: ip) }
         do {
             return try files.usersEnvironment.read { txn in try files.baseSession(ip, in: txn) }
         } catch {
@@ -524,7 +524,7 @@ public final class SessionStore: Sendable {
                     }
                     // Candidates and their in-memory entries at one instant; retried if a checkpoint was
                     // dropped since the read transaction began, so memory and disk fit together.
-                    let memory: (Set<IPAddress>, [IPAddress: TableEntry])? = overlay.withLock {
+                    let memory: (Set<IPAddress>, [IPAddress: StoredEntry])? = overlay.withLock {
                         active,
                         frozen,
                         _,
@@ -533,14 +533,16 @@ public final class SessionStore: Sendable {
                         var all = Set(fromDisk)
                         all.formUnion(candidates(active))
                         if let frozen { all.formUnion(candidates(frozen)) }
-                        var entries: [IPAddress: TableEntry] = [:]
-                        for ip in all { if let entry = active[ip] ?? frozen?[ip] { entries[ip] = entry } }
+                        var entries: [IPAddress: StoredEntry] = [:]
+                        for ip in all {
+                            if let entry = active.entries[ip] ?? frozen?.entries[ip] { entries[ip] = entry }
+                        }
                         return (all, entries)
                     }
                     guard let (all, entries) = memory else { return nil }
                     var sessions: [Session] = []
                     for ip in all.sorted() {
-                        let session = try entries[ip].map { $0.session } ?? files.baseSession(ip, in: txn)
+                        let session = try entries[ip].map { $0.session(at: ip) } ?? files.baseSession(ip, in: txn)
                         if let session, matches(session) { sessions.append(session) }
                     }
                     return sessions
@@ -590,8 +592,13 @@ public final class SessionStore: Sendable {
         _ include: (_ owner: DeviceID, _ term: UInt32) -> Bool,
         _ body: (Session) throws -> Void
     ) throws {
-        func visit(_ session: Session) throws {
-            if include(session.owner, session.generation.term) { try body(session) }
+        // A session is decoded only when `include` takes it: its owner and term are read from the value first.
+        func visit(_ value: UnsafeRawBufferPointer, ip: IPAddress) throws {
+            let subject = try peekStoredSessionOwner(value, ip: ip)
+            if include(subject.owner, subject.term) { try body(try decodeStoredSession(value, ip: ip)) }
+        }
+        func visit(_ entry: StoredEntry, ip: IPAddress) throws {
+            if case .online(let value) = entry { try value.withUnsafeBytes { try visit($0, ip: ip) } }
         }
         while true {
             let (active, frozen, handedOff) = overlay.withLock { active, frozen, handedOff, _ in
@@ -600,11 +607,11 @@ public final class SessionStore: Sendable {
             let done: Bool = try files.usersEnvironment.read { txn in
                 // The snapshot holds at most the checkpoint of `frozen`; retry if a newer one started before it.
                 guard overlay.withLock({ _, _, handed, _ in handed }) == handedOff else { return false }
-                var memory: [(IPAddress, TableEntry)] = []
+                var memory: [(IPAddress, StoredEntry)] = []
                 memory.reserveCapacity(active.count + (frozen?.count ?? 0))
                 for (ip, entry) in active.entries { memory.append((ip, entry)) }
                 if let frozen {
-                    for (ip, entry) in frozen.entries where active[ip] == nil { memory.append((ip, entry)) }
+                    for (ip, entry) in frozen.entries where !active.contains(ip) { memory.append((ip, entry)) }
                 }
                 memory.sort { $0.0 < $1.0 }
                 var next = 0
@@ -613,21 +620,20 @@ public final class SessionStore: Sendable {
                     while let (key, value) = entry {
                         let ip = IPAddress(bytes: key)
                         while next < memory.count, memory[next].0 < ip {
-                            if let session = memory[next].1.session { try visit(session) }
+                            try visit(memory[next].1, ip: memory[next].0)
                             next += 1
                         }
                         if next < memory.count, memory[next].0 == ip {
-                            if let session = memory[next].1.session { try visit(session) }
+                            try visit(memory[next].1, ip: ip)
                             next += 1
                         } else {
-                            let subject = try peekStoredSessionOwner(value, ip: ip)
-                            if include(subject.owner, subject.term) { try body(try decodeStoredSession(value, ip: ip)) }
+                            try visit(value, ip: ip)
                         }
                         entry = try cursor.move(.next)
                     }
                 }
                 while next < memory.count {
-                    if let session = memory[next].1.session { try visit(session) }
+                    try visit(memory[next].1, ip: memory[next].0)
                     next += 1
                 }
                 return true

@@ -12,13 +12,66 @@ package enum TableEntry: Sendable, Hashable {
     }
 }
 
+/// An address's entry in a change set, kept compact: an online session is held as its users-table value,
+/// the bytes a checkpoint writes. That takes about a third of the memory of a `Session` with its strings
+/// (about 180 bytes against 500 for a typical session), so more changes fit in memory between checkpoints, and
+/// the checkpointer writes the bytes without encoding the session again.
+enum StoredEntry: Sendable {
+    /// The address is held by the session encoded in `value` (``RecordCodec/encodeSessionValue(_:into:)``).
+    case online(value: [UInt8])
+    /// The address is free; the session of this generation ended there.
+    case offline(Generation)
+
+    /// Encodes `entry`.
+    init(_ entry: TableEntry) {
+        switch entry {
+        case .online(let session):
+            var value: [UInt8] = []
+            RecordCodec.encodeSessionValue(session, into: &value)
+            self = .online(value: value)
+        case .offline(let generation):
+            self = .offline(generation)
+        }
+    }
+
+    var isOnline: Bool {
+        if case .online = self { return true }
+        return false
+    }
+
+    /// The entry of address `ip`, decoded.
+    func entry(at ip: IPAddress) -> TableEntry {
+        switch self {
+        case .online(let value): .online(Self.decode(value, ip: ip))
+        case .offline(let generation): .offline(generation)
+        }
+    }
+
+    /// The session of address `ip`, decoded; `nil` when the address is free.
+    func session(at ip: IPAddress) -> Session? {
+        guard case .online(let value) = self else { return nil }
+        return Self.decode(value, ip: ip)
+    }
+
+    private static func decode(_ value: [UInt8], ip: IPAddress) -> Session {
+        value.withUnsafeBytes { bytes in
+            do {
+                return try RecordCodec.decodeSessionValue(bytes, ip: ip)
+            } catch {
+                // The bytes were encoded by this process from a valid session and never left its memory.
+                preconditionFailure("the change in memory for \(ip) does not decode: \(error)")
+            }
+        }
+    }
+}
+
 /// Changes to the users table kept in memory until a checkpoint writes them to disk.
 ///
 /// Besides the entries, it keeps candidate lists for lookups by MAC address and user name: every address
 /// that held that MAC or name at some point since the set began. Candidates are checked against the
 /// entries when read, so stale ones cost a lookup, never a wrong answer.
 struct ChangeSet: Sendable {
-    private(set) var entries: [IPAddress: TableEntry] = [:]
+    private(set) var entries: [IPAddress: StoredEntry] = [:]
     private var byMAC = CandidateIndex()
     private var byUserName = CandidateIndex()
     /// The log position these changes bring the table to.
@@ -35,14 +88,24 @@ struct ChangeSet: Sendable {
     var count: Int { entries.count }
     var isEmpty: Bool { entries.isEmpty }
 
-    subscript(ip: IPAddress) -> TableEntry? { entries[ip] }
+    /// The entry for `ip`, decoded; `nil` when the address did not change.
+    subscript(ip: IPAddress) -> TableEntry? { entries[ip]?.entry(at: ip) }
 
+    /// Whether the address changed, without decoding its entry.
+    func contains(_ ip: IPAddress) -> Bool { entries[ip] != nil }
+
+    /// Sets the entry of `ip`, encoding it.
     mutating func set(_ ip: IPAddress, _ entry: TableEntry) {
+        set(ip, entry, stored: StoredEntry(entry))
+    }
+
+    /// Sets the entry of `ip`; `stored` is `entry` encoded.
+    mutating func set(_ ip: IPAddress, _ entry: TableEntry, stored: StoredEntry) {
         if case .online(let session) = entry {
             byMAC.insert(session.mac.rawValue, ip)
             byUserName.insert(Self.key(userName: session.userName), ip)
         }
-        entries[ip] = entry
+        entries[ip] = stored
     }
 
     /// Addresses that may hold `mac`.

@@ -410,7 +410,7 @@ final class WriterState {
                 var entry = try cursor.move(.first)
                 while let (key, value) = entry {
                     let ip = IPAddress(bytes: key)
-                    if staged[ip] == nil && !skipped.contains(ip) && overlay.writerEntry(for: ip) == nil {
+                    if staged[ip] == nil && !skipped.contains(ip) && !overlay.writerHolds(ip) {
                         online.append(try decodeStoredSession(value, ip: ip))
                     }
                     entry = try cursor.move(.next)
@@ -424,11 +424,11 @@ final class WriterState {
         let active = overlay.active
         let frozen = overlay.frozen
         for (ip, entry) in active.entries where staged[ip] == nil && !skipped.contains(ip) {
-            if let session = entry.session { online.append(session) }
+            if let session = entry.session(at: ip) { online.append(session) }
         }
         if let frozen {
-            for (ip, entry) in frozen.entries where staged[ip] == nil && active[ip] == nil && !skipped.contains(ip) {
-                if let session = entry.session { online.append(session) }
+            for (ip, entry) in frozen.entries where staged[ip] == nil && !active.contains(ip) && !skipped.contains(ip) {
+                if let session = entry.session(at: ip) { online.append(session) }
             }
         }
         for (ip, index) in staged where !skipped.contains(ip) {
