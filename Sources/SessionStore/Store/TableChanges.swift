@@ -1,7 +1,8 @@
 /// The state of one address that differs from the users table on disk.
 package enum TableEntry: Sendable, Hashable {
     /// The address is held by this session. Boxed (`indirect`), so that entries stay small and moving
-    /// them through the writer's batches and the change-set dictionaries copies a pointer, not a session.
+    /// them through the writer's batches copies a pointer, not a session. A ``ChangeSet`` keeps it encoded
+    /// (``StoredEntry``).
     indirect case online(Session)
     /// The address is free; the session of this generation ended there.
     case offline(Generation)
