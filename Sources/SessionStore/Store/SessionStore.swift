@@ -180,9 +180,11 @@ public final class SessionStore: Sendable {
         var info = stat()
         if stat(path, &info) != 0 {
             guard mkdir(path, 0o755) == 0 else {
-                throw SessionStoreError(
-                    .notAStore(path: path, detail: "cannot create the directory: \(String(cString: strerror(errno)))")
-                )
+                let detail =
+                    errno == ENOENT
+                    ? "it does not exist and neither does its parent directory; create the parent first"
+                    : "it does not exist and cannot be created: \(String(cString: strerror(errno)))"
+                throw SessionStoreError(.notAStore(path: path, detail: detail))
             }
             return
         }

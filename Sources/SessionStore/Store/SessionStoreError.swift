@@ -148,7 +148,7 @@ public struct SessionStoreError: Error, Sendable, CustomStringConvertible {
             return "the users table is checkpointed through sequence \(checkpoint) but the log starts at "
                 + "\(firstRetained): events in between are missing; resynchronize this device from its peer"
         case .notAStore(let path, let detail):
-            return "\(path) is not a Tandem session store (\(detail))"
+            return "cannot open \(path) as a Tandem session store: \(detail)"
         case .sameDeviceID(let id):
             return "the store already has device ID \(id)"
         case .invalidArgument(let detail):

@@ -265,6 +265,14 @@ struct SessionStoreTests {
             try SessionStore.open(at: half, configuration: .test())
         }
         #expect(missing?.description.contains("users.mdb is missing") == true)
+
+        let orphan = directory.child("absent") + "/store"
+        let noParent = #expect(throws: SessionStoreError.self) {
+            try SessionStore.open(at: orphan, configuration: .test())
+        }
+        #expect(noParent?.kind == .notAStore)
+        #expect(noParent?.description.contains("neither does its parent directory") == true)
+        #expect(!FileManager.default.fileExists(atPath: orphan))
     }
 
     @Test("changing the device ID logs every user off through logged events")
