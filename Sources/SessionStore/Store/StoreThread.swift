@@ -14,11 +14,24 @@ final class StoreThread: Sendable {
     private let thread: pthread_t
 
     /// Starts `body` on a new thread named `name` (at most 15 bytes, as `top -H` and `/proc/…/task/…/comm` show it).
+    /// Returns once the thread carries its name, so that whoever lists the threads next sees it.
     init(name: String, _ body: @escaping @Sendable () -> Void) {
         precondition(name.utf8.count <= 15, "a thread name takes at most 15 bytes: \(name)")
+        #if os(Linux)
+        let named = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        sem_init(named, 0, 0)
+        defer {
+            sem_destroy(named)
+            named.deallocate()
+        }
+        let namedAddress = Int(bitPattern: named)
+        #endif
         let box = Unmanaged.passRetained(
             Box {
                 Self.nameCurrentThread(name)
+                #if os(Linux)
+                sem_post(UnsafeMutablePointer<sem_t>(bitPattern: namedAddress)!)
+                #endif
                 body()
             }
         ).toOpaque()
@@ -34,6 +47,9 @@ final class StoreThread: Sendable {
             box
         )
         precondition(rc == 0, "pthread_create failed: \(rc)")
+        #if os(Linux)
+        while sem_wait(named) != 0 {}  // interrupted by a signal: wait again
+        #endif
         self.thread = thread
     }
 
