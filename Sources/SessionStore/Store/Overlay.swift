@@ -45,13 +45,12 @@ final class Overlay: @unchecked Sendable {
     private var encoded: [StoredEntry] = []
 
     func apply(_ changes: borrowing [(IPAddress, TableEntry)], countDelta: Int, throughSequence: UInt64) {
-        encoded.removeAll(keepingCapacity: true)
         for index in changes.indices { encoded.append(StoredEntry(changes[index].1)) }
         lock.lock()
         for index in changes.indices { active.set(changes[index].0, changes[index].1, stored: encoded[index]) }
         active.throughSequence = throughSequence
         lock.unlock()
-        encoded.removeAll(keepingCapacity: true)
+        encoded.removeAll(keepingCapacity: true)  // empty for the next batch, holding no values meanwhile
         if countDelta != 0 { onlineCount.add(countDelta, ordering: .relaxed) }
     }
 

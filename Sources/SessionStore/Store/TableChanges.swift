@@ -35,11 +35,6 @@ enum StoredEntry: Sendable {
         }
     }
 
-    var isOnline: Bool {
-        if case .online = self { return true }
-        return false
-    }
-
     /// The entry of address `ip`, decoded.
     func entry(at ip: IPAddress) -> TableEntry {
         switch self {

@@ -46,7 +46,11 @@ struct ChangeSetTests {
         changes.set(ip, .offline(session.generation))
         #expect(changes[ip] == .offline(session.generation))
         #expect(changes.entries[ip]?.session(at: ip) == nil)
-        #expect(changes.entries[ip]?.isOnline == false)
+        if case .offline(let generation) = changes.entries[ip] {
+            #expect(generation == session.generation)
+        } else {
+            Issue.record("\(ip) is not offline in memory")
+        }
         #expect(changes.count == sessions.count)
     }
 
