@@ -208,8 +208,12 @@ struct PeerApply {
         let origin = state.origin
         let term = state.term
         let now = Timestamp.now
-        // Only the sessions it did not list are decoded: after the snapshot of a fresh copy, none.
-        for session in try state.onlineSessions(txn: txn, skipping: listed)
+        // Only the sessions it did not list are decoded: after the snapshot of a fresh copy, none. Nor, for a
+        // snapshot of the peer's users, the sessions of other owners: this device's own, all of its users.
+        let takeovers = state.takeovers
+        let owned: ((DeviceID, UInt32) -> Bool)? =
+            everything ? nil : { owner, term in takeovers.effectiveOwner(owner: owner, term: term) == peer }
+        for session in try state.onlineSessions(txn: txn, skipping: listed, owned: owned)
         where
             (everything
             ? !(session.owner == origin && session.generation.sequence > kept)

@@ -398,11 +398,12 @@ final class WriterState {
         }
     }
 
-    /// Every session online as this batch has staged it so far, but those at the addresses of `skipped`, which
-    /// are not decoded.
+    /// Every session online as this batch has staged it so far, but those at the addresses of `skipped` and, when
+    /// `owned` is given, those whose owner and generation term it refuses; neither is decoded.
     func onlineSessions(
         txn: borrowing ReadTransaction,
-        skipping skipped: Set<IPAddress> = []
+        skipping skipped: Set<IPAddress> = [],
+        owned: ((_ owner: DeviceID, _ term: UInt32) -> Bool)? = nil
     ) throws(SessionStoreError) -> [Session] {
         var online: [Session] = []
         do {
@@ -411,7 +412,14 @@ final class WriterState {
                 while let (key, value) = entry {
                     let ip = IPAddress(bytes: key)
                     if staged[ip] == nil && !skipped.contains(ip) && !overlay.writerHolds(ip) {
-                        online.append(try decodeStoredSession(value, ip: ip))
+                        if let owned {
+                            let subject = try peekStoredSessionOwner(value, ip: ip)
+                            if owned(subject.owner, subject.term) {
+                                online.append(try decodeStoredSession(value, ip: ip))
+                            }
+                        } else {
+                            online.append(try decodeStoredSession(value, ip: ip))
+                        }
                     }
                     entry = try cursor.move(.next)
                 }
@@ -423,16 +431,21 @@ final class WriterState {
         }
         let active = overlay.active
         let frozen = overlay.frozen
-        for (ip, entry) in active.entries where staged[ip] == nil && !skipped.contains(ip) {
+        for (ip, entry) in active.entries where staged[ip] == nil && !skipped.contains(ip) && entry.isOwned(by: owned) {
             if let session = entry.session(at: ip) { online.append(session) }
         }
         if let frozen {
-            for (ip, entry) in frozen.entries where staged[ip] == nil && !active.contains(ip) && !skipped.contains(ip) {
+            for (ip, entry) in frozen.entries
+            where staged[ip] == nil && !active.contains(ip) && !skipped.contains(ip) && entry.isOwned(by: owned) {
                 if let session = entry.session(at: ip) { online.append(session) }
             }
         }
         for (ip, index) in staged where !skipped.contains(ip) {
-            if let session = changes[index].1.session { online.append(session) }
+            if let session = changes[index].1.session,
+                owned?(session.owner, session.generation.term) ?? true
+            {
+                online.append(session)
+            }
         }
         return online
     }
