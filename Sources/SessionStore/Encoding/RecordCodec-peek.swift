@@ -53,23 +53,24 @@ extension RecordCodec {
         }
     }
 
-    /// The owner of a stored session value and the term of its generation, read without decoding the rest of
-    /// it: what the sender of a snapshot and the handover after a takeover filter on before they decode a
-    /// session. The checksum, version and kind are checked, and the lengths of the fields skipped; their
-    /// contents are not (a decode of the value checks them).
+    /// The owner of a stored session value and its generation, read without decoding the rest of it: what the
+    /// sender of a snapshot, the end of a received one and the handover after a takeover filter on before they
+    /// decode a session. The checksum, version and kind are checked, and the lengths of the fields skipped;
+    /// their contents are not (a decode of the value checks them).
     ///
     /// - Parameter bytes: One encoded session value.
+    /// - Returns: the owner, the term of the generation, and the generation.
     /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, or end early.
     package static func peekSessionOwner(
         _ bytes: UnsafeRawBufferPointer
-    ) throws(CorruptRecordError) -> (owner: DeviceID, term: UInt32) {
+    ) throws(CorruptRecordError) -> (owner: DeviceID, term: UInt32, generation: Generation) {
         let (kind, base, end) = try openUnit(bytes)
         guard kind == sessionValueKind else {
             throw .unknownKind(found: kind, expected: "\(sessionValueKind) for a session value")
         }
         var reader = UnitReader(base: base, offset: 2, end: end)
         _ = try reader.readMAC()
-        let term = try readGeneration(from: &reader).term
+        let generation = try readGeneration(from: &reader)
         _ = try reader.readSignedVarint("loginTime")
         _ = try reader.readVarint32("sessionTimeout")
         _ = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
@@ -78,6 +79,6 @@ extension RecordCodec {
         _ = try reader.readLengthPrefixed("accessInterface", maximum: FieldRules.maximumAccessInterfaceBytes)
         _ = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
         _ = try reader.readByte()  // authentication mode
-        return (try reader.readDeviceID("owner"), term)
+        return (try reader.readDeviceID("owner"), generation.term, generation)
     }
 }

@@ -208,17 +208,14 @@ struct PeerApply {
         let origin = state.origin
         let term = state.term
         let now = Timestamp.now
-        // Only the sessions it did not list are decoded: after the snapshot of a fresh copy, none. Nor, for a
-        // snapshot of the peer's users, the sessions of other owners: this device's own, all of its users.
+        // Only the sessions it did not list and that it replaces are decoded, chosen by their owner and generation
+        // read first: after the snapshot of a fresh copy, none, however many users this device has of its own.
         let takeovers = state.takeovers
-        let owned: ((DeviceID, UInt32) -> Bool)? =
-            everything ? nil : { owner, term in takeovers.effectiveOwner(owner: owner, term: term) == peer }
-        for session in try state.onlineSessions(txn: txn, skipping: listed, owned: owned)
-        where
-            (everything
-            ? !(session.owner == origin && session.generation.sequence > kept)
-            : state.takeovers.effectiveOwner(of: session) == peer)
-        {
+        let replaced: (DeviceID, Generation) -> Bool =
+            everything
+            ? { owner, generation in !(owner == origin && generation.sequence > kept) }
+            : { owner, generation in takeovers.effectiveOwner(owner: owner, term: generation.term) == peer }
+        for session in try state.onlineSessions(txn: txn, skipping: listed, owned: replaced) {
             let sequence = state.nextSequence()
             let logout = Logout(ending: session, reason: .resync)
             state.appendRecord { buffer in

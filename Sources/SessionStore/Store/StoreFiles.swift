@@ -94,12 +94,12 @@ package func decodeStoredSession(_ value: UnsafeRawBufferPointer, ip: IPAddress)
     }
 }
 
-/// Reads the owner and generation term of a users-table value without decoding the rest (its checksum is
-/// checked), naming its place when it is corrupt.
+/// Reads the owner and generation of a users-table value without decoding the rest (its checksum is checked),
+/// naming its place when it is corrupt.
 func peekStoredSessionOwner(
     _ value: UnsafeRawBufferPointer,
     ip: IPAddress
-) throws(SessionStoreError) -> (owner: DeviceID, term: UInt32) {
+) throws(SessionStoreError) -> (owner: DeviceID, term: UInt32, generation: Generation) {
     do throws(CorruptRecordError) {
         return try RecordCodec.peekSessionOwner(value)
     } catch {

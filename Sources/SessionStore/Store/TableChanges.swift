@@ -49,9 +49,9 @@ enum StoredEntry: Sendable {
         return Self.decode(value, ip: ip)
     }
 
-    /// Whether this entry is a session whose owner and generation term `owned` accepts, read without decoding
-    /// the rest; `true` for every entry when `owned` is `nil`, `false` for a free address otherwise.
-    func isOwned(by owned: ((_ owner: DeviceID, _ term: UInt32) -> Bool)?) -> Bool {
+    /// Whether this entry is a session whose owner and generation `owned` accepts, read without decoding the
+    /// rest; `true` for every entry when `owned` is `nil`, `false` for a free address otherwise.
+    func isOwned(by owned: ((_ owner: DeviceID, _ generation: Generation) -> Bool)?) -> Bool {
         guard let owned else { return true }
         guard case .online(let value) = self else { return false }
         let subject = value.withUnsafeBytes { bytes in
@@ -62,7 +62,7 @@ enum StoredEntry: Sendable {
                 preconditionFailure("the change in memory does not decode: \(error)")
             }
         }
-        return owned(subject.owner, subject.term)
+        return owned(subject.owner, subject.generation)
     }
 
     private static func decode(_ value: [UInt8], ip: IPAddress) -> Session {

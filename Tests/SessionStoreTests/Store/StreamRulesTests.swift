@@ -230,4 +230,40 @@ struct StreamRulesTests {
         for user in own { #expect(try store.session(for: user.ip) == user) }
         await store.close()
     }
+
+    @Test(
+        "the end of a snapshot of everything drops what it did not list, but for this device's own users logged in since its recovery began"
+    )
+    func snapshotOfEverythingKeepsTheNewOwnUsers() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
+        // A user of this device's from before it was demoted and emptied to recover from device 2.
+        let early = try await store.login(testSession(21))
+        _ = try await store.resetForResync(term: 2, keepThrough: 0, from: 2, holdName: "peer-2")
+        #expect(store.count == 0)
+        // Users logged in here since the recovery began, one checkpointed to disk and one in memory.
+        var own = [try await store.login(testSession(22))]
+        try await store.checkpoint()
+        own.append(try await store.login(testSession(23)))
+        let peerUsers = [24, 25].map { number in
+            var user = testSession(number, owner: 2)
+            user.generation = Generation(term: 1, sequence: UInt64(number))
+            return user
+        }
+        // A first snapshot of everything, cut short, brings back the early user and both of device 2's.
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: [], everything: true))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [early] + peerUsers))
+        #expect(store.count == 5)
+        try await store.checkpoint()
+        // The next one lists one of device 2's users alone, and ends.
+        _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: [], everything: true))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [peerUsers[0]]))
+        _ = try await store.applyPeer(
+            .snapshotEnd(origin: 2, position: 30, wholeFrom: 30, everythingThrough: 30, history: 9)
+        )
+        for user in [early, peerUsers[1]] { #expect(try store.session(for: user.ip) == nil) }
+        for user in own + [peerUsers[0]] { #expect(try store.session(for: user.ip) == user) }
+        #expect(store.count == 3)
+        await store.close()
+    }
 }

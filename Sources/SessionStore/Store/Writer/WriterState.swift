@@ -399,11 +399,11 @@ final class WriterState {
     }
 
     /// Every session online as this batch has staged it so far, but those at the addresses of `skipped` and, when
-    /// `owned` is given, those whose owner and generation term it refuses; neither is decoded.
+    /// `owned` is given, those whose owner and generation it refuses; neither is decoded.
     func onlineSessions(
         txn: borrowing ReadTransaction,
         skipping skipped: Set<IPAddress> = [],
-        owned: ((_ owner: DeviceID, _ term: UInt32) -> Bool)? = nil
+        owned: ((_ owner: DeviceID, _ generation: Generation) -> Bool)? = nil
     ) throws(SessionStoreError) -> [Session] {
         var online: [Session] = []
         do {
@@ -414,7 +414,7 @@ final class WriterState {
                     if staged[ip] == nil && !skipped.contains(ip) && !overlay.writerHolds(ip) {
                         if let owned {
                             let subject = try peekStoredSessionOwner(value, ip: ip)
-                            if owned(subject.owner, subject.term) {
+                            if owned(subject.owner, subject.generation) {
                                 online.append(try decodeStoredSession(value, ip: ip))
                             }
                         } else {
@@ -442,7 +442,7 @@ final class WriterState {
         }
         for (ip, index) in staged where !skipped.contains(ip) {
             if let session = changes[index].1.session,
-                owned?(session.owner, session.generation.term) ?? true
+                owned?(session.owner, session.generation) ?? true
             {
                 online.append(session)
             }
