@@ -14,7 +14,9 @@ struct FailoverScenario: AsyncParsableCommand {
         discussion: """
             Device 1 listens on 127.0.0.1, device 2 on 127.0.0.2; every commit is synced on both. Phases:
               full sync   device 1 holds N users; a fresh device 2 starts and catches up (full_sync_s:
-                          from its start until it holds all N);
+                          from its start until it holds all N); meanwhile device 1 logs users in and
+                          out one at a time, about 1,000 a second (full_sync_primary_login_p99_ms and
+                          _max_ms: how long those logins wait);
               lag         device 1 runs churn (a logout and a login) at --lag-rate events/s for
                           --lag-seconds; lag is from a commit on device 1 to device 2's acknowledgement
                           that it committed it too;
@@ -62,6 +64,29 @@ struct FailoverScenario: AsyncParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
+    /// Logs users in on `store` one at a time, each logged out again, about a thousand a second until
+    /// cancelled: how long device 1's own logins wait while a standby synchronizes from it.
+    static func loginsMeanwhile(on store: SessionStore) async -> Latencies {
+        var latencies = Latencies()
+        let clock = ContinuousClock()
+        var number = 0
+        while !Task.isCancelled {
+            // Addresses far above those of the other phases.
+            let session = BenchSession.make(100_000_000 + number % 1024)
+            let start = clock.now
+            guard (try? await store.login(session)) != nil else { break }
+            let waited = start.duration(to: clock.now)
+            latencies.record(
+                UInt64(waited.components.seconds) * 1_000_000_000
+                    + UInt64(waited.components.attoseconds / 1_000_000_000)
+            )
+            _ = try? await store.logout(session.ip, reason: .user)
+            number += 1
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return latencies
+    }
+
     func run() async throws {
         let directory = path ?? NSTemporaryDirectory() + "tandem-bench-failover-\(getpid())"
         defer { if !keep { try? FileManager.default.removeItem(atPath: directory) } }
@@ -78,8 +103,9 @@ struct FailoverScenario: AsyncParsableCommand {
         try await one.fill(users)
         try await one.node.start()
 
-        // Full sync of a fresh standby.
+        // Full sync of a fresh standby, while device 1 goes on logging users in.
         progress("full sync of a fresh device 2")
+        let probe = Task { [store = one.store] in await Self.loginsMeanwhile(on: store) }
         var phase = PhaseClock()
         let two = try Device(id: 2, directory: directory, port: port, checkpointInterval: checkpointInterval)
         try await two.node.start()
@@ -87,6 +113,10 @@ struct FailoverScenario: AsyncParsableCommand {
         report.add("full_sync_s", phase.seconds)
         report.add("full_sync_cpu_s", phase.cpu)
         report.addPhase("full_sync_users", events: users, clock: phase, unit: "user")
+        probe.cancel()
+        let meanwhile = await probe.value
+        report.add("full_sync_primary_login_p99_ms", meanwhile.milliseconds(atPercentile: 99))
+        report.add("full_sync_primary_login_max_ms", meanwhile.milliseconds(atPercentile: 100))
         while two.node.status.appliedFromPeer < one.store.logStatus.lastSequence {
             try await Task.sleep(for: .milliseconds(5))
         }
