@@ -132,7 +132,7 @@ extension RecordCodec {
     }
 
     /// Bit 0 of the RADIUS flags: a NAS IP follows.
-    private static var radiusHasNASIP: UInt8 { 1 }
+    static var radiusHasNASIP: UInt8 { 1 }
 
     static func readSessionBody(ip: IPAddress, from reader: inout UnitReader) throws(CorruptRecordError) -> Session {
         let mac = try reader.readMAC()

@@ -81,4 +81,83 @@ extension RecordCodec {
         _ = try reader.readByte()  // authentication mode
         return (try reader.readDeviceID("owner"), generation.term, generation)
     }
+
+    /// The fields of a stored session value without parts, its strings as bytes in the value: what a digest of
+    /// the users table hashes, read without allocating anything.
+    struct SessionValueFields {
+        var mac: MACAddress
+        var generation: Generation
+        var loginTime: Int64
+        var sessionTimeout: UInt32
+        var userName: UnsafeBufferPointer<UInt8>
+        var idleTimeout: UInt32
+        var vlan: UInt16
+        var accessInterface: UnsafeBufferPointer<UInt8>
+        var portalGroup: UnsafeBufferPointer<UInt8>
+        var authenticationMode: UInt8
+        var owner: DeviceID
+        var nasIP: IPAddress?
+        var acctSessionID: UnsafeBufferPointer<UInt8>
+        var classAttribute: UnsafeBufferPointer<UInt8>
+    }
+
+    /// Reads the fields of a stored session value without decoding it into a ``Session``: its checksum,
+    /// version, kind and lengths are checked, and every byte is read; the contents of its fields are not
+    /// checked against the field rules (the checksum says the bytes are the ones the encoder, which checks
+    /// them, wrote).
+    ///
+    /// - Parameter bytes: One encoded session value; the fields returned point into it.
+    /// - Returns: the fields, or `nil` when the session holds parts (authorization, accounting, activity or
+    ///   revisions), which a decode reads.
+    /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, or end early or late.
+    static func peekSessionValueFields(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(CorruptRecordError) -> SessionValueFields? {
+        let (kind, base, end) = try openUnit(bytes)
+        guard kind == sessionValueKind else {
+            throw .unknownKind(found: kind, expected: "\(sessionValueKind) for a session value")
+        }
+        var reader = UnitReader(base: base, offset: 2, end: end)
+        let mac = try reader.readMAC()
+        let generation = try readGeneration(from: &reader)
+        let loginTime = try reader.readSignedVarint("loginTime")
+        let sessionTimeout = try reader.readVarint32("sessionTimeout")
+        let userName = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+        let idleTimeout = try reader.readVarint32("idleTimeout")
+        let vlan = try reader.readVarint16("vlan")
+        let accessInterface = try reader.readLengthPrefixed(
+            "accessInterface",
+            maximum: FieldRules.maximumAccessInterfaceBytes
+        )
+        let portalGroup = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
+        let authenticationMode = try reader.readByte()
+        let owner = try reader.readDeviceID("owner")
+        let nasIP = try reader.readByte() & radiusHasNASIP != 0 ? try reader.readIP() : nil
+        let acctSessionID = try reader.readLengthPrefixed(
+            "radius.acctSessionID",
+            maximum: FieldRules.maximumAcctSessionIDBytes
+        )
+        let classAttribute = try reader.readLengthPrefixed(
+            "radius.classAttribute",
+            maximum: FieldRules.maximumClassBytes
+        )
+        if reader.version >= 2, try reader.readByte() != 0 { return nil }
+        try reader.finish()
+        return SessionValueFields(
+            mac: mac,
+            generation: generation,
+            loginTime: loginTime,
+            sessionTimeout: sessionTimeout,
+            userName: userName,
+            idleTimeout: idleTimeout,
+            vlan: vlan,
+            accessInterface: accessInterface,
+            portalGroup: portalGroup,
+            authenticationMode: authenticationMode,
+            owner: owner,
+            nasIP: nasIP,
+            acctSessionID: acctSessionID,
+            classAttribute: classAttribute
+        )
+    }
 }

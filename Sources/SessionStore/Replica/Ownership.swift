@@ -115,6 +115,75 @@ enum TableDigest {
     }
 
     static func contribution(of session: Session) -> UInt64 {
+        contribution(
+            ip: session.ip,
+            mac: session.mac,
+            owner: session.owner,
+            generation: session.generation,
+            loginTime: session.loginTime.microsecondsSinceEpoch,
+            vlan: session.vlan,
+            authenticationMode: session.authenticationMode.rawValue,
+            sessionTimeout: session.sessionTimeout,
+            idleTimeout: session.idleTimeout,
+            userName: session.userName.utf8,
+            accessInterface: session.accessInterface.utf8,
+            portalGroup: session.portalGroup.name.utf8,
+            nasIP: session.radius.nasIP,
+            acctSessionID: session.radius.acctSessionID.utf8,
+            classAttribute: session.radius.classAttribute,
+            parts: session.hasParts ? session : nil
+        )
+    }
+
+    /// The contribution of the session stored as `value` at `ip`, the same as ``contribution(of:)`` of it
+    /// decoded; a session without parts (most of them) is hashed from its bytes, without decoding it.
+    static func contribution(ofStored value: UnsafeRawBufferPointer, ip: IPAddress) throws(SessionStoreError) -> UInt64
+    {
+        let read: RecordCodec.SessionValueFields?
+        do throws(CorruptRecordError) {
+            read = try RecordCodec.peekSessionValueFields(value)
+        } catch {
+            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
+        }
+        guard let fields = read else { return contribution(of: try decodeStoredSession(value, ip: ip)) }
+        return contribution(
+            ip: ip,
+            mac: fields.mac,
+            owner: fields.owner,
+            generation: fields.generation,
+            loginTime: fields.loginTime,
+            vlan: fields.vlan,
+            authenticationMode: fields.authenticationMode,
+            sessionTimeout: fields.sessionTimeout,
+            idleTimeout: fields.idleTimeout,
+            userName: fields.userName,
+            accessInterface: fields.accessInterface,
+            portalGroup: fields.portalGroup,
+            nasIP: fields.nasIP,
+            acctSessionID: fields.acctSessionID,
+            classAttribute: fields.classAttribute,
+            parts: nil
+        )
+    }
+
+    private static func contribution(
+        ip: IPAddress,
+        mac: MACAddress,
+        owner: DeviceID,
+        generation: Generation,
+        loginTime: Int64,
+        vlan: UInt16,
+        authenticationMode: UInt8,
+        sessionTimeout: UInt32,
+        idleTimeout: UInt32,
+        userName: some Sequence<UInt8>,
+        accessInterface: some Sequence<UInt8>,
+        portalGroup: some Sequence<UInt8>,
+        nasIP: IPAddress?,
+        acctSessionID: some Sequence<UInt8>,
+        classAttribute: some Sequence<UInt8>,
+        parts: Session?
+    ) -> UInt64 {
         var hash: UInt64 = 0x9E37_79B9_7F4A_7C15
         func mix(_ value: UInt64) {
             hash = (hash ^ value) &* 0xBF58_476D_1CE4_E5B9
@@ -129,26 +198,26 @@ enum TableDigest {
             }
             mix(folded ^ count << 56)
         }
-        mix(session.ip.high)
-        mix(session.ip.low)
-        mix(session.mac.rawValue)
-        mix(UInt64(session.owner.rawValue) << 32 | UInt64(session.generation.term))
-        mix(session.generation.sequence)
-        mix(UInt64(bitPattern: session.loginTime.microsecondsSinceEpoch))
-        mix(UInt64(session.vlan) << 40 | UInt64(session.authenticationMode.rawValue) << 32)
-        mix(UInt64(session.sessionTimeout) << 32 | UInt64(session.idleTimeout))
-        mix(session.userName.utf8)
-        mix(session.accessInterface.utf8)
-        mix(session.portalGroup.name.utf8)
-        if let nasIP = session.radius.nasIP {
+        mix(ip.high)
+        mix(ip.low)
+        mix(mac.rawValue)
+        mix(UInt64(owner.rawValue) << 32 | UInt64(generation.term))
+        mix(generation.sequence)
+        mix(UInt64(bitPattern: loginTime))
+        mix(UInt64(vlan) << 40 | UInt64(authenticationMode) << 32)
+        mix(UInt64(sessionTimeout) << 32 | UInt64(idleTimeout))
+        mix(userName)
+        mix(accessInterface)
+        mix(portalGroup)
+        if let nasIP {
             mix(nasIP.high)
             mix(nasIP.low)
         } else {
             mix(0xFFFF_FFFF_FFFF_FFFF)
         }
-        mix(session.radius.acctSessionID.utf8)
-        mix(session.radius.classAttribute)
-        if session.hasParts { mixParts(of: session, into: mix, mix) }
+        mix(acctSessionID)
+        mix(classAttribute)
+        if let parts { mixParts(of: parts, into: mix, mix) }
         hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
         return hash ^ (hash >> 31)
     }

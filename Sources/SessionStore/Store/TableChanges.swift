@@ -49,22 +49,6 @@ enum StoredEntry: Sendable {
         return Self.decode(value, ip: ip)
     }
 
-    /// Whether this entry is a session whose owner and generation `owned` accepts, read without decoding the
-    /// rest; `true` for every entry when `owned` is `nil`, `false` for a free address otherwise.
-    func isOwned(by owned: ((_ owner: DeviceID, _ generation: Generation) -> Bool)?) -> Bool {
-        guard let owned else { return true }
-        guard case .online(let value) = self else { return false }
-        let subject = value.withUnsafeBytes { bytes in
-            do {
-                return try RecordCodec.peekSessionOwner(bytes)
-            } catch {
-                // The bytes were encoded by this process from a valid session and never left its memory.
-                preconditionFailure("the change in memory does not decode: \(error)")
-            }
-        }
-        return owned(subject.owner, subject.generation)
-    }
-
     private static func decode(_ value: [UInt8], ip: IPAddress) -> Session {
         value.withUnsafeBytes { bytes in
             do {

@@ -351,8 +351,7 @@ final class WriterState {
         guard !digestReady else { return .success(()) }
         beginBatch()
         do {
-            let sessions = try files.usersEnvironment.read { txn in try onlineSessions(txn: txn) }
-            digest = sessions.reduce(0) { $0 &+ TableDigest.contribution(of: $1) }
+            digest = try files.usersEnvironment.read { txn in try tableDigest(txn: txn) }
         } catch let error as SessionStoreError {
             return .failure(error)
         } catch {
@@ -406,21 +405,33 @@ final class WriterState {
         owned: ((_ owner: DeviceID, _ generation: Generation) -> Bool)? = nil
     ) throws(SessionStoreError) -> [Session] {
         var online: [Session] = []
+        try forEachOnline(txn: txn, skipping: skipped) { (ip, value) throws(SessionStoreError) in
+            if let owned {
+                let subject = try peekStoredSessionOwner(value, ip: ip)
+                guard owned(subject.owner, subject.generation) else { return }
+            }
+            online.append(try decodeStoredSession(value, ip: ip))
+        } staged: { session in
+            if owned?(session.owner, session.generation) ?? true { online.append(session) }
+        }
+        return online
+    }
+
+    /// Calls `stored` with the address and stored value of every session online as this batch has staged it so
+    /// far, on disk or in memory, and `staged` with each session this batch staged, but for those at the
+    /// addresses of `skipped`.
+    private func forEachOnline(
+        txn: borrowing ReadTransaction,
+        skipping skipped: Set<IPAddress>,
+        _ stored: (IPAddress, UnsafeRawBufferPointer) throws(SessionStoreError) -> Void,
+        staged visitStaged: (Session) -> Void
+    ) throws(SessionStoreError) {
         do {
             try txn.withCursor(files.users) { cursor in
                 var entry = try cursor.move(.first)
                 while let (key, value) = entry {
                     let ip = IPAddress(bytes: key)
-                    if staged[ip] == nil && !skipped.contains(ip) && !overlay.writerHolds(ip) {
-                        if let owned {
-                            let subject = try peekStoredSessionOwner(value, ip: ip)
-                            if owned(subject.owner, subject.generation) {
-                                online.append(try decodeStoredSession(value, ip: ip))
-                            }
-                        } else {
-                            online.append(try decodeStoredSession(value, ip: ip))
-                        }
-                    }
+                    if staged[ip] == nil && !skipped.contains(ip) && !overlay.writerHolds(ip) { try stored(ip, value) }
                     entry = try cursor.move(.next)
                 }
             }
@@ -429,25 +440,33 @@ final class WriterState {
         } catch {
             throw SessionStoreError.storage(error, doing: "reading the users table")
         }
-        let active = overlay.active
-        let frozen = overlay.frozen
-        for (ip, entry) in active.entries where staged[ip] == nil && !skipped.contains(ip) && entry.isOwned(by: owned) {
-            if let session = entry.session(at: ip) { online.append(session) }
+        func visit(_ ip: IPAddress, _ entry: StoredEntry) throws(SessionStoreError) {
+            guard case .online(let value) = entry else { return }
+            try value.withUnsafeBytes { bytes in Result { () throws(SessionStoreError) in try stored(ip, bytes) } }
+                .get()
         }
-        if let frozen {
-            for (ip, entry) in frozen.entries
-            where staged[ip] == nil && !active.contains(ip) && !skipped.contains(ip) && entry.isOwned(by: owned) {
-                if let session = entry.session(at: ip) { online.append(session) }
+        let active = overlay.active
+        for (ip, entry) in active.entries where staged[ip] == nil && !skipped.contains(ip) { try visit(ip, entry) }
+        if let frozen = overlay.frozen {
+            for (ip, entry) in frozen.entries where staged[ip] == nil && !active.contains(ip) && !skipped.contains(ip) {
+                try visit(ip, entry)
             }
         }
         for (ip, index) in staged where !skipped.contains(ip) {
-            if let session = changes[index].1.session,
-                owned?(session.owner, session.generation) ?? true
-            {
-                online.append(session)
-            }
+            if let session = changes[index].1.session { visitStaged(session) }
         }
-        return online
+    }
+
+    /// The digest of every session online as this batch has staged it so far (see ``TableDigest``); most are
+    /// hashed from their stored bytes, without decoding them.
+    private func tableDigest(txn: borrowing ReadTransaction) throws(SessionStoreError) -> UInt64 {
+        var digest: UInt64 = 0
+        try forEachOnline(txn: txn, skipping: []) { (ip, value) throws(SessionStoreError) in
+            digest &+= try TableDigest.contribution(ofStored: value, ip: ip)
+        } staged: { session in
+            digest &+= TableDigest.contribution(of: session)
+        }
+        return digest
     }
 
     /// Takes the next sequence for a record.
