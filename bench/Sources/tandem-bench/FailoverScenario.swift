@@ -13,6 +13,7 @@ struct FailoverScenario: AsyncParsableCommand {
         abstract: "Full sync, replication lag, replicated logins, promotion and handover of a pair on loopback.",
         discussion: """
             Device 1 listens on 127.0.0.1, device 2 on 127.0.0.2; every commit is synced on both. Phases:
+              start       device 1's failover node starts on its N users (node_start_ms);
               full sync   device 1 holds N users; a fresh device 2 starts and catches up (full_sync_s:
                           from its start until it holds all N); meanwhile device 1 logs users in and
                           out one at a time, about 1,000 a second (full_sync_primary_login_p99_ms and
@@ -101,7 +102,10 @@ struct FailoverScenario: AsyncParsableCommand {
         progress("building device 1 with \(users) users")
         let one = try Device(id: 1, directory: directory, port: port, checkpointInterval: checkpointInterval)
         try await one.fill(users)
+        // The node's start on a store of N users: it computes the users table's digest.
+        let startClock = PhaseClock()
         try await one.node.start()
+        report.add("node_start_ms", startClock.seconds * 1000)
 
         // Full sync of a fresh standby, while device 1 goes on logging users in.
         progress("full sync of a fresh device 2")
