@@ -64,11 +64,7 @@ extension RecordCodec {
     package static func peekSessionOwner(
         _ bytes: UnsafeRawBufferPointer
     ) throws(CorruptRecordError) -> (owner: DeviceID, term: UInt32, generation: Generation) {
-        let (kind, base, end) = try openUnit(bytes)
-        guard kind == sessionValueKind else {
-            throw .unknownKind(found: kind, expected: "\(sessionValueKind) for a session value")
-        }
-        var reader = UnitReader(base: base, offset: 2, end: end)
+        var reader = try openSessionValue(bytes)
         _ = try reader.readMAC()
         let generation = try readGeneration(from: &reader)
         _ = try reader.readSignedVarint("loginTime")
@@ -113,11 +109,7 @@ extension RecordCodec {
     static func peekSessionValueFields(
         _ bytes: UnsafeRawBufferPointer
     ) throws(CorruptRecordError) -> SessionValueFields? {
-        let (kind, base, end) = try openUnit(bytes)
-        guard kind == sessionValueKind else {
-            throw .unknownKind(found: kind, expected: "\(sessionValueKind) for a session value")
-        }
-        var reader = UnitReader(base: base, offset: 2, end: end)
+        var reader = try openSessionValue(bytes)
         let mac = try reader.readMAC()
         let generation = try readGeneration(from: &reader)
         let loginTime = try reader.readSignedVarint("loginTime")

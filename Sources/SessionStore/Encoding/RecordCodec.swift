@@ -217,14 +217,20 @@ public enum RecordCodec {
         _ bytes: UnsafeRawBufferPointer,
         ip: IPAddress
     ) throws(CorruptRecordError) -> Session {
+        var reader = try openSessionValue(bytes)
+        let session = try readSessionBody(ip: ip, from: &reader)
+        try reader.finish()
+        return session
+    }
+
+    /// Checks the checksum, version and kind of a users-table value, and returns a reader of its fields.
+    @inline(__always)
+    static func openSessionValue(_ bytes: UnsafeRawBufferPointer) throws(CorruptRecordError) -> UnitReader {
         let (kind, base, end) = try openUnit(bytes)
         guard kind == sessionValueKind else {
             throw .unknownKind(found: kind, expected: "\(sessionValueKind) for a session value")
         }
-        var reader = UnitReader(base: base, offset: 2, end: end)
-        let session = try readSessionBody(ip: ip, from: &reader)
-        try reader.finish()
-        return session
+        return UnitReader(base: base, offset: 2, end: end)
     }
 
     /// Reads the fields that the users table's indexes are built from, without decoding the whole value.
@@ -242,11 +248,7 @@ public enum RecordCodec {
     ) throws(CorruptRecordError) -> (
         mac: MACAddress, userNameBytes: UnsafeRawBufferPointer, deadline: Timestamp?, generation: Generation
     ) {
-        let (kind, base, end) = try openUnit(bytes)
-        guard kind == sessionValueKind else {
-            throw .unknownKind(found: kind, expected: "\(sessionValueKind) for a session value")
-        }
-        var reader = UnitReader(base: base, offset: 2, end: end)
+        var reader = try openSessionValue(bytes)
         let mac = try reader.readMAC()
         let generation = try readGeneration(from: &reader)
         let loginTime = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("loginTime"))
