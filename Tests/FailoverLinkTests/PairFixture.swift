@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SessionStore
+import Synchronization
 import TestSupport
 import Testing
 
@@ -22,14 +23,26 @@ func pairSession(_ number: Int, owner: DeviceID, sessionTimeout: UInt32 = 0) -> 
     )
 }
 
-/// A free TCP port, the same on 127.0.0.1 and 127.0.0.2.
+/// The ports ``freePort()`` handed out in this test process, so that tests running in parallel never share one.
+private let handedOutPorts = Mutex<Set<Int>>([])
+
+/// A TCP port free on both 127.0.0.1 and 127.0.0.2 when probed, and not handed out before in this process. (A
+/// process outside the tests could still take it between the probe and the device's bind.)
 func freePort() async throws -> Int {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.2", port: 0).get()
-    let port = probe.localAddress!.port!
-    try await probe.close()
+    var port: Int?
+    while port == nil {
+        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.2", port: 0).get()
+        let candidate = probe.localAddress!.port!
+        let other = try? await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: candidate).get()
+        try await probe.close()
+        if let other {
+            try await other.close()
+            if handedOutPorts.withLock({ $0.insert(candidate).inserted }) { port = candidate }
+        }
+    }
     try await group.shutdownGracefully()
-    return port
+    return port!
 }
 
 /// Two devices on loopback: device 1 on 127.0.0.1, device 2 on 127.0.0.2, each with its own store in a
