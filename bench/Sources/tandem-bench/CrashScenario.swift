@@ -32,14 +32,7 @@ struct CrashScenario: AsyncParsableCommand {
     @Option(help: "Seconds into the churn phase at which the store scenario is killed.")
     var killAfter = 3.0
 
-    @Option(help: "Seconds between checkpoints (default: the store's).")
-    var checkpointInterval: Double?
-
-    @Option(help: "Changes in memory that start a checkpoint at once (default: the store's).")
-    var checkpointThreshold: Int?
-
-    @Option(help: "Changes in memory at which callers wait for the running checkpoint (default: the store's).")
-    var maxChangesInMemory: Int?
+    @OptionGroup var checkpoint: CheckpointOptions
 
     @Option(help: "The directory to build the store in (default: a new temporary directory, removed at the end).")
     var path: String?
@@ -57,21 +50,9 @@ struct CrashScenario: AsyncParsableCommand {
             }
         }
         try? FileManager.default.removeItem(atPath: directory)
-        var settings: [String] = []
         var configuration = SessionStore.Configuration(deviceID: 1, portalGroup: "bench")
-        if let checkpointInterval {
-            guard checkpointInterval > 0 else { throw ValidationError("--checkpoint-interval must be above 0") }
-            settings += ["--checkpoint-interval", "\(checkpointInterval)"]
-            configuration.checkpointInterval = .milliseconds(Int64(checkpointInterval * 1000))
-        }
-        if let checkpointThreshold {
-            settings += ["--checkpoint-threshold", "\(checkpointThreshold)"]
-            configuration.checkpointThreshold = checkpointThreshold
-        }
-        if let maxChangesInMemory {
-            settings += ["--max-changes-in-memory", "\(maxChangesInMemory)"]
-            configuration.maxChangesInMemory = maxChangesInMemory
-        }
+        try checkpoint.apply(to: &configuration)
+        let settings = checkpoint.arguments
 
         progress("crash: store --users \(users) \(settings.joined(separator: " ")), killed \(killAfter) s into churn")
         try killDuringChurn(

@@ -44,14 +44,7 @@ struct StoreScenario: AsyncParsableCommand {
     @Option(help: "sync (every commit flushed to disk), no-meta-sync, or no-sync.")
     var durability = "sync"
 
-    @Option(help: "Seconds between checkpoints (default: the store's).")
-    var checkpointInterval: Double?
-
-    @Option(help: "Changes in memory that start a checkpoint at once (default: the store's).")
-    var checkpointThreshold: Int?
-
-    @Option(help: "Changes in memory at which callers wait for the running checkpoint (default: the store's).")
-    var maxChangesInMemory: Int?
+    @OptionGroup var checkpoint: CheckpointOptions
 
     @Option(help: "The directory to build the store in (default: a new temporary directory).")
     var path: String?
@@ -73,12 +66,7 @@ struct StoreScenario: AsyncParsableCommand {
         case "no-sync": configuration.durability = .noSync
         default: throw ValidationError("--durability must be sync, no-meta-sync or no-sync")
         }
-        if let checkpointInterval {
-            guard checkpointInterval > 0 else { throw ValidationError("--checkpoint-interval must be above 0") }
-            configuration.checkpointInterval = .milliseconds(Int64(checkpointInterval * 1000))
-        }
-        if let checkpointThreshold { configuration.checkpointThreshold = checkpointThreshold }
-        if let maxChangesInMemory { configuration.maxChangesInMemory = maxChangesInMemory }
+        try checkpoint.apply(to: &configuration)
         let callers = concurrency
         let churnTotal = churnEvents ?? users
         var report = Report()
