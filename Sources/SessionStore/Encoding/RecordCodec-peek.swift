@@ -59,11 +59,11 @@ extension RecordCodec {
     /// their contents are not (a decode of the value checks them).
     ///
     /// - Parameter bytes: One encoded session value.
-    /// - Returns: the owner, the term of the generation, and the generation.
+    /// - Returns: the owner and the generation.
     /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, or end early.
     package static func peekSessionOwner(
         _ bytes: UnsafeRawBufferPointer
-    ) throws(CorruptRecordError) -> (owner: DeviceID, term: UInt32, generation: Generation) {
+    ) throws(CorruptRecordError) -> (owner: DeviceID, generation: Generation) {
         var reader = try openSessionValue(bytes)
         _ = try reader.readMAC()
         let generation = try readGeneration(from: &reader)
@@ -75,7 +75,7 @@ extension RecordCodec {
         _ = try reader.readLengthPrefixed("accessInterface", maximum: FieldRules.maximumAccessInterfaceBytes)
         _ = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
         _ = try reader.readByte()  // authentication mode
-        return (try reader.readDeviceID("owner"), generation.term, generation)
+        return (try reader.readDeviceID("owner"), generation)
     }
 
     /// The fields of a stored session value without parts, its strings as bytes in the value: what a digest of

@@ -275,7 +275,9 @@ extension SessionStore {
                         let ip = IPAddress(bytes: key)
                         // The value is checked and filtered, not decoded: the peer decodes what it receives.
                         let subject = try peekStoredSessionOwner(value, ip: ip)
-                        if everything || takeovers.effectiveOwner(owner: subject.owner, term: subject.term) == me {
+                        if everything
+                            || takeovers.effectiveOwner(owner: subject.owner, term: subject.generation.term) == me
+                        {
                             buffer.append(contentsOf: key)
                             withUnsafeBytes(of: UInt32(value.count).bigEndian) { buffer.append(contentsOf: $0) }
                             buffer.append(contentsOf: value)

@@ -597,7 +597,7 @@ public final class SessionStore: Sendable {
         // A session is decoded only when `include` takes it: its owner and term are read from the value first.
         func visit(_ value: UnsafeRawBufferPointer, ip: IPAddress) throws {
             let subject = try peekStoredSessionOwner(value, ip: ip)
-            if include(subject.owner, subject.term) { try body(try decodeStoredSession(value, ip: ip)) }
+            if include(subject.owner, subject.generation.term) { try body(try decodeStoredSession(value, ip: ip)) }
         }
         func visit(_ entry: StoredEntry, ip: IPAddress) throws {
             if case .online(let value) = entry { try value.withUnsafeBytes { try visit($0, ip: ip) } }

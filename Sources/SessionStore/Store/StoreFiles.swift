@@ -99,7 +99,7 @@ package func decodeStoredSession(_ value: UnsafeRawBufferPointer, ip: IPAddress)
 func peekStoredSessionOwner(
     _ value: UnsafeRawBufferPointer,
     ip: IPAddress
-) throws(SessionStoreError) -> (owner: DeviceID, term: UInt32, generation: Generation) {
+) throws(SessionStoreError) -> (owner: DeviceID, generation: Generation) {
     do throws(CorruptRecordError) {
         return try RecordCodec.peekSessionOwner(value)
     } catch {

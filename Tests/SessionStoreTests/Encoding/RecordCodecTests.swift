@@ -90,7 +90,7 @@ struct RecordCodecTests {
                 #expect(peeked.generation == session.generation)
                 let subject = try RecordCodec.peekSessionOwner(raw)
                 #expect(subject.owner == session.owner)
-                #expect(subject.term == session.generation.term)
+                #expect(subject.generation.term == session.generation.term)
             }
         }
     }
