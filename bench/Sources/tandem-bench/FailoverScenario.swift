@@ -73,23 +73,16 @@ struct FailoverScenario: AsyncParsableCommand {
     static func eventsMeanwhile(on store: SessionStore) async -> Latencies {
         var latencies = Latencies()
         let clock = ContinuousClock()
-        func record(_ start: ContinuousClock.Instant) {
-            let waited = start.duration(to: clock.now)
-            latencies.record(
-                UInt64(waited.components.seconds) * 1_000_000_000
-                    + UInt64(waited.components.attoseconds / 1_000_000_000)
-            )
-        }
         var number = 0
         while !Task.isCancelled {
             // Addresses far above those of the other phases.
             let session = BenchSession.make(100_000_000 + number % 1024)
             var start = clock.now
             guard (try? await store.login(session)) != nil else { break }
-            record(start)
+            latencies.record(start.duration(to: clock.now))
             start = clock.now
             guard (try? await store.logout(session.ip, reason: .user)) != nil else { break }
-            record(start)
+            latencies.record(start.duration(to: clock.now))
             number += 1
             try? await Task.sleep(for: .milliseconds(1))
         }
@@ -119,7 +112,7 @@ struct FailoverScenario: AsyncParsableCommand {
         starting.cancel()
         report.add("node_start_primary_event_max_ms", await starting.value.milliseconds(atPercentile: 100))
 
-        // Full sync of a fresh standby, while device 1 goes on logging users in.
+        // Full sync of a fresh standby, while device 1 goes on logging users in and out.
         progress("full sync of a fresh device 2")
         let probe = Task { [store = one.store] in await Self.eventsMeanwhile(on: store) }
         var phase = PhaseClock()
@@ -172,12 +165,7 @@ struct FailoverScenario: AsyncParsableCommand {
         let lagElapsed = begin.duration(to: clock.now)
         try await Task.sleep(for: .milliseconds(200))
         var lags = Latencies()
-        for sample in one.node.takeReplicationLagSamples() {
-            lags.record(
-                UInt64(sample.components.seconds) * 1_000_000_000
-                    + UInt64(sample.components.attoseconds / 1_000_000_000)
-            )
-        }
+        for sample in one.node.takeReplicationLagSamples() { lags.record(sample) }
         report.add("lag_events_per_s", Double(ticks * perTick * 2) / lagElapsed.inSeconds)
         report.add("lag_cpu_us_per_event", phase.cpuMicroseconds(per: ticks * perTick * 2))
         report.add("lag_p50_ms", lags.milliseconds(atPercentile: 50))

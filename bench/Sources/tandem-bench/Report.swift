@@ -51,6 +51,12 @@ struct Latencies: Sendable {
         guard count > 0 else { return }
         _ = histogram.record(max(nanoseconds, 1), count: UInt64(count))
     }
+    mutating func record(_ duration: Duration) {
+        record(
+            UInt64(duration.components.seconds) * 1_000_000_000
+                + UInt64(duration.components.attoseconds / 1_000_000_000)
+        )
+    }
     mutating func add(_ other: Latencies) { histogram.add(other.histogram) }
 
     func milliseconds(atPercentile percentile: Double) -> Double {
