@@ -191,6 +191,27 @@ struct StoreScenario: AsyncParsableCommand {
         report.add("rss_anon_mib_after_churn", statusMiB("RssAnon:"))
         report.add("rss_file_mib_after_churn", statusMiB("RssFile:"))
 
+        // Walk: every online user read back in address order, as a handover reads the users it takes over
+        // (`forEachSession`: each stored value's checksum checked and the session decoded), after a checkpoint so
+        // that the checkpointer stays idle meanwhile.
+        // Five walks; the one of median length is reported, since a single walk is short and varies with the
+        // machine's other work.
+        try await store.checkpoint()
+        progress("walk: \(store.count) users, five times")
+        var walks: [(seconds: Double, cpu: Double, users: Int)] = []
+        for _ in 0..<5 {
+            let clock = PhaseClock()
+            var walked = 0
+            try store.forEachSession { _ in walked += 1 }
+            walks.append((clock.seconds, clock.cpu, walked))
+            guard walked == store.count else {
+                throw ValidationError("a walk read \(walked) users, but \(store.count) are online")
+            }
+        }
+        let walk = walks.sorted { $0.seconds < $1.seconds }[walks.count / 2]
+        report.add("walk_users_per_s", Double(walk.users) / walk.seconds)
+        report.add("walk_cpu_us_per_user", walk.cpu / Double(max(walk.users, 1)) * 1e6)
+
         // Accounting: an interim report for every online user, one round --batch per call, one round batched.
         let online = store.count
         for (name, size) in [("update_events", perCall), ("update_batched_events", max(updateBatch, 1))] {
