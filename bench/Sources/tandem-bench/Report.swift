@@ -100,7 +100,10 @@ struct PhaseClock {
     var cpu: Double { cpuSeconds() - cpuAtStart }
 
     /// CPU microseconds per event of the phase.
-    func cpuMicroseconds(per events: Int) -> Double { cpu / Double(max(events, 1)) * 1e6 }
+    func cpuMicroseconds(per events: Int) -> Double { Self.microseconds(cpu, per: events) }
+
+    /// `seconds` of CPU time per event of `events`, in microseconds.
+    static func microseconds(_ seconds: Double, per events: Int) -> Double { seconds / Double(max(events, 1)) * 1e6 }
 }
 
 extension Report {
@@ -108,12 +111,16 @@ extension Report {
     /// `login_events` they are `login_events_per_s` and `login_cpu_us_per_event`, for `replicated_logins` of
     /// unit `login` they are `replicated_logins_per_s` and `replicated_cpu_us_per_login`.
     mutating func addPhase(_ name: String, events: Int, clock: PhaseClock, unit: String = "event") {
-        let seconds = clock.seconds
-        let cpu = clock.cpuMicroseconds(per: events)
+        addPhase(name, events: events, seconds: clock.seconds, cpuSeconds: clock.cpu, unit: unit)
+    }
+
+    /// Adds the rate and CPU time per event of a phase measured already: `seconds` of wall clock and
+    /// `cpuSeconds` of CPU time for `events` events, named as ``addPhase(_:events:clock:unit:)`` names them.
+    mutating func addPhase(_ name: String, events: Int, seconds: Double, cpuSeconds: Double, unit: String = "event") {
         add("\(name)_per_s", Double(events) / seconds)
         let plural = "_\(unit)s"
         let stem = name.hasSuffix(plural) ? String(name.dropLast(plural.count)) : name
-        add("\(stem)_cpu_us_per_\(unit)", cpu)
+        add("\(stem)_cpu_us_per_\(unit)", PhaseClock.microseconds(cpuSeconds, per: events))
     }
 }
 

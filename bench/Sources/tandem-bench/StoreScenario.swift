@@ -193,9 +193,8 @@ struct StoreScenario: AsyncParsableCommand {
 
         // Walk: every online user read back in address order, as a handover reads the users it takes over
         // (`forEachSession`: each stored value's checksum checked and the session decoded), after a checkpoint so
-        // that the checkpointer stays idle meanwhile.
-        // Five walks; the one of median length is reported, since a single walk is short and varies with the
-        // machine's other work.
+        // that the checkpointer stays idle meanwhile. Five walks; the one of median length is reported, since a
+        // single walk is short and varies with the machine's other work.
         try await store.checkpoint()
         progress("walk: \(store.count) users, five times")
         var walks: [(seconds: Double, cpu: Double, users: Int)] = []
@@ -209,8 +208,7 @@ struct StoreScenario: AsyncParsableCommand {
             }
         }
         let walk = walks.sorted { $0.seconds < $1.seconds }[walks.count / 2]
-        report.add("walk_users_per_s", Double(walk.users) / walk.seconds)
-        report.add("walk_cpu_us_per_user", walk.cpu / Double(max(walk.users, 1)) * 1e6)
+        report.addPhase("walk_users", events: walk.users, seconds: walk.seconds, cpuSeconds: walk.cpu, unit: "user")
 
         // Accounting: an interim report for every online user, one round --batch per call, one round batched.
         let online = store.count
