@@ -40,6 +40,11 @@ public struct Takeovers: Sendable, Hashable {
     /// The latest takeover of each device.
     public private(set) var byDevice: [DeviceID: Takeover] = [:]
 
+    /// The same takeovers indexed by the byte of the device taken over (256 slots, none while there is no
+    /// takeover): ``effectiveOwner(owner:term:)`` runs for every session a handover walks, and a dictionary
+    /// lookup would hash a device ID each time.
+    private var bySlot: [Takeover?] = []
+
     /// No takeovers.
     public init() {}
 
@@ -48,7 +53,15 @@ public struct Takeovers: Sendable, Hashable {
     public mutating func record(_ takeover: Takeover) {
         if let known = byDevice[takeover.from], known.term >= takeover.term { return }
         byDevice[takeover.from] = takeover
+        if bySlot.isEmpty { bySlot = Array(repeating: nil, count: 256) }
+        bySlot[Int(takeover.from.rawValue)] = takeover
     }
+
+    /// Whether two tables hold the same takeovers.
+    public static func == (lhs: Takeovers, rhs: Takeovers) -> Bool { lhs.byDevice == rhs.byDevice }
+
+    /// Hashes the takeovers held.
+    public func hash(into hasher: inout Hasher) { hasher.combine(byDevice) }
 
     /// The device that owns `session` in effect: its owner, or the device that took that owner's users
     /// over after the session began (followed through later takeovers, each of a higher term).
@@ -65,9 +78,10 @@ public struct Takeovers: Sendable, Hashable {
     ///   - sessionTerm: the term of the session's generation.
     /// - Returns: the device responsible for it.
     public func effectiveOwner(owner: DeviceID, term sessionTerm: UInt32) -> DeviceID {
+        guard !bySlot.isEmpty else { return owner }
         var owner = owner
         var floor = sessionTerm
-        while let takeover = byDevice[owner], floor < takeover.term {
+        while let takeover = bySlot[Int(owner.rawValue)], floor < takeover.term {
             owner = takeover.to
             floor = takeover.term
         }
