@@ -22,6 +22,7 @@ let package = Package(
                 .product(name: "SessionStore", package: tandem.lastPathComponent),
                 .product(name: "FailoverLink", package: tandem.lastPathComponent),
                 .product(name: "Inspection", package: tandem.lastPathComponent),
+                .product(name: "LMDB", package: tandem.lastPathComponent),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -11,7 +11,7 @@ struct TandemBench: AsyncParsableCommand {
             """,
         subcommands: [
             StoreScenario.self, FailoverScenario.self, InspectScenario.self, ScaleScenario.self,
-            VersusRedisScenario.self, CrashScenario.self,
+            VersusRedisScenario.self, CrashScenario.self, InstallScenario.self,
         ]
     )
 }
