@@ -45,6 +45,11 @@ public struct Verification: Sendable {
 /// replayed — from the first record when the log still holds it, otherwise the table at its checkpoint with
 /// the log after it, each event of which must apply.
 ///
+/// A crash between the transactions of a checkpoint larger than one transaction leaves the table past its
+/// position at some addresses (the position is recorded with the last transaction; the store's next open
+/// replays the log after it, which changes nothing there). An address holding a state that the log reaches
+/// after the position is therefore not a mismatch.
+///
 /// - Parameters:
 ///   - reader: the store.
 ///   - progress: called now and then with the fraction done (0...1).
@@ -102,7 +107,7 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
             }
             if sequence <= positions.checkpointSequence {
                 atCheckpoint.apply(record)
-            } else if result.firstSequence != 1 {
+            } else {
                 afterCheckpoint.append(record)  // checked against the table, below
             }
         } catch {
@@ -133,6 +138,10 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     let intact = !result.problems.contains { $0.kind == .corruptRecord }
     if !intact { result.fullReplay = false }
     let replayed = atCheckpoint.sessions
+    // A checkpoint larger than one transaction commits its transactions one by one and records its position only
+    // with the last: after a crash in between, the table holds, at some addresses, a state the log reaches only
+    // after the position. Such an address is sound when it holds one of those states.
+    let later = result.fullReplay ? statesAfterCheckpoint(afterCheckpoint, from: atCheckpoint) : [:]
     var mismatches = Mismatches()
     var table: [IPAddress: Session] = [:]
     var matched = 0
@@ -141,12 +150,15 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
             result.checkpointedSessions += 1
             if result.fullReplay {
                 // The whole log replayed up to the checkpoint must be the table on disk.
+                let reachedLater = later[session.ip]?.contains(session) == true
                 guard let expected = replayed[session.ip] else {
-                    mismatches.report("\(session.ip) is in the users table but the log has it offline")
+                    if !reachedLater {
+                        mismatches.report("\(session.ip) is in the users table but the log has it offline")
+                    }
                     return
                 }
                 matched += 1
-                if expected != session {
+                if expected != session && !reachedLater {
                     mismatches.report(
                         "\(session.ip) differs from the log: table \(describe(session)), log \(describe(expected))"
                     )
@@ -162,16 +174,28 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     if result.fullReplay && matched < replayed.count {
         var present = Set<IPAddress>()
         try reader.forEachCheckpointedSession { present.insert($0.ip) }
-        for ip in replayed.keys.sorted() where !present.contains(ip) {
+        for ip in replayed.keys.sorted() where !present.contains(ip) && later[ip]?.contains(nil) != true {
             mismatches.report("\(ip) is online by the log but missing from the users table")
         }
     } else if !result.fullReplay && intact {
-        // The log after the checkpoint must apply to the table: every logout ends a session it holds.
-        for record in afterCheckpoint {
+        // The log after the checkpoint must apply to the table: every logout ends a session it holds, unless the
+        // table is already past it there (see `later` above): the address is free, or holds a session that a
+        // later record logs in.
+        var loginsAfter: [IPAddress: [(index: Int, owner: DeviceID, generation: Generation)]] = [:]
+        for (index, record) in afterCheckpoint.enumerated() {
+            if case .login(let session) = record.event {
+                loginsAfter[session.ip, default: []].append((index, session.owner, session.generation))
+            }
+        }
+        for (index, record) in afterCheckpoint.enumerated() {
             guard let ip = record.event.address else { continue }
             if let (_, entry) = ApplyRule.change(for: record.event, current: table[ip]) {
                 table[ip] = entry.session
-            } else if case .logout = record.event {
+            } else if case .logout = record.event, let held = table[ip],
+                loginsAfter[ip]?.contains(where: {
+                    $0.index > index && $0.owner == held.owner && $0.generation == held.generation
+                }) != true
+            {
                 mismatches.report(
                     "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
                 )
@@ -181,6 +205,24 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     result.problems += mismatches.problems
     progress(1)
     return result
+}
+
+/// Every state that the records after the checkpoint bring each address they change to, in order, starting from
+/// the table replayed through the checkpoint (`nil`: the address is free).
+private func statesAfterCheckpoint(
+    _ records: [LogRecord],
+    from atCheckpoint: SessionTable
+) -> [IPAddress: [Session?]] {
+    var current: [IPAddress: Session?] = [:]
+    var states: [IPAddress: [Session?]] = [:]
+    for record in records {
+        guard let ip = record.event.address else { continue }
+        let now: Session? = current.index(forKey: ip).map { current[$0].value } ?? atCheckpoint.sessions[ip]
+        guard let (_, entry) = ApplyRule.change(for: record.event, current: now) else { continue }
+        current[ip] = .some(entry.session)
+        states[ip, default: []].append(entry.session)
+    }
+    return states
 }
 
 /// Table mismatches, the first 100 in full and then a count.
