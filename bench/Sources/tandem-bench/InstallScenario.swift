@@ -220,7 +220,10 @@ struct UsersTables {
         var next = Array(repeating: 0, count: indexes.count)
         for round in 0..<rounds {
             let range = (round * transactionSize)..<min((round + 1) * transactionSize, users.count)
-            try environment.write { txn in
+            // The body may run again when the map grows: it works on copies and its result is kept once it commits.
+            let (roundNext, roundWritten) = try environment.write { txn -> ([Int], Int) in
+                var next = next
+                var written = 0
                 for index in range {
                     _ = try users.withEntry(index) { key, value in
                         try txn.put(key: key, value: value, in: usersDatabase, flags: .append)
@@ -266,7 +269,10 @@ struct UsersTables {
                         }
                     }
                 }
+                return (next, written)
             }
+            next = roundNext
+            written += roundWritten
         }
         // What the environment holds, counted by LMDB: the caller checks it against what was read.
         let stored = try environment.read { txn in
