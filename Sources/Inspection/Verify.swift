@@ -45,10 +45,14 @@ public struct Verification: Sendable {
 /// replayed — from the first record when the log still holds it, otherwise the table at its checkpoint with
 /// the log after it, each event of which must apply.
 ///
-/// A crash between the transactions of a checkpoint larger than one transaction leaves the table past its
-/// position at some addresses (the position is recorded with the last transaction; the store's next open
-/// replays the log after it, which changes nothing there). An address holding a state that the log reaches
-/// after the position is therefore not a mismatch.
+/// A crash between the transactions of a checkpoint larger than one transaction
+/// (`StoreLayout.checkpointTransactionSize` users) leaves the table past its position at some addresses (the
+/// position is recorded with the last transaction; the store's next open replays the log after it, which changes
+/// nothing there). When more addresses changed after the position than one transaction writes, an address
+/// changed after it that holds a state the log reaches after it is therefore not a mismatch. In the check
+/// against the log after the position (no full replay), a logout that does not apply is then accepted where
+/// the table holds what the log reaches at or after it, a free address included: a session lost from the table
+/// and logged out later is not reported in that case.
 ///
 /// - Parameters:
 ///   - reader: the store.
@@ -77,6 +81,7 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     // The log: checksums, order, continuity, and a replay of it.
     var atCheckpoint = SessionTable(reservingCapacity: positions.checkpointedUsers)
     var afterCheckpoint: [LogRecord] = []
+    var changedAfter = Set<IPAddress>()
     var expected: UInt64?
     try reader.forEachRawRecord { key, value in
         result.records += 1
@@ -108,7 +113,9 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
             if sequence <= positions.checkpointSequence {
                 atCheckpoint.apply(record)
             } else {
-                afterCheckpoint.append(record)  // checked against the table, below
+                if let ip = record.event.address { changedAfter.insert(ip) }
+                // Checked against the table below; a full replay reads them again only if it needs them.
+                if result.firstSequence != 1 { afterCheckpoint.append(record) }
             }
         } catch {
             result.problems.append(Problem(kind: .corruptRecord, detail: "sequence \(sequence): \(error)"))
@@ -138,28 +145,37 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     let intact = !result.problems.contains { $0.kind == .corruptRecord }
     if !intact { result.fullReplay = false }
     let replayed = atCheckpoint.sessions
-    // A checkpoint larger than one transaction commits its transactions one by one and records its position only
-    // with the last: after a crash in between, the table holds, at some addresses, a state the log reaches only
-    // after the position. Such an address is sound when it holds one of those states.
-    let later = result.fullReplay ? statesAfterCheckpoint(afterCheckpoint, from: atCheckpoint) : [:]
+    // A checkpoint of more addresses than one transaction writes commits its transactions one by one and records
+    // its position with the last: after a crash in between, the table holds, at some of the addresses changed
+    // after the position, a state the log reaches only after it. Only then is such an address sound.
+    let mayBePast = changedAfter.count > StoreLayout.checkpointTransactionSize
     var mismatches = Mismatches()
     var table: [IPAddress: Session] = [:]
     var matched = 0
+    // In a full replay, the differences at addresses changed after the position, with the table's state there
+    // (`nil`: free), checked against the log after the position once the table is read.
+    var differences: [(ip: IPAddress, onDisk: Session?, detail: String)] = []
+    func differ(_ ip: IPAddress, _ onDisk: Session?, _ detail: String) {
+        if mayBePast && changedAfter.contains(ip) {
+            differences.append((ip, onDisk, detail))
+        } else {
+            mismatches.report(detail)
+        }
+    }
     do {
         try reader.forEachCheckpointedSession { session in
             result.checkpointedSessions += 1
             if result.fullReplay {
                 // The whole log replayed up to the checkpoint must be the table on disk.
-                let reachedLater = later[session.ip]?.contains(session) == true
                 guard let expected = replayed[session.ip] else {
-                    if !reachedLater {
-                        mismatches.report("\(session.ip) is in the users table but the log has it offline")
-                    }
+                    differ(session.ip, session, "\(session.ip) is in the users table but the log has it offline")
                     return
                 }
                 matched += 1
-                if expected != session && !reachedLater {
-                    mismatches.report(
+                if expected != session {
+                    differ(
+                        session.ip,
+                        session,
                         "\(session.ip) differs from the log: table \(describe(session)), log \(describe(expected))"
                     )
                 }
@@ -174,27 +190,44 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     if result.fullReplay && matched < replayed.count {
         var present = Set<IPAddress>()
         try reader.forEachCheckpointedSession { present.insert($0.ip) }
-        for ip in replayed.keys.sorted() where !present.contains(ip) && later[ip]?.contains(nil) != true {
-            mismatches.report("\(ip) is online by the log but missing from the users table")
+        for ip in replayed.keys.sorted() where !present.contains(ip) {
+            differ(ip, nil, "\(ip) is online by the log but missing from the users table")
         }
-    } else if !result.fullReplay && intact {
-        // The log after the checkpoint must apply to the table: every logout ends a session it holds, unless the
-        // table is already past it there (see `later` above): the address is free, or holds a session that a
-        // later record logs in.
-        var loginsAfter: [IPAddress: [(index: Int, owner: DeviceID, generation: Generation)]] = [:]
-        for (index, record) in afterCheckpoint.enumerated() {
-            if case .login(let session) = record.event {
-                loginsAfter[session.ip, default: []].append((index, session.owner, session.generation))
+    }
+    if !differences.isEmpty {
+        // The states the log brings these addresses to after the position, from the replay up to it.
+        let addresses = Set(differences.map(\.ip))
+        var states: [IPAddress: [Session?]] = [:]
+        var current: [IPAddress: Session?] = [:]
+        try reader.forEachRawRecord(from: positions.checkpointSequence + 1) { _, value in
+            guard let record = try? RecordCodec.decodeRecord(value), let ip = record.event.address,
+                addresses.contains(ip)
+            else { return true }
+            let now = current.index(forKey: ip).map { current[$0].value } ?? replayed[ip]
+            if let (_, entry) = ApplyRule.change(for: record.event, current: now) {
+                current[ip] = .some(entry.session)
+                states[ip, default: []].append(entry.session)
             }
+            return true
         }
+        for difference in differences where states[difference.ip]?.contains(difference.onDisk) != true {
+            mismatches.report(difference.detail)
+        }
+    }
+    if !result.fullReplay && intact {
+        // The log after the checkpoint must apply to the table: every logout ends a session it holds. Where the
+        // table may be past the position, a logout that does not apply is sound when the table holds there what
+        // the log reaches at or after it: the address free, or a session a later login brings.
+        let later = mayBePast ? statesReached(by: afterCheckpoint) : [:]
+        var onDisk: [IPAddress: Session?] = [:]
         for (index, record) in afterCheckpoint.enumerated() {
             guard let ip = record.event.address else { continue }
+            if mayBePast && onDisk.index(forKey: ip) == nil { onDisk[ip] = .some(table[ip]) }
             if let (_, entry) = ApplyRule.change(for: record.event, current: table[ip]) {
                 table[ip] = entry.session
-            } else if case .logout = record.event, let held = table[ip],
-                loginsAfter[ip]?.contains(where: {
-                    $0.index > index && $0.owner == held.owner && $0.generation == held.generation
-                }) != true
+            } else if case .logout = record.event,
+                !(mayBePast
+                    && later[ip]?.contains(where: { $0.index >= index && $0.state == onDisk[ip] ?? nil }) == true)
             {
                 mismatches.report(
                     "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
@@ -207,20 +240,27 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     return result
 }
 
-/// Every state that the records after the checkpoint bring each address they change to, in order, starting from
-/// the table replayed through the checkpoint (`nil`: the address is free).
-private func statesAfterCheckpoint(
-    _ records: [LogRecord],
-    from atCheckpoint: SessionTable
-) -> [IPAddress: [Session?]] {
+/// The states that `records` bring each address to, with the index of the record that brings it there (`nil`:
+/// the address free), from the first login or logout of the address on: an update before it depends on a state
+/// the records do not show.
+private func statesReached(by records: [LogRecord]) -> [IPAddress: [(index: Int, state: Session?)]] {
     var current: [IPAddress: Session?] = [:]
-    var states: [IPAddress: [Session?]] = [:]
-    for record in records {
+    var states: [IPAddress: [(index: Int, state: Session?)]] = [:]
+    for (index, record) in records.enumerated() {
         guard let ip = record.event.address else { continue }
-        let now: Session? = current.index(forKey: ip).map { current[$0].value } ?? atCheckpoint.sessions[ip]
-        guard let (_, entry) = ApplyRule.change(for: record.event, current: now) else { continue }
-        current[ip] = .some(entry.session)
-        states[ip, default: []].append(entry.session)
+        let state: Session?
+        if let known = current.index(forKey: ip).map({ current[$0].value }) {
+            guard let (_, entry) = ApplyRule.change(for: record.event, current: known) else { continue }
+            state = entry.session
+        } else {
+            switch record.event {
+            case .login(let session): state = session
+            case .logout: state = nil
+            case .update, .deviceIDChanged, .takeover: continue
+            }
+        }
+        current[ip] = .some(state)
+        states[ip, default: []].append((index, state))
     }
     return states
 }

@@ -292,64 +292,57 @@ struct InspectionTests {
         #expect(result.problems.first?.detail.contains("10.0.0.3") == true)
     }
 
-    @Test(
-        "verify accepts a table ahead of its checkpoint, as a crash between a large checkpoint's transactions leaves it"
-    )
-    func verifyTableAheadOfCheckpoint() async throws {
-        // The whole history checkpointed (through record 8), then the position put back to 5: the table holds
-        // records 6 to 8 (users 2 and 4 logged out, user 6 logged in) while its position says 5, as when the
-        // transactions of a checkpoint that wrote them committed but not the last one, which records the position.
+    @Test("verify accepts a table past its checkpoint position, as a crash inside a large checkpoint leaves it")
+    func verifyTablePastCheckpoint() async throws {
         let scratch = try ScratchStore()
-        try await knownHistory(scratch)
-        try editUsers(scratch.path) { txn, databases in
-            try txn.put(
-                Array("checkpoint-sequence".utf8),
-                withUnsafeBytes(of: UInt64(5).bigEndian) { Array($0) },
-                in: databases.meta
-            )
-        }
+        let (position, all) = try await checkpointCutShort(scratch)
         var result = try verifyStore(try StoreReader(path: scratch.path))
-        #expect(try StoreReader(path: scratch.path).positions().checkpointSequence == 5)
+        #expect(try StoreReader(path: scratch.path).positions().checkpointSequence == position)
         #expect(result.fullReplay)
-        #expect(result.problems.isEmpty, "\(result.problems)")
+        #expect(result.problems.isEmpty, "\(result.problems.prefix(3))")
 
-        // The same with records 1 to 4 gone, so that the table is checked against the log after its checkpoint.
-        try editLog(scratch.path) { txn, log in
-            for sequence: UInt64 in 1...4 {
-                _ = try withUnsafeBytes(of: sequence.bigEndian) { try txn.delete(key: $0, in: log) }
-            }
-        }
+        // Checked against the log after the position: the records before it gone.
+        try truncateLog(scratch.path, through: position)
         result = try verifyStore(try StoreReader(path: scratch.path))
         #expect(!result.fullReplay)
-        #expect(result.problems.isEmpty, "\(result.problems)")
+        #expect(result.problems.isEmpty, "\(result.problems.prefix(3))")
 
-        // The store opens on it: the log after the checkpoint, replayed over the table, changes nothing.
+        // The store opens on it: the log after the position, replayed over the table, changes nothing there.
         let store = try scratch.open()
-        #expect(try store.allSessions().map(\.ip) == [1, 3, 5, 6].map { user($0).ip })
+        #expect(store.count == all.count)
+        #expect(try store.allSessions() == all)
         await store.close()
     }
 
-    @Test("verify still finds a difference in a table ahead of its checkpoint that no record after it explains")
-    func verifyTableAheadOfCheckpointProblems() async throws {
-        // As above (position 5, the table through record 8), and user 3 removed from the table: no record after the
-        // checkpoint logs user 3 out.
+    @Test("verify still reports what a crash inside a checkpoint cannot leave")
+    func verifyTablePastCheckpointProblems() async throws {
+        // The table cut short as above, then user 18,000 (not changed after the position) removed, and user 20,000's
+        // session stored at user 5's address, where the log after the position never brings it.
         var scratch = try ScratchStore()
-        try await knownHistory(scratch)
+        _ = try await checkpointCutShort(scratch)
         try editUsers(scratch.path) { txn, databases in
-            try txn.put(
-                Array("checkpoint-sequence".utf8),
-                withUnsafeBytes(of: UInt64(5).bigEndian) { Array($0) },
-                in: databases.meta
+            _ = try user(18_000).ip.withUnsafeBytes { try txn.delete(key: $0, in: databases.users) }
+            let value = try #require(
+                try user(20_000).ip.withUnsafeBytes { try txn.value(forKey: Array($0), in: databases.users) }
             )
-            _ = try user(3).ip.withUnsafeBytes { try txn.delete(key: $0, in: databases.users) }
+            try txn.put(user(5).ip.withUnsafeBytes { Array($0) }, value, in: databases.users)
         }
         var result = try verifyStore(try StoreReader(path: scratch.path))
         #expect(result.fullReplay)
+        #expect(result.problems.map(\.kind) == [.tableMismatch, .tableMismatch])
+        #expect(result.problems.contains { $0.detail.hasPrefix("\(user(5).ip) differs") })
+        #expect(result.problems.contains { $0.detail.hasPrefix("\(user(18_000).ip) is online by the log") })
+        // Against the log after the position, only user 5's address shows: its logout finds another session, which
+        // no later record brings. (No record after the position concerns user 18,000.)
+        try truncateLog(scratch.path, through: try StoreReader(path: scratch.path).positions().checkpointSequence)
+        result = try verifyStore(try StoreReader(path: scratch.path))
+        #expect(!result.fullReplay)
         #expect(result.problems.map(\.kind) == [.tableMismatch])
-        #expect(result.problems.first?.detail.contains("10.0.0.3") == true)
+        #expect(result.problems.first?.detail.contains("logs out \(user(5).ip)") == true)
 
-        // Checked against the log after the checkpoint (records 1 to 4 gone): user 3's session stored at user 2's
-        // address, which record 6 logs out in another session and no later record logs in.
+        // Fewer addresses changed after the position than one checkpoint transaction writes: a table past it
+        // cannot come from a crash, and is reported. (The known history checkpointed through record 8, its position
+        // put back to 5.)
         scratch = try ScratchStore()
         try await knownHistory(scratch)
         try editUsers(scratch.path) { txn, databases in
@@ -358,20 +351,10 @@ struct InspectionTests {
                 withUnsafeBytes(of: UInt64(5).bigEndian) { Array($0) },
                 in: databases.meta
             )
-            let value = try #require(
-                try user(3).ip.withUnsafeBytes { try txn.value(forKey: Array($0), in: databases.users) }
-            )
-            try txn.put(user(2).ip.withUnsafeBytes { Array($0) }, value, in: databases.users)
-        }
-        try editLog(scratch.path) { txn, log in
-            for sequence: UInt64 in 1...4 {
-                _ = try withUnsafeBytes(of: sequence.bigEndian) { try txn.delete(key: $0, in: log) }
-            }
         }
         result = try verifyStore(try StoreReader(path: scratch.path))
-        #expect(!result.fullReplay)
-        #expect(result.problems.map(\.kind) == [.tableMismatch])
-        #expect(result.problems.first?.detail.contains("10.0.0.2") == true)
+        #expect(result.problems.count == 3)
+        #expect(result.problems.allSatisfy { $0.kind == .tableMismatch })
     }
 
     @Test("users --at rebuilds who was online at a past time from the log")
@@ -493,4 +476,67 @@ func editUsers(
     let environment = try Environment(path: path + "/users.mdb", configuration: configuration)
     let databases = (users: try environment.openDatabase("users"), meta: try environment.openDatabase("meta"))
     try environment.write { txn in try body(txn, databases) }
+}
+
+/// A store left as a crash inside a checkpoint of more addresses than one transaction writes leaves it. Users 1
+/// to 20,000 log in and are checkpointed (the position); then users 1 to 17,000 log out, 1 to 10 log in again
+/// and 20,001 and 20,002 log in, and a checkpoint writes it all. The position is then put back, and the
+/// addresses from user 9,000 up get back what they held at the position, as if only the transactions of the
+/// lower addresses had committed. The whole log is kept.
+///
+/// - Returns: the position, and the online sessions the store holds.
+func checkpointCutShort(_ scratch: ScratchStore) async throws -> (position: UInt64, sessions: [Session]) {
+    var store = try scratch.open()
+    try await store.holdLog("inspection", from: 1)
+    for first in stride(from: 1, through: 20_000, by: 1_000) {
+        for result in try await store.login(contentsOf: (first..<first + 1_000).map { user($0) }) {
+            _ = try result.get()
+        }
+    }
+    await store.close()
+    let position = try StoreReader(path: scratch.path).positions().checkpointSequence
+    try FileManager.default.copyItem(
+        atPath: scratch.path + "/users.mdb",
+        toPath: scratch.directory + "/at-position.mdb"
+    )
+    store = try scratch.open()
+    for first in stride(from: 1, through: 17_000, by: 1_000) {
+        _ = try await store.logout(contentsOf: (first..<first + 1_000).map { (user($0).ip, .user) })
+    }
+    for result in try await store.login(contentsOf: (Array(1...10) + [20_001, 20_002]).map { user($0) }) {
+        _ = try result.get()
+    }
+    let sessions = try store.allSessions()
+    await store.close()
+
+    var configuration = Environment.Configuration()
+    configuration.maxDatabases = 8
+    configuration.readOnly = true
+    let before = try Environment(path: scratch.directory + "/at-position.mdb", configuration: configuration)
+    let beforeUsers = try before.openDatabase("users")
+    try editUsers(scratch.path) { txn, databases in
+        try txn.put(
+            Array("checkpoint-sequence".utf8),
+            withUnsafeBytes(of: position.bigEndian) { Array($0) },
+            in: databases.meta
+        )
+        for number in Array(9_000...17_000) + [20_001, 20_002] {
+            let key = user(number).ip.withUnsafeBytes { Array($0) }
+            if let old = try before.read({ try $0.value(forKey: key, in: beforeUsers) }) {
+                try txn.put(key, old, in: databases.users)
+            } else {
+                _ = try key.withUnsafeBytes { try txn.delete(key: $0, in: databases.users) }
+            }
+        }
+    }
+    return (position, sessions)
+}
+
+/// Deletes a closed store's log records through `last`.
+func truncateLog(_ path: String, through last: UInt64) throws {
+    try editLog(path) { txn, log in
+        for sequence in 1...last {
+            _ = try withUnsafeBytes(of: sequence.bigEndian) { try txn.delete(key: $0, in: log) }
+        }
+    }
 }

@@ -160,7 +160,7 @@ final class Checkpointer: Sendable {
     static let niceness: Int32 = 10
 
     /// The most users one checkpoint transaction writes.
-    static let chunkSize = 16_384
+    static let chunkSize = StoreLayout.checkpointTransactionSize
 
     private func write(_ changes: ChangeSet, _ addresses: ArraySlice<IPAddress>, last: Bool) throws {
         var oldUserName: [UInt8] = []

@@ -18,6 +18,10 @@ package enum StoreLayout {
     package static let formatVersion: UInt32 = 2
     package static let logFile = "log.mdb"
     package static let usersFile = "users.mdb"
+    /// The most users one checkpoint transaction writes. A larger checkpoint commits several and records its
+    /// position with the last: a crash in between leaves the users table past its position at some addresses,
+    /// which the log after the position, replayed, leaves as they are (`tandem log verify` accepts them).
+    package static let checkpointTransactionSize = 16_384
 
     package enum MetaKey {
         package static let format = "format"
