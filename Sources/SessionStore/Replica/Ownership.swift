@@ -37,13 +37,15 @@ public struct Takeover: Sendable, Hashable, Codable {
 /// The takeovers a store knows, by the device taken over (only the latest one per device matters: it covers
 /// every earlier term).
 public struct Takeovers: Sendable, Hashable {
-    /// The latest takeover of each device.
-    public private(set) var byDevice: [DeviceID: Takeover] = [:]
-
-    /// The same takeovers indexed by the byte of the device taken over (256 slots, none while there is no
+    /// The latest takeover of each device, indexed by the device's byte (256 slots, none while there is no
     /// takeover): ``effectiveOwner(owner:term:)`` runs for every session a handover walks, and a dictionary
     /// lookup would hash a device ID each time.
     private var bySlot: [Takeover?] = []
+
+    /// The latest takeover of each device.
+    public var byDevice: [DeviceID: Takeover] {
+        Dictionary(uniqueKeysWithValues: bySlot.lazy.compactMap { $0 }.map { ($0.from, $0) })
+    }
 
     /// No takeovers.
     public init() {}
@@ -51,17 +53,11 @@ public struct Takeovers: Sendable, Hashable {
     /// Records a takeover; an older one of the same device is replaced.
     /// - Parameter takeover: the takeover.
     public mutating func record(_ takeover: Takeover) {
-        if let known = byDevice[takeover.from], known.term >= takeover.term { return }
-        byDevice[takeover.from] = takeover
+        let slot = Int(takeover.from.rawValue)
+        if let known = bySlot.isEmpty ? nil : bySlot[slot], known.term >= takeover.term { return }
         if bySlot.isEmpty { bySlot = Array(repeating: nil, count: 256) }
-        bySlot[Int(takeover.from.rawValue)] = takeover
+        bySlot[slot] = takeover
     }
-
-    /// Whether two tables hold the same takeovers.
-    public static func == (lhs: Takeovers, rhs: Takeovers) -> Bool { lhs.byDevice == rhs.byDevice }
-
-    /// Hashes the takeovers held.
-    public func hash(into hasher: inout Hasher) { hasher.combine(byDevice) }
 
     /// The device that owns `session` in effect: its owner, or the device that took that owner's users
     /// over after the session began (followed through later takeovers, each of a higher term).
