@@ -197,20 +197,15 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     if !differences.isEmpty {
         // The states the log brings these addresses to after the position, from the replay up to it.
         let addresses = Set(differences.map(\.ip))
-        var states: [IPAddress: [Session?]] = [:]
-        var current: [IPAddress: Session?] = [:]
+        var reached = StatesReached()
         try reader.forEachRawRecord(from: positions.checkpointSequence + 1) { _, value in
             guard let record = try? RecordCodec.decodeRecord(value), let ip = record.event.address,
                 addresses.contains(ip)
             else { return true }
-            let now = current.index(forKey: ip).map { current[$0].value } ?? replayed[ip]
-            if let (_, entry) = ApplyRule.change(for: record.event, current: now) {
-                current[ip] = .some(entry.session)
-                states[ip, default: []].append(entry.session)
-            }
+            reached.apply(record, index: 0, start: .some(replayed[ip]))
             return true
         }
-        for difference in differences where states[difference.ip]?.contains(difference.onDisk) != true {
+        for difference in differences where !reached.reaches(difference.onDisk, at: difference.ip) {
             mismatches.report(difference.detail)
         }
     }
@@ -218,7 +213,10 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
         // The log after the checkpoint must apply to the table: every logout ends a session it holds. Where the
         // table may be past the position, a logout that does not apply is sound when the table holds there what
         // the log reaches at or after it: the address free, or a session a later login brings.
-        let later = mayBePast ? statesReached(by: afterCheckpoint) : [:]
+        var later = StatesReached()
+        if mayBePast {
+            for (index, record) in afterCheckpoint.enumerated() { later.apply(record, index: index, start: nil) }
+        }
         var onDisk: [IPAddress: Session?] = [:]
         for (index, record) in afterCheckpoint.enumerated() {
             guard let ip = record.event.address else { continue }
@@ -226,8 +224,7 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
             if let (_, entry) = ApplyRule.change(for: record.event, current: table[ip]) {
                 table[ip] = entry.session
             } else if case .logout = record.event,
-                !(mayBePast
-                    && later[ip]?.contains(where: { $0.index >= index && $0.state == onDisk[ip] ?? nil }) == true)
+                !(mayBePast && later.reaches(onDisk[ip] ?? nil, at: ip, from: index))
             {
                 mismatches.report(
                     "record \(record.sequence) logs out \(ip), which the table does not hold in that session"
@@ -240,29 +237,36 @@ private func verifyOnce(_ reader: StoreReader, progress: (Double) -> Void) throw
     return result
 }
 
-/// The states that `records` bring each address to, with the index of the record that brings it there (`nil`:
-/// the address free), from the first login or logout of the address on: an update before it depends on a state
-/// the records do not show.
-private func statesReached(by records: [LogRecord]) -> [IPAddress: [(index: Int, state: Session?)]] {
-    var current: [IPAddress: Session?] = [:]
-    var states: [IPAddress: [(index: Int, state: Session?)]] = [:]
-    for (index, record) in records.enumerated() {
-        guard let ip = record.event.address else { continue }
+/// The states that log records bring their addresses to, each with the index of the record that brings it there
+/// (`nil`: the address free).
+private struct StatesReached {
+    private var current: [IPAddress: Session?] = [:]
+    private var states: [IPAddress: [(index: Int, state: Session?)]] = [:]
+
+    /// Applies `record`, of index `index`, to the state its address holds: the one the records applied so far
+    /// brought it to, or else `start`. With no `start` (the state before the records is not known), the state is
+    /// known from the address's first login or logout on, and an update before it is left out.
+    mutating func apply(_ record: LogRecord, index: Int, start: Session??) {
+        guard let ip = record.event.address else { return }
         let state: Session?
-        if let known = current.index(forKey: ip).map({ current[$0].value }) {
-            guard let (_, entry) = ApplyRule.change(for: record.event, current: known) else { continue }
+        if let known = current.index(forKey: ip).map({ current[$0].value }) ?? start {
+            guard let (_, entry) = ApplyRule.change(for: record.event, current: known) else { return }
             state = entry.session
         } else {
             switch record.event {
             case .login(let session): state = session
             case .logout: state = nil
-            case .update, .deviceIDChanged, .takeover: continue
+            case .update, .deviceIDChanged, .takeover: return
             }
         }
         current[ip] = .some(state)
         states[ip, default: []].append((index, state))
     }
-    return states
+
+    /// Whether a record of index `index` or later brought `ip` to `state`.
+    func reaches(_ state: Session?, at ip: IPAddress, from index: Int = 0) -> Bool {
+        states[ip]?.contains { $0.index >= index && $0.state == state } == true
+    }
 }
 
 /// Table mismatches, the first 100 in full and then a count.
