@@ -129,15 +129,17 @@ struct PackedEntries {
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R
     ) rethrows -> R {
         try bytes.withUnsafeBytes { all in
-            let start = starts[index]
-            let keyCount = Int(all[start]) | Int(all[start + 1]) << 8
-            let valueCount = Int(all[start + 2]) | Int(all[start + 3]) << 8
-            let key = UnsafeRawBufferPointer(rebasing: all[(start + 4)..<(start + 4 + keyCount)])
-            let value = UnsafeRawBufferPointer(
-                rebasing: all[(start + 4 + keyCount)..<(start + 4 + keyCount + valueCount)]
-            )
-            return try body(key, value)
+            let (key, value) = ranges(of: index, in: all)
+            return try body(UnsafeRawBufferPointer(rebasing: all[key]), UnsafeRawBufferPointer(rebasing: all[value]))
         }
+    }
+
+    /// Where the key and the value of entry `index` lie in `all`, the packed bytes.
+    private func ranges(of index: Int, in all: UnsafeRawBufferPointer) -> (key: Range<Int>, value: Range<Int>) {
+        let start = starts[index]
+        let keyCount = Int(all[start]) | Int(all[start + 1]) << 8
+        let valueCount = Int(all[start + 2]) | Int(all[start + 3]) << 8
+        return ((start + 4)..<(start + 4 + keyCount), (start + 4 + keyCount)..<(start + 4 + keyCount + valueCount))
     }
 
     /// The entries' order when sorted by value, ties kept in key order: for an index, whose values are addresses,
@@ -145,17 +147,13 @@ struct PackedEntries {
     func orderByValue() -> [Int] {
         var order = Array(0..<count)
         bytes.withUnsafeBytes { all in
-            func value(_ index: Int) -> UnsafeRawBufferPointer {
-                let start = starts[index]
-                let keyCount = Int(all[start]) | Int(all[start + 1]) << 8
-                let valueCount = Int(all[start + 2]) | Int(all[start + 3]) << 8
-                return UnsafeRawBufferPointer(
-                    rebasing: all[(start + 4 + keyCount)..<(start + 4 + keyCount + valueCount)]
-                )
-            }
             order.sort { left, right in
-                let (a, b) = (value(left), value(right))
-                let order = memcmp(a.baseAddress!, b.baseAddress!, min(a.count, b.count))
+                let (a, b) = (ranges(of: left, in: all).value, ranges(of: right, in: all).value)
+                let order = memcmp(
+                    all.baseAddress! + a.lowerBound,
+                    all.baseAddress! + b.lowerBound,
+                    min(a.count, b.count)
+                )
                 return order != 0 ? order < 0 : (a.count != b.count ? a.count < b.count : left < right)
             }
         }

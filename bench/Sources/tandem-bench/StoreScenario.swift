@@ -209,15 +209,16 @@ struct StoreScenario: AsyncParsableCommand {
                 && after.effectiveOwner(owner: owner, term: term) == me
         }
         var walks: [(seconds: Double, cpu: Double, users: Int)] = []
+        let batchSize = 16_384
         var batch: [Session] = []
-        batch.reserveCapacity(16_384)
+        batch.reserveCapacity(batchSize)
         for _ in 0..<5 {
             let clock = PhaseClock()
             var walked = 0
             try store.forEachSession(where: takenOver) { session in
                 batch.append(session)
                 walked += 1
-                if batch.count == 16_384 { batch.removeAll(keepingCapacity: true) }
+                if batch.count == batchSize { batch.removeAll(keepingCapacity: true) }
             }
             batch.removeAll(keepingCapacity: true)
             walks.append((clock.seconds, clock.cpu, walked))
