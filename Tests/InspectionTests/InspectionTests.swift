@@ -345,13 +345,7 @@ struct InspectionTests {
         // put back to 5.)
         scratch = try ScratchStore()
         try await knownHistory(scratch)
-        try editUsers(scratch.path) { txn, databases in
-            try txn.put(
-                Array("checkpoint-sequence".utf8),
-                withUnsafeBytes(of: UInt64(5).bigEndian) { Array($0) },
-                in: databases.meta
-            )
-        }
+        try editUsers(scratch.path) { txn, databases in try setCheckpointPosition(5, txn, databases) }
         result = try verifyStore(try StoreReader(path: scratch.path))
         #expect(result.problems.count == 3)
         #expect(result.problems.allSatisfy { $0.kind == .tableMismatch })
@@ -478,6 +472,19 @@ func editUsers(
     try environment.write { txn in try body(txn, databases) }
 }
 
+/// Puts the checkpoint position recorded in a users environment edited with `editUsers`.
+func setCheckpointPosition(
+    _ position: UInt64,
+    _ txn: borrowing WriteTransaction,
+    _ databases: (users: Database, meta: Database)
+) throws {
+    try txn.put(
+        Array("checkpoint-sequence".utf8),
+        withUnsafeBytes(of: position.bigEndian) { Array($0) },
+        in: databases.meta
+    )
+}
+
 /// A store left as a crash inside a checkpoint of more addresses than one transaction writes leaves it. Users 1
 /// to 20,000 log in and are checkpointed (the position); then users 1 to 17,000 log out, 1 to 10 log in again
 /// and 20,001 and 20,002 log in, and a checkpoint writes it all. The position is then put back, and the
@@ -515,11 +522,7 @@ func checkpointCutShort(_ scratch: ScratchStore) async throws -> (position: UInt
     let before = try Environment(path: scratch.directory + "/at-position.mdb", configuration: configuration)
     let beforeUsers = try before.openDatabase("users")
     try editUsers(scratch.path) { txn, databases in
-        try txn.put(
-            Array("checkpoint-sequence".utf8),
-            withUnsafeBytes(of: position.bigEndian) { Array($0) },
-            in: databases.meta
-        )
+        try setCheckpointPosition(position, txn, databases)
         for number in Array(9_000...17_000) + [20_001, 20_002] {
             let key = user(number).ip.withUnsafeBytes { Array($0) }
             if let old = try before.read({ try $0.value(forKey: key, in: beforeUsers) }) {
