@@ -4,7 +4,10 @@ import NIOSSL
 /// Drives a ``Negotiation`` on one connection, then authenticates every frame: inbound frames are opened
 /// (their tags checked) before they go up the pipeline, outbound frames sealed. Nothing passes before
 /// negotiation succeeds. It also sends heartbeats and closes a connection whose peer falls silent, as
-/// ``LivenessStateMachine`` rules with its event loop's time.
+/// ``LivenessStateMachine`` rules with its event loop's time. It tells the rules when the connection's consumer
+/// asks to read (the `read` that passes it on the way out) and has read (`channelReadComplete`), and when the
+/// channel's writability changes: a consumer that holds back its reads, being behind, does not make the peer
+/// silent.
 ///
 /// Bound to its channel's event loop.
 final class NegotiationHandler: ChannelDuplexHandler {
@@ -82,6 +85,21 @@ final class NegotiationHandler: ChannelDuplexHandler {
         } catch {
             fail(context: context, error)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        liveness?.readingChanged(false, at: context.eventLoop.now)
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        liveness?.readingChanged(true, at: context.eventLoop.now)
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        liveness?.writabilityChanged(context.channel.isWritable, at: context.eventLoop.now)
+        context.fireChannelWritabilityChanged()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

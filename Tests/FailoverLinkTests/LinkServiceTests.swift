@@ -1,7 +1,9 @@
 import Crypto
+import Logging
 import NIOCore
 import NIOPosix
 import SessionStore
+import Synchronization
 import TestSupport
 import Testing
 
@@ -156,5 +158,82 @@ struct LinkServiceTests {
         await one.shutdown()
         await two.shutdown()
         try await group.shutdownGracefully()
+    }
+
+    @Test(
+        "a device whose reader falls behind a peer's burst keeps the link past the dead-peer timeout, and reads it all",
+        .timeLimit(.minutes(1))
+    )
+    func readerBehind() async throws {
+        let frames = 200
+        let payload = ByteBuffer(bytes: Array(repeating: 0x5A, count: 64 * 1024))
+        let received = Mutex<Int>(0)
+        let connections = Mutex<[UInt8: Int]>([:])
+        let done = AsyncStream<Void>.makeStream()
+        // Device 2 reads nothing for three dead-peer timeouts, as a standby still applying what came before
+        // does, then reads the rest. Device 1 sends 12.5 MiB at once, more than the sockets hold, and keeps
+        // reading device 2's heartbeats meanwhile.
+        // Each device has event loops of its own, as each device process does, so that other tests' work does
+        // not delay its heartbeats.
+        let groups = [MultiThreadedEventLoopGroup(numberOfThreads: 1), MultiThreadedEventLoopGroup(numberOfThreads: 1)]
+        var configuration2 = try Self.configuration(2, host: "127.0.0.2")
+        configuration2.silenceLimit = .milliseconds(500)
+        let two = FailoverLinkService(
+            configuration: configuration2,
+            eventLoopGroup: groups[1],
+            logger: Logger(label: "test.link2"),
+            connectionHandler: { connection in
+                connections.withLock { $0[2, default: 0] += 1 }
+                try? await connection.channel.executeThenClose { inbound, _ in
+                    try await Task.sleep(for: .milliseconds(1_500))
+                    for try await frame in inbound where frame.type == .records {
+                        let count = received.withLock { count in
+                            count += 1
+                            return count
+                        }
+                        if count == frames { done.continuation.finish() }
+                    }
+                }
+            }
+        )
+        try await two.start()
+        var configuration1 = try Self.configuration(1, host: "127.0.0.1", peer: two.listeningAddress)
+        configuration1.silenceLimit = .milliseconds(500)
+        let one = FailoverLinkService(
+            configuration: configuration1,
+            eventLoopGroup: groups[0],
+            logger: Logger(label: "test.link1"),
+            connectionHandler: { connection in
+                connections.withLock { $0[1, default: 0] += 1 }
+                try? await connection.channel.executeThenClose { inbound, outbound in
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { for try await _ in inbound {} }
+                        for _ in 0..<frames { try await outbound.write(Frame(type: .records, payload: payload)) }
+                        try await group.next()
+                    }
+                }
+            }
+        )
+        try await one.start()
+        #expect(await eventually { one.state == .synchronization && two.state == .synchronization })
+        // Until device 2 has read every frame, the link stays up on both sides.
+        let watch = Task {
+            var seen: Set<FailoverState> = []
+            while !Task.isCancelled {
+                seen.insert(one.state)
+                seen.insert(two.state)
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return seen
+        }
+        for await _ in done.stream {}
+        watch.cancel()
+        let states = await watch.value
+        #expect(received.withLock { $0 } == frames)
+        #expect(states == [.synchronization])
+        #expect(connections.withLock { $0 } == [1: 1, 2: 1])
+        await one.shutdown()
+        await two.shutdown()
+        for group in groups { try await group.shutdownGracefully() }
     }
 }

@@ -46,6 +46,59 @@ struct LivenessTests {
         #expect(rules.tick(at: Self.start + .seconds(2)) == .nothing)
     }
 
+    @Test("time in which this side does not read counts for nothing, unless its writes are held back too")
+    func notReading() {
+        var rules = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        rules.established(at: Self.start)
+        // 400 ms of silence count, then this side stops reading (it is behind) for 3 s: they count for nothing.
+        rules.readingChanged(false, at: Self.start + .milliseconds(400))
+        #expect(rules.tick(at: Self.start + .milliseconds(3_000)) == .sendHeartbeat)
+        rules.readingChanged(true, at: Self.start + .milliseconds(3_400))
+        // 400 ms counted before the pause: 600 ms remain after it.
+        #expect(rules.tick(at: Self.start + .milliseconds(3_999)) == .sendHeartbeat)
+        #expect(
+            rules.tick(at: Self.start + .milliseconds(4_000)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000)))
+        )
+
+        // A frame that arrives from a read already asked for, during a pause, counts as heard.
+        var heardMeanwhile = LivenessStateMachine(
+            negotiationTimeout: .seconds(5),
+            silenceLimit: .seconds(1),
+            now: Self.start
+        )
+        heardMeanwhile.established(at: Self.start)
+        heardMeanwhile.readingChanged(false, at: Self.start + .milliseconds(900))
+        heardMeanwhile.heard(at: Self.start + .milliseconds(1_500))
+        heardMeanwhile.readingChanged(true, at: Self.start + .milliseconds(2_000))
+        #expect(heardMeanwhile.tick(at: Self.start + .milliseconds(2_999)) == .sendHeartbeat)
+        #expect(
+            heardMeanwhile.tick(at: Self.start + .milliseconds(3_000))
+                == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000)))
+        )
+
+        // Not reading, with its own writes held back too: the peer may be gone, and the silence counts.
+        var stuck = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        stuck.established(at: Self.start)
+        stuck.readingChanged(false, at: Self.start)
+        #expect(stuck.tick(at: Self.start + .seconds(2)) == .sendHeartbeat)
+        stuck.writabilityChanged(false, at: Self.start + .seconds(2))
+        #expect(stuck.tick(at: Self.start + .milliseconds(2_999)) == .sendHeartbeat)
+        #expect(stuck.tick(at: Self.start + .seconds(3)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000))))
+
+        // Held-back writes alone change nothing while this side reads.
+        var writesHeld = LivenessStateMachine(
+            negotiationTimeout: .seconds(5),
+            silenceLimit: .seconds(1),
+            now: Self.start
+        )
+        writesHeld.established(at: Self.start)
+        writesHeld.writabilityChanged(false, at: Self.start + .milliseconds(100))
+        writesHeld.writabilityChanged(true, at: Self.start + .milliseconds(800))
+        #expect(
+            writesHeld.tick(at: Self.start + .seconds(1)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000)))
+        )
+    }
+
     @Test("frames heard before the negotiation ends do not count; a closed connection does nothing more")
     func beforeAndAfter() {
         var rules = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
@@ -101,7 +154,8 @@ struct LivenessTests {
         @discardableResult
         func carry(
             toAcceptor: Bool = true,
-            toInitiator: Bool = true
+            toInitiator: Bool = true,
+            acceptorReadsOn: Bool = true
         ) throws -> (
             fromInitiator: [FrameType], fromAcceptor: [FrameType]
         ) {
@@ -111,12 +165,19 @@ struct LivenessTests {
                 moved = false
                 while let frame = try initiator.readOutbound(as: Frame.self) {
                     written.0.append(frame.type)
-                    if toAcceptor, acceptor.isActive { try acceptor.writeInbound(frame) }
+                    if toAcceptor, acceptor.isActive {
+                        try acceptor.writeInbound(frame)
+                        // The acceptor's consumer asks for more, as a channel's reader does when it keeps up.
+                        if acceptorReadsOn { acceptor.read() }
+                    }
                     moved = true
                 }
                 while let frame = try acceptor.readOutbound(as: Frame.self) {
                     written.1.append(frame.type)
-                    if toInitiator, initiator.isActive { try initiator.writeInbound(frame) }
+                    if toInitiator, initiator.isActive {
+                        try initiator.writeInbound(frame)
+                        initiator.read()
+                    }
                     moved = true
                 }
             }
@@ -158,6 +219,66 @@ struct LivenessTests {
         #expect(!pair.acceptor.isActive)
         #expect(pair.events.failures.withLock { $0[.acceptor] } == LinkError(.peerSilent(limitMilliseconds: 1_000)))
         #expect(pair.events.failures.withLock { $0[.initiator] } == nil)
+        _ = try? pair.initiator.finish()
+    }
+
+    @Test("on the handler: a side whose reader holds back its reads keeps the link; reading again, it counts silence")
+    func handlerReaderBehind() throws {
+        let pair = try Pair()
+        try pair.carry()
+        #expect(pair.events.established.withLock { Set($0) } == [.initiator, .acceptor])
+
+        // The acceptor reads the initiator's heartbeat and asks for nothing more, as a reader behind on what it
+        // received does; the initiator's frames then wait (in the socket), 3 s, three silence limits.
+        pair.advance(pair.initiator, by: .milliseconds(100))
+        pair.advance(pair.acceptor, by: .milliseconds(100))
+        try pair.carry(acceptorReadsOn: false)
+        for _ in 0..<30 {
+            pair.advance(pair.initiator, by: .milliseconds(100))
+            pair.advance(pair.acceptor, by: .milliseconds(100))
+            let written = try pair.carry(toAcceptor: false)
+            // Its own heartbeats still go out.
+            #expect(written.fromAcceptor == [.heartbeat])
+        }
+        #expect(pair.acceptor.isActive)
+        #expect(pair.events.failures.withLock { $0.isEmpty })
+
+        // It reads again, and nothing comes: it closes a silence limit later, and not before.
+        pair.acceptor.read()
+        for _ in 0..<9 {
+            pair.advance(pair.acceptor, by: .milliseconds(100))
+            try pair.carry(toAcceptor: false)
+        }
+        #expect(pair.acceptor.isActive)
+        pair.advance(pair.acceptor, by: .milliseconds(100))
+        #expect(!pair.acceptor.isActive)
+        #expect(pair.events.failures.withLock { $0[.acceptor] } == LinkError(.peerSilent(limitMilliseconds: 1_000)))
+        _ = try? pair.initiator.finish()
+    }
+
+    @Test("on the handler: a side that does not read and whose writes are held back counts silence")
+    func handlerReaderBehindWritesHeld() throws {
+        let pair = try Pair()
+        try pair.carry()
+        pair.advance(pair.initiator, by: .milliseconds(100))
+        pair.advance(pair.acceptor, by: .milliseconds(100))
+        try pair.carry(acceptorReadsOn: false)
+        for _ in 0..<20 {
+            pair.advance(pair.acceptor, by: .milliseconds(100))
+            try pair.carry(toAcceptor: false)
+        }
+        #expect(pair.acceptor.isActive)
+        // The connection stops taking the acceptor's writes (the peer's window is full, or the peer is gone).
+        pair.acceptor.isWritable = false
+        pair.acceptor.pipeline.fireChannelWritabilityChanged()
+        for _ in 0..<9 {
+            pair.advance(pair.acceptor, by: .milliseconds(100))
+            try pair.carry(toAcceptor: false)
+        }
+        #expect(pair.acceptor.isActive)
+        pair.advance(pair.acceptor, by: .milliseconds(100))
+        #expect(!pair.acceptor.isActive)
+        #expect(pair.events.failures.withLock { $0[.acceptor] } == LinkError(.peerSilent(limitMilliseconds: 1_000)))
         _ = try? pair.initiator.finish()
     }
 
