@@ -19,7 +19,8 @@ struct FailoverScenario: AsyncParsableCommand {
               full sync   device 1 holds N users; a fresh device 2 starts and catches up (full_sync_s:
                           from its start until it holds all N); meanwhile device 1 logs users in and
                           out one at a time, about 1,000 of each a second (full_sync_primary_event_p99_ms
-                          and _max_ms: how long those logins and logouts wait);
+                          and _max_ms: how long those logins and logouts wait; full_sync_link_losses: how
+                          often the link went down meanwhile, each loss beginning the snapshot again);
               lag         device 1 runs churn (a logout and a login) at --lag-rate events/s for
                           --lag-seconds; lag is from a commit on device 1 to device 2's acknowledgement
                           that it committed it too;
@@ -117,11 +118,27 @@ struct FailoverScenario: AsyncParsableCommand {
         let probe = Task { [store = one.store] in await Self.eventsMeanwhile(on: store) }
         var phase = PhaseClock()
         let two = try Device(id: 2, directory: directory, port: port, checkpointInterval: checkpointInterval)
+        // Each time the link goes down during the full sync, the snapshot begins again.
+        let losses = Task { [link = two.node.link] in
+            var up = false
+            var losses = 0
+            for await state in link.stateChanges {
+                if state == .synchronization {
+                    up = true
+                } else if up {
+                    up = false
+                    losses += 1
+                }
+            }
+            return losses
+        }
         try await two.node.start()
         while two.store.count < users { try await Task.sleep(for: .milliseconds(2)) }
         report.add("full_sync_s", phase.seconds)
         report.add("full_sync_cpu_s", phase.cpu)
         report.addPhase("full_sync_users", events: users, clock: phase, unit: "user")
+        losses.cancel()
+        report.add("full_sync_link_losses", await losses.value)
         probe.cancel()
         let meanwhile = await probe.value
         report.add("full_sync_primary_event_p99_ms", meanwhile.milliseconds(atPercentile: 99))
