@@ -176,8 +176,10 @@ struct LinkServiceTests {
         // Each device has event loops of its own, as each device process does, so that other tests' work does
         // not delay its heartbeats.
         let groups = [MultiThreadedEventLoopGroup(numberOfThreads: 1), MultiThreadedEventLoopGroup(numberOfThreads: 1)]
-        var configuration2 = try Self.configuration(2, host: "127.0.0.2")
-        configuration2.silenceLimit = .milliseconds(500)
+        // The default dead-peer timeout (1 s): a shorter one is within what a loaded test machine can delay
+        // a thread by, which would make the peer silent for real.
+        let configuration2 = try Self.configuration(2, host: "127.0.0.2")
+        let behind = configuration2.silenceLimit * 3
         let two = FailoverLinkService(
             configuration: configuration2,
             eventLoopGroup: groups[1],
@@ -185,7 +187,7 @@ struct LinkServiceTests {
             connectionHandler: { connection in
                 connections.withLock { $0[2, default: 0] += 1 }
                 try? await connection.channel.executeThenClose { inbound, _ in
-                    try await Task.sleep(for: .milliseconds(1_500))
+                    try await Task.sleep(for: .nanoseconds(behind.nanoseconds))
                     for try await frame in inbound where frame.type == .records {
                         let count = received.withLock { count in
                             count += 1
@@ -197,8 +199,7 @@ struct LinkServiceTests {
             }
         )
         try await two.start()
-        var configuration1 = try Self.configuration(1, host: "127.0.0.1", peer: two.listeningAddress)
-        configuration1.silenceLimit = .milliseconds(500)
+        let configuration1 = try Self.configuration(1, host: "127.0.0.1", peer: two.listeningAddress)
         let one = FailoverLinkService(
             configuration: configuration1,
             eventLoopGroup: groups[0],
