@@ -11,6 +11,11 @@ import NIOCore
 /// once it reads again. A peer that died or was cut off meanwhile is thus found a silence limit after this
 /// device has consumed what the peer sent before, or at once when its own writes stop flowing too.
 ///
+/// Nor does time in which this device's event loop was held up, busy with other work or the process stopped:
+/// a heartbeat tick that fires late says so, and the peer's frames that arrived meanwhile wait in the socket
+/// until the loop reads again. Without this, a device whose loop spent longer than the silence limit on its
+/// own work would call the peer silent at the first tick after it, before reading what the peer had sent.
+///
 /// ``NegotiationHandler`` tells it what happened (established, a frame heard) and asks it what to do on each
 /// tick of its event loop's timers, with the event loop's time: a test drives the rules with any clock, and
 /// the handler on an `EmbeddedChannel` with `advanceTime`.
@@ -86,8 +91,12 @@ struct LivenessStateMachine: Sendable {
         }
     }
 
-    /// A timer fired at `now`: what to do.
-    mutating func tick(at now: NIODeadline) -> Action {
+    /// A timer fired at `now`: what to do. `due` is when it was to fire, if not `now`: the time it fired late
+    /// counts for nothing (after the last frame heard).
+    mutating func tick(at now: NIODeadline, due: NIODeadline? = nil) -> Action {
+        if let due, now > due, pausedSince == nil, case .established(let last) = state, now > last {
+            state = .established(lastHeard: last + (now - max(due, last)))
+        }
         switch state {
         case .negotiating(let deadline):
             guard now >= deadline else { return .nothing }

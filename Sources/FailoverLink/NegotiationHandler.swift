@@ -7,7 +7,7 @@ import NIOSSL
 /// ``LivenessStateMachine`` rules with its event loop's time. It tells the rules when the connection's consumer
 /// asks to read (the `read` that passes it on the way out) and has read (`channelReadComplete`), and when the
 /// channel's writability changes: a consumer that holds back its reads, being behind, does not make the peer
-/// silent.
+/// silent. Each heartbeat tick tells when it was due, so that an event loop held up past it does not either.
 ///
 /// Bound to its channel's event loop.
 final class NegotiationHandler: ChannelDuplexHandler {
@@ -30,6 +30,8 @@ final class NegotiationHandler: ChannelDuplexHandler {
     private var opener: FrameOpener?
     private var timeout: Scheduled<Void>?
     private var heartbeat: RepeatedTask?
+    /// When the next heartbeat tick is due.
+    private var nextHeartbeat: NIODeadline?
     private var liveness: LivenessStateMachine?
     private var finished = false
 
@@ -153,17 +155,22 @@ final class NegotiationHandler: ChannelDuplexHandler {
 
     private func startHeartbeats(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        nextHeartbeat = context.eventLoop.now + heartbeatInterval
         heartbeat = context.eventLoop.scheduleRepeatedTask(initialDelay: heartbeatInterval, delay: heartbeatInterval) {
             _ in
             let (handler, context) = loopBound.value
-            handler.tick(context: context)
+            let now = context.eventLoop.now
+            // The next run is scheduled a delay after this one ends, that is about now.
+            let due = handler.nextHeartbeat ?? now
+            handler.nextHeartbeat = now + handler.heartbeatInterval
+            handler.tick(context: context, due: due)
         }
     }
 
-    /// A timer fired: does what the liveness rules say.
-    private func tick(context: ChannelHandlerContext) {
+    /// A timer fired, due at `due` when it is a heartbeat's: does what the liveness rules say.
+    private func tick(context: ChannelHandlerContext, due: NIODeadline? = nil) {
         guard var liveness else { return }
-        let action = liveness.tick(at: context.eventLoop.now)
+        let action = liveness.tick(at: context.eventLoop.now, due: due)
         self.liveness = liveness
         switch action {
         case .nothing:

@@ -199,7 +199,10 @@ struct LinkServiceTests {
             }
         )
         try await two.start()
-        let configuration1 = try Self.configuration(1, host: "127.0.0.1", peer: two.listeningAddress)
+        // Device 1 gives device 2 a long dead-peer timeout: only device 2's judgement is under test, and a
+        // loaded machine can hold device 2's heartbeats up for longer than the default.
+        var configuration1 = try Self.configuration(1, host: "127.0.0.1", peer: two.listeningAddress)
+        configuration1.silenceLimit = .seconds(30)
         let one = FailoverLinkService(
             configuration: configuration1,
             eventLoopGroup: groups[0],
@@ -235,6 +238,54 @@ struct LinkServiceTests {
         #expect(connections.withLock { $0 } == [1: 1, 2: 1])
         await one.shutdown()
         await two.shutdown()
+        for group in groups { try await group.shutdownGracefully() }
+    }
+
+    @Test(
+        "a device whose own event loop was held up past the dead-peer timeout reads the peer's heartbeats before judging it",
+        .timeLimit(.minutes(1))
+    )
+    func loopHeldUp() async throws {
+        // Each device has one event loop of its own. Device 2 gives device 1 a long dead-peer timeout: device 1,
+        // whose loop is held up, is silent for real meanwhile, and only device 1's judgement is under test.
+        let groups = [MultiThreadedEventLoopGroup(numberOfThreads: 1), MultiThreadedEventLoopGroup(numberOfThreads: 1)]
+        var configuration2 = try Self.configuration(2, host: "127.0.0.2")
+        configuration2.silenceLimit = .seconds(30)
+        let two = FailoverLinkService(
+            configuration: configuration2,
+            eventLoopGroup: groups[1],
+            logger: Logger(label: "test.link2")
+        )
+        try await two.start()
+        let configuration1 = try Self.configuration(1, host: "127.0.0.1", peer: two.listeningAddress)
+        let one = FailoverLinkService(
+            configuration: configuration1,
+            eventLoopGroup: groups[0],
+            logger: Logger(label: "test.link1")
+        )
+        try await one.start()
+        #expect(await eventually { one.state == .synchronization && two.state == .synchronization })
+        let changes = one.stateChanges
+        // Device 1's loop does work of its own for three dead-peer timeouts; device 2's heartbeats wait in the
+        // socket meanwhile, and device 1 reads them once its loop runs again.
+        let heldUp = configuration1.silenceLimit * 3
+        try await groups[0].next().submit {
+            var remaining = timespec(tv_sec: Int(heldUp.nanoseconds / 1_000_000_000), tv_nsec: 0)
+            var request = remaining
+            while nanosleep(&request, &remaining) != 0 { request = remaining }
+        }.get()
+        // A few dead-peer timeouts more, with the loop running, for a late judgement to show.
+        try await Task.sleep(for: .seconds(2))
+        await one.shutdown()
+        await two.shutdown()
+        var states: [FailoverState] = []
+        for await state in changes { states.append(state) }
+        // Device 1 kept the link until it shut down: no link lost, whatever the reason.
+        #expect(states.contains(.synchronization))
+        let losses = states.filter {
+            if case .independence(.linkLost) = $0 { true } else { false }
+        }
+        #expect(losses == [])
         for group in groups { try await group.shutdownGracefully() }
     }
 }

@@ -99,6 +99,46 @@ struct LivenessTests {
         )
     }
 
+    @Test("time in which this side's event loop was held up, its tick firing late, counts for nothing")
+    func heldUp() {
+        func at(_ milliseconds: Int64) -> NIODeadline { Self.start + .milliseconds(milliseconds) }
+        var rules = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        rules.established(at: Self.start)
+        #expect(rules.tick(at: at(100), due: at(100)) == .sendHeartbeat)
+        // The tick due at 200 ms fires at 2.5 s: 200 ms of silence count, the 2.3 s of lateness do not.
+        #expect(rules.tick(at: at(2_500), due: at(200)) == .sendHeartbeat)
+        #expect(rules.tick(at: at(3_299), due: at(3_299)) == .sendHeartbeat)
+        #expect(rules.tick(at: at(3_300), due: at(3_300)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000))))
+
+        // A frame read once the loop runs again ends the silence.
+        var heard = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        heard.established(at: Self.start)
+        #expect(heard.tick(at: at(4_000), due: at(900)) == .sendHeartbeat)
+        heard.heard(at: at(4_001))
+        #expect(heard.tick(at: at(5_000), due: at(5_000)) == .sendHeartbeat)
+        #expect(heard.tick(at: at(5_001), due: at(5_001)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000))))
+
+        // A silence that had reached the limit before the loop was held up fails at the late tick.
+        var silentBefore = LivenessStateMachine(
+            negotiationTimeout: .seconds(5),
+            silenceLimit: .seconds(1),
+            now: Self.start
+        )
+        silentBefore.established(at: Self.start)
+        #expect(
+            silentBefore.tick(at: at(5_000), due: at(1_000)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000)))
+        )
+
+        // Lateness while this side does not read is the same time, not counted twice.
+        var paused = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
+        paused.established(at: Self.start)
+        paused.readingChanged(false, at: at(100))
+        #expect(paused.tick(at: at(2_000), due: at(200)) == .sendHeartbeat)
+        paused.readingChanged(true, at: at(3_000))
+        #expect(paused.tick(at: at(3_899), due: at(3_899)) == .sendHeartbeat)
+        #expect(paused.tick(at: at(3_900), due: at(3_900)) == .fail(LinkError(.peerSilent(limitMilliseconds: 1_000))))
+    }
+
     @Test("frames heard before the negotiation ends do not count; a closed connection does nothing more")
     func beforeAndAfter() {
         var rules = LivenessStateMachine(negotiationTimeout: .seconds(5), silenceLimit: .seconds(1), now: Self.start)
