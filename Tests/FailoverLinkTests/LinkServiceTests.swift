@@ -30,7 +30,6 @@ struct LinkServiceTests {
             listen: try SocketAddress(ipAddress: host, port: 0),
             peer: peer
         )
-        configuration.negotiationTimeout = .seconds(2)
         return configuration
     }
 
