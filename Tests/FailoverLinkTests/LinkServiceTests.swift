@@ -20,7 +20,7 @@ struct LinkServiceTests {
         secret: LinkSecret = secret,
         digest: [UInt8] = NegotiationTests.digest
     ) throws -> FailoverLinkService.Configuration {
-        var configuration = FailoverLinkService.Configuration(
+        FailoverLinkService.Configuration(
             identity: LinkIdentity(
                 deviceID: DeviceID(rawValue: id)!,
                 portalGroup: "campus",
@@ -30,7 +30,6 @@ struct LinkServiceTests {
             listen: try SocketAddress(ipAddress: host, port: 0),
             peer: peer
         )
-        return configuration
     }
 
     /// Device 2 listens on 127.0.0.2; device 1, on 127.0.0.1, connects to it.
