@@ -1,10 +1,13 @@
+import Locking
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// A thread of the store's own, joined when the store closes.
+/// A thread of the store's own, joined when the store closes: once, however many callers ask, since joining a
+/// thread that was already joined is undefined behaviour.
 final class StoreThread: Sendable {
     private final class Box {
         let body: @Sendable () -> Void
@@ -12,6 +15,8 @@ final class StoreThread: Sendable {
     }
 
     private let thread: pthread_t
+    /// Whether the thread was joined; held while it is joined, so that a second caller waits for the first.
+    private let joined = Locked(false)
 
     /// Starts `body` on a new thread named `name` (at most 15 bytes, as `top -H` and `/proc/…/task/…/comm` show it).
     /// Returns once the thread carries its name, so that whoever lists the threads next sees it.
@@ -64,8 +69,15 @@ final class StoreThread: Sendable {
         #endif
     }
 
-    /// Waits for the thread to finish.
-    func join() { pthread_join(thread, nil) }
+    /// Waits for the thread to finish. The first call joins it; the others wait for that join, or return at
+    /// once after it.
+    func join() {
+        joined.withLock { joined in
+            guard !joined else { return }
+            pthread_join(thread, nil)
+            joined = true
+        }
+    }
 }
 
 /// The monotonic clock, in nanoseconds: the writer's timers and policies run on it.

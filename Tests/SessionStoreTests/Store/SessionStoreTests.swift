@@ -137,6 +137,25 @@ struct SessionStoreTests {
         #expect(error?.kind == .closed)
     }
 
+    @Test("closing a store again, or from two tasks at once, returns each time and joins its threads once")
+    func closedTwice() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
+        try await store.login(testSession(1))
+        // Two closes at once: one joins the writer's thread, the other waits for that join. (A second join of
+        // a thread is undefined behaviour; under ThreadSanitizer it stops the process.)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await store.close() }
+            group.addTask { await store.close() }
+        }
+        await store.close()
+        let error = await #expect(throws: SessionStoreError.self) { try await store.login(testSession(2)) }
+        #expect(error?.kind == .closed)
+        let reopened = try SessionStore.open(at: directory.path, configuration: .test())
+        #expect(try reopened.allSessions().map(\.ip) == [testSession(1).ip])
+        await reopened.close()
+    }
+
     #if os(Linux)
     @Test("the store's own threads carry their names, as top -H and /proc show them")
     func threadNames() async throws {
