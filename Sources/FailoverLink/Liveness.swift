@@ -84,19 +84,23 @@ struct LivenessStateMachine: Sendable {
             pausedSince = now
         case (true, let since?):
             pausedSince = nil
-            guard case .established(let last) = state, now > last else { return }
-            state = .established(lastHeard: last + (now - max(since, last)))
+            discount(from: since, to: now)
         default:
             break
         }
     }
 
+    /// Time from `since` to `now` in which silence did not count: the last-heard time moves on by the part of
+    /// it after the last frame heard.
+    private mutating func discount(from since: NIODeadline, to now: NIODeadline) {
+        guard now > since, case .established(let last) = state, now > last else { return }
+        state = .established(lastHeard: last + (now - max(since, last)))
+    }
+
     /// A timer fired at `now`: what to do. `due` is when it was to fire, if not `now`: the time it fired late
     /// counts for nothing (after the last frame heard).
     mutating func tick(at now: NIODeadline, due: NIODeadline? = nil) -> Action {
-        if let due, now > due, pausedSince == nil, case .established(let last) = state, now > last {
-            state = .established(lastHeard: last + (now - max(due, last)))
-        }
+        if let due, pausedSince == nil { discount(from: due, to: now) }
         switch state {
         case .negotiating(let deadline):
             guard now >= deadline else { return .nothing }
