@@ -174,6 +174,7 @@ let package = Package(
                 "SessionStore",
                 "Inspection",
                 "LMDB",
+                "Locking",
                 "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
