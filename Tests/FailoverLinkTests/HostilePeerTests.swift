@@ -1,8 +1,8 @@
 import Foundation
+import Locking
 import NIOCore
 import NIOPosix
 import SessionStore
-import Synchronization
 import TestSupport
 import Testing
 
@@ -14,7 +14,7 @@ import Testing
 private final class RawPeer: Sendable {
     private let channel: any Channel
     private let outbound: NIOAsyncChannelOutboundWriter<Frame>
-    private let sealer: Mutex<FrameSealer>
+    private let sealer: Locked<FrameSealer>
 
     static func withConnection<T: Sendable>(
         to address: SocketAddress,
@@ -71,7 +71,7 @@ private final class RawPeer: Sendable {
     private init(channel: any Channel, outbound: NIOAsyncChannelOutboundWriter<Frame>, sealer: FrameSealer) {
         self.channel = channel
         self.outbound = outbound
-        self.sealer = Mutex(sealer)
+        self.sealer = Locked(sealer)
     }
 
     /// Seals and sends `frame`; returns the sealed frame, for a replay.

@@ -1,7 +1,7 @@
+import Locking
 import NIOCore
 import NIOEmbedded
 import SessionStore
-import Synchronization
 import Testing
 
 @testable import FailoverLink
@@ -157,8 +157,8 @@ struct LivenessTests {
 
         /// What the handlers reported.
         final class Recorded: Sendable {
-            let established = Mutex<[LinkRole]>([])
-            let failures = Mutex<[LinkRole: LinkError]>([:])
+            let established = Locked<[LinkRole]>([])
+            let failures = Locked<[LinkRole: LinkError]>([:])
         }
 
         init() throws {

@@ -1,9 +1,9 @@
 import Foundation
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
 import SessionStore
-import Synchronization
 import TestSupport
 import Testing
 
@@ -24,7 +24,7 @@ func pairSession(_ number: Int, owner: DeviceID, sessionTimeout: UInt32 = 0) -> 
 }
 
 /// The ports ``freePort()`` handed out in this test process, so that tests running in parallel never share one.
-private let handedOutPorts = Mutex<Set<Int>>([])
+private let handedOutPorts = Locked<Set<Int>>([])
 
 /// A TCP port free on both 127.0.0.1 and 127.0.0.2 when probed, and not handed out before in this process. (A
 /// process outside the tests could still take it between the probe and the device's bind.)

@@ -1,9 +1,9 @@
+import Locking
 import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SessionStore
-import Synchronization
 import TestSupport
 import Testing
 
@@ -11,8 +11,8 @@ import Testing
 
 /// Every value a stream yields, collected by a task of its own.
 private final class Recorder<Element: Sendable>: Sendable {
-    private let values = Mutex<[Element]>([])
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let values = Locked<[Element]>([])
+    private let task = Locked<Task<Void, Never>?>(nil)
 
     init(_ stream: AsyncStream<Element>) {
         let task = Task { [self] in

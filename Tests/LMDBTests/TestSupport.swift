@@ -1,5 +1,6 @@
 import Foundation
 import LMDB
+import Locking
 import Synchronization
 import TestSupport
 
@@ -45,7 +46,7 @@ final class SharedState: Sendable {
     let stop = Atomic<Bool>(false)
     let reads = Atomic<Int>(0)
     let readers = Atomic<Int>(0)
-    let failures = Mutex<[String]>([])
+    let failures = Locked<[String]>([])
 
     func fail(_ message: String) {
         failures.withLock { $0.append(message) }

@@ -655,7 +655,7 @@ final class SecondSignal {
     static let forcedStatus: Int32 = 130
 
     init(logger: Logger) {
-        let seen = Mutex(0)
+        let seen = Locked(0)
         sources = [SIGTERM, SIGINT].map { number in
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
