@@ -68,6 +68,18 @@ struct VerificationTests {
         #expect(Self.compare(Self.peer(value: 8), history) == .differ(mine))
     }
 
+    @Test(
+        "a point that holds records of this device's users from the peer's snapshot is compared only once the peer has applied them"
+    )
+    func returnedRecords() {
+        var returned = Self.point(ownThrough: 30)
+        returned.returnedThrough = 45
+        let history = Self.digests(returned)
+        #expect(Self.compare(Self.peer(appliedOfYou: 44), history) == .inconclusive)
+        #expect(Self.compare(Self.peer(appliedOfYou: 45), history) == .equal(returned))
+        #expect(Self.compare(Self.peer(appliedOfYou: 45, value: 8), history) == .differ(returned))
+    }
+
     @Test("own changes the peer had not seen are taken back out of this device's digest before comparing")
     func ownChangesTakenOut() {
         // The peer had this device's stream through 35; changes 36 and 38 came after.

@@ -19,6 +19,11 @@ package struct DigestHistory: Sendable {
         package var value: UInt64
         /// The last sequence of a record this store logged of its own, not applied from a peer's stream.
         package var ownThrough: UInt64
+        /// The last sequence of a record this store logged from a peer's snapshot about a session it owns in
+        /// effect. Such a record goes back to the peer, whose table may have lost its change since the snapshot
+        /// was read (two devices that recover at once each drop what the other's snapshot did not list): until
+        /// the peer has applied this store's stream through it, the two tables may not hold the same changes.
+        package var returnedThrough: UInt64
         /// How many snapshots this store had begun to install since it was opened.
         package var installs: UInt64
         /// Whether no snapshot was half-way installed: the table is a state the peer's table was in too.
@@ -30,6 +35,7 @@ package struct DigestHistory: Sendable {
             appliedHistory: [DeviceID: UInt64],
             value: UInt64,
             ownThrough: UInt64,
+            returnedThrough: UInt64 = 0,
             installs: UInt64,
             whole: Bool
         ) {
@@ -38,6 +44,7 @@ package struct DigestHistory: Sendable {
             self.appliedHistory = appliedHistory
             self.value = value
             self.ownThrough = ownThrough
+            self.returnedThrough = returnedThrough
             self.installs = installs
             self.whole = whole
         }
@@ -105,8 +112,10 @@ package struct DigestHistory: Sendable {
     }
 
     /// The digest `point` would have had without this store's own changes after `ownThrough` (the peer had
-    /// not seen them); `nil` when one of them is forgotten, or touched by a peer's event since.
+    /// not seen them); `nil` when one of them is forgotten, or touched by a peer's event since, or when the
+    /// point holds a record returned to the peer after `ownThrough` (see ``Point/returnedThrough``).
     package func value(of point: Point, withOwnThrough ownThrough: UInt64) -> UInt64? {
+        guard point.returnedThrough <= ownThrough else { return nil }
         guard point.ownThrough > ownThrough else { return point.value }
         guard forgottenThrough <= ownThrough else { return nil }
         var value = point.value

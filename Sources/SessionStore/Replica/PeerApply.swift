@@ -176,6 +176,7 @@ struct PeerApply {
             for session in sessions {
                 state.noteListed(session.ip, by: peer)
                 try applyPeerEvent(.login(session), term: state.term, origin: peer, time: now, txn: txn)
+                if state.takeovers.effectiveOwner(of: session) == state.origin { state.noteReturned() }
             }
             return PeerApplied(through: known, takeover: nil)
         case .snapshotEnd(_, let position, let wholeFrom, let everythingThrough, let history):
@@ -225,6 +226,7 @@ struct PeerApply {
                 )
             }
             state.stage(session.ip, .offline(session.generation), replacing: session, resync: true)
+            if takeovers.effectiveOwner(of: session) == origin { state.noteReturned() }
         }
     }
 

@@ -47,6 +47,9 @@ final class WriterState {
     private var keeping: Set<DeviceID> = []
     /// The last sequence of a record this device logged of its own (not applied from a peer's stream).
     private var ownThrough: UInt64
+    /// The last sequence of a record this device logged from a peer's snapshot about a session it owns in
+    /// effect (see ``DigestHistory/Point/returnedThrough``).
+    private var returnedThrough: UInt64 = 0
     /// The users table's digest, once computed (`digestReady`).
     private var digest: UInt64 = 0
     private var digestReady = false
@@ -90,6 +93,7 @@ final class WriterState {
     private var stagedKeeping: Set<DeviceID> = []
     private var stagedRecoveredThrough: [DeviceID: UInt64] = [:]
     private var stagedOwnThrough: UInt64 = 0
+    private var stagedReturnedThrough: UInt64 = 0
     /// This batch's share of the listings (see `listed`).
     private var listedThisBatch: [DeviceID: [IPAddress]] = [:]
     private var listingBegun: Set<DeviceID> = []
@@ -143,6 +147,7 @@ final class WriterState {
         stagedKeeping = keeping
         stagedRecoveredThrough = recoveredThrough
         stagedOwnThrough = ownThrough
+        stagedReturnedThrough = returnedThrough
         stagingPeer = false
         peerNotices.removeAll()
         peerUpdates.removeAll()
@@ -202,6 +207,7 @@ final class WriterState {
             overlay.apply(changes, countDelta: countDelta, throughSequence: sequence)
             lastSequence = sequence
             ownThrough = stagedOwnThrough
+            returnedThrough = stagedReturnedThrough
             for item in newDeadlines { deadlines.push(item) }
             digest &+= digestDelta
         }
@@ -371,6 +377,7 @@ final class WriterState {
             appliedHistory: appliedHistory,
             value: digest,
             ownThrough: ownThrough,
+            returnedThrough: returnedThrough,
             installs: installs,
             whole: installing.isEmpty
         )
@@ -482,6 +489,10 @@ final class WriterState {
         records.append((sequence, start..<buffer.count))
         if !stagingPeer { stagedOwnThrough = sequence }
     }
+
+    /// Notes that the record at the current sequence, staged from a peer's snapshot, is about a session this
+    /// device owns in effect: it goes back to the peer, whose table may not hold its change yet.
+    func noteReturned() { stagedReturnedThrough = sequence }
 
     /// Encodes this device's own `event` at the current sequence.
     func emit(_ event: Event, time: Timestamp) {
