@@ -352,21 +352,20 @@ struct ReplicationConnection: Sendable {
         // the logouts it logged again there, and a device that recovered its own events since it began to.
         let recovery = store.holdPosition(SessionStore.recoveryHold) ?? .max
         let position = max(min(checkpoint ?? 0, heldFrom - 1, recovery - 1), damaged)
-        let everythingThrough = everything ? max(store.lastLoggedSequence, position) : 0
-        try await outbound.write(
-            SnapshotEndMessage(
-                position: position,
-                wholeFrom: max(wholeFrom, position),
-                everythingThrough: everythingThrough
-            ).frame()
+        let end = SnapshotEndMessage.closing(
+            position: position,
+            readThrough: wholeFrom,
+            lastLogged: store.lastLoggedSequence,
+            everything: everything
         )
+        try await outbound.write(end.frame())
         context.snapshotCounter.increment()
         context.logger.info(
             "snapshot of this device's users sent to the peer",
             metadata: ["tandem.sessions": "\(sessions)", "tandem.position": "\(position)"]
         )
         context.events.yield(.snapshotSent(sessions: sessions, position: position))
-        return (position, everythingThrough)
+        return (position, end.everythingThrough)
     }
 
     // MARK: - Digests

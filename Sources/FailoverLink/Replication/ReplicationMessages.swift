@@ -140,6 +140,28 @@ package struct SnapshotEndMessage: Sendable, Hashable {
 
     static let size = 24
 
+    /// The end of a snapshot whose stream goes on after `position`, read from tables that stood at the
+    /// sender's sequences up to `readThrough`, when the sender's log ended at `lastLogged`.
+    ///
+    /// The receiver's copy is whole only from `lastLogged` on, however early the tables read stood: a table
+    /// read at a checkpoint that lags can still hold users the receiver had logged off (R7) and forgotten
+    /// since (a restart), and the records that end them again (the receiver's own logouts, sent back) lie
+    /// between the checkpoint and `lastLogged`. Until the receiver has applied them, its table holds changes
+    /// the sender's does not, and no digest point of it is compared. After a snapshot of `everything`, the
+    /// stream carries every record through `lastLogged`.
+    package static func closing(
+        position: UInt64,
+        readThrough: UInt64,
+        lastLogged: UInt64,
+        everything: Bool
+    ) -> SnapshotEndMessage {
+        SnapshotEndMessage(
+            position: position,
+            wholeFrom: max(readThrough, position, lastLogged),
+            everythingThrough: everything ? max(lastLogged, position) : 0
+        )
+    }
+
     package func frame() -> Frame {
         var buffer = ByteBuffer()
         buffer.writeInteger(position)
