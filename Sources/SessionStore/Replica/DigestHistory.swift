@@ -19,10 +19,11 @@ package struct DigestHistory: Sendable {
         package var value: UInt64
         /// The last sequence of a record this store logged of its own, not applied from a peer's stream.
         package var ownThrough: UInt64
-        /// The last sequence of a record this store logged from a peer's snapshot about a session it owns in
-        /// effect. Such a record goes back to the peer, whose table may have lost its change since the snapshot
-        /// was read (two devices that recover at once each drop what the other's snapshot did not list): until
-        /// the peer has applied this store's stream through it, the two tables may not hold the same changes.
+        /// The last sequence of a record this store logged from a peer's snapshot, or of its own events it
+        /// recovered from the peer's stream, about a session it owns in effect. Such a record goes back to the
+        /// peer, whose table may have lost its change since (two devices that recover at once each drop what
+        /// the other's snapshot did not list): until the peer has applied this store's stream through it, the
+        /// two tables may not hold the same changes.
         package var returnedThrough: UInt64
         /// How many snapshots this store had begun to install since it was opened.
         package var installs: UInt64

@@ -128,6 +128,9 @@ struct PeerApply {
                     break
                 }
                 try applyPeerEvent(record.event, term: record.term, origin: peer, time: record.time, txn: txn)
+                // This device's own change to its own users, recovered from the peer: it goes back to the peer,
+                // whose table may have lost it since (see `DigestHistory.Point.returnedThrough`).
+                if record.origin == origin, !concernsCopy(of: peer, record.event) { state.noteReturned() }
             }
             state.setApplied(peer, position, history: history)
             if let wholeFrom = state.installingPosition(of: peer), position >= wholeFrom {

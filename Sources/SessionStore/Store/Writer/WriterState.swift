@@ -47,8 +47,8 @@ final class WriterState {
     private var keeping: Set<DeviceID> = []
     /// The last sequence of a record this device logged of its own (not applied from a peer's stream).
     private var ownThrough: UInt64
-    /// The last sequence of a record this device logged from a peer's snapshot about a session it owns in
-    /// effect (see ``DigestHistory/Point/returnedThrough``).
+    /// The last sequence of a record this device logged from a peer's snapshot, or of its own events recovered
+    /// from the peer, about a session it owns in effect (see ``DigestHistory/Point/returnedThrough``).
     private var returnedThrough: UInt64 = 0
     /// The users table's digest, once computed (`digestReady`).
     private var digest: UInt64 = 0
@@ -490,8 +490,9 @@ final class WriterState {
         if !stagingPeer { stagedOwnThrough = sequence }
     }
 
-    /// Notes that the record at the current sequence, staged from a peer's snapshot, is about a session this
-    /// device owns in effect: it goes back to the peer, whose table may not hold its change yet.
+    /// Notes that the record at the current sequence, staged from a peer's snapshot or a recovered event of
+    /// this device's own, is about a session this device owns in effect: it goes back to the peer, whose table
+    /// may not hold its change yet.
     func noteReturned() { stagedReturnedThrough = sequence }
 
     /// Encodes this device's own `event` at the current sequence.
