@@ -57,6 +57,10 @@ final class Pair: @unchecked Sendable {
     var secret = LinkSecret(bytes: "the pair's shared secret".utf8)
     /// How long a silent peer is given.
     var silenceLimit: TimeAmount = .milliseconds(600)
+    /// The test makes the two users tables differ on purpose; otherwise a digest mismatch fails it.
+    var plantsDivergence = false
+    /// The digest mismatches each device reported, from the nodes stopped so far.
+    private(set) var mismatches: [UInt8: Int] = [:]
 
     init() async throws {
         directory = NSTemporaryDirectory() + "tandem-pair-" + UUID().uuidString
@@ -135,6 +139,7 @@ final class Pair: @unchecked Sendable {
     /// Stops device `id`'s node and closes its store.
     func stop(_ id: UInt8) async {
         guard let node = nodes.removeValue(forKey: id) else { return }
+        mismatches[id, default: 0] += node.status.digestMismatches
         await node.shutdown()
         await node.store.close()
         try? await eventLoopGroups.removeValue(forKey: id)?.shutdownGracefully()
@@ -175,6 +180,12 @@ extension Pair {
         do {
             let result = try await body(pair)
             await pair.tearDown()
+            // What the pair reports about itself must be true: with tables that never differed, a digest
+            // mismatch is a false alarm.
+            for (id, count) in pair.mismatches.sorted(by: { $0.key < $1.key }) where count > 0 && !pair.plantsDivergence
+            {
+                Issue.record("device \(id) reported \(count) digest mismatches, but the tables never differed")
+            }
             return result
         } catch {
             await pair.tearDown()

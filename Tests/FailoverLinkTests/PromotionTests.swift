@@ -107,6 +107,7 @@ struct PromotionTests {
     @Test("a digest divergence is detected and repaired by a resync")
     func digestDivergence() async throws {
         try await Pair.run { pair in
+            pair.plantsDivergence = true
             try await pair.start(1)
             try await pair.start(2)
             for number in 0..<100 { try await pair[1].login(pairSession(number, owner: 1)) }
