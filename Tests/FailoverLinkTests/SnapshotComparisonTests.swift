@@ -47,7 +47,6 @@ struct SnapshotComparisonTests {
         let sessions = try buffer.withUnsafeBytes { try SessionStore.decodeSnapshot($0) }
         let end = SnapshotEndMessage.closing(
             position: min(checkpoint ?? 0, heldFrom - 1),
-            readThrough: checkpoint ?? 0,
             lastLogged: store.lastLoggedSequence,
             everything: everything
         )

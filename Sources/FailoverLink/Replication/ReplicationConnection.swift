@@ -324,7 +324,6 @@ struct ReplicationConnection: Sendable {
         )
         var after: IPAddress?
         var checkpoint: UInt64?
-        var wholeFrom: UInt64 = 0
         var sessions = 0
         var buffer: [UInt8] = []
         if keep { checkpoint = store.logStatus.checkpointSequence }
@@ -338,7 +337,6 @@ struct ReplicationConnection: Sendable {
                 into: &buffer
             )
             if checkpoint == nil { checkpoint = read.checkpoint }
-            wholeFrom = max(wholeFrom, read.checkpoint)
             if read.count > 0 {
                 var payload = ByteBuffer()
                 payload.writeBytes(buffer)
@@ -354,7 +352,6 @@ struct ReplicationConnection: Sendable {
         let position = max(min(checkpoint ?? 0, heldFrom - 1, recovery - 1), damaged)
         let end = SnapshotEndMessage.closing(
             position: position,
-            readThrough: wholeFrom,
             lastLogged: store.lastLoggedSequence,
             everything: everything
         )

@@ -140,8 +140,8 @@ package struct SnapshotEndMessage: Sendable, Hashable {
 
     static let size = 24
 
-    /// The end of a snapshot whose stream goes on after `position`, read from tables that stood at the
-    /// sender's sequences up to `readThrough`, when the sender's log ended at `lastLogged`.
+    /// The end of a snapshot whose stream goes on after `position`, when the sender's log ended at
+    /// `lastLogged` (after the last read of its tables, which stood at checkpoints no later than that).
     ///
     /// The receiver's copy is whole only from `lastLogged` on, however early the tables read stood: a table
     /// read at a checkpoint that lags can still hold users the receiver had logged off (R7) and forgotten
@@ -151,13 +151,12 @@ package struct SnapshotEndMessage: Sendable, Hashable {
     /// stream carries every record through `lastLogged`.
     package static func closing(
         position: UInt64,
-        readThrough: UInt64,
         lastLogged: UInt64,
         everything: Bool
     ) -> SnapshotEndMessage {
         SnapshotEndMessage(
             position: position,
-            wholeFrom: max(readThrough, position, lastLogged),
+            wholeFrom: max(position, lastLogged),
             everythingThrough: everything ? max(lastLogged, position) : 0
         )
     }
