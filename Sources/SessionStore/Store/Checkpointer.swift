@@ -14,6 +14,7 @@ import Glibc
 /// once per checkpoint however many of its users changed.
 final class Checkpointer: Sendable {
     private let files: StoreFiles
+    private let indexes: TableIndexes
     private let logger: Logger
     private let queue = ConditionLock()
     /// Guarded by `queue`.
@@ -34,10 +35,12 @@ final class Checkpointer: Sendable {
 
     init(
         files: StoreFiles,
+        indexes: TableIndexes,
         logger: Logger,
         completion: @escaping @Sendable (Result<UInt64, SessionStoreError>) -> Void
     ) {
         self.files = files
+        self.indexes = indexes
         self.logger = logger
         self.completion = completion
     }
@@ -87,6 +90,13 @@ final class Checkpointer: Sendable {
         // commits cannot. (On Linux, a nice value set for "this process" applies to the calling thread only.)
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Self.niceness)
         #endif
+        // Before any checkpoint: nothing else writes the table while the store is open.
+        let started = monotonicNanoseconds()
+        indexes.build(from: files) { queue.withLock { stopping } }
+        logger.debug(
+            "users table indexed",
+            metadata: ["tandem.index.ms": "\((monotonicNanoseconds() - started) / 1_000_000)"]
+        )
         while true {
             queue.lock()
             while job == nil && garbage.isEmpty && !stopping { queue.wait() }
@@ -165,10 +175,13 @@ final class Checkpointer: Sendable {
     private func write(_ changes: ChangeSet, _ addresses: ArraySlice<IPAddress>, last: Bool) throws {
         var oldUserName: [UInt8] = []
         oldUserName.reserveCapacity(256)
+        var indexChanges: [TableIndexes.Change] = []
+        indexChanges.reserveCapacity(addresses.count)
         try files.usersEnvironment.write { txn in
+            indexChanges.removeAll(keepingCapacity: true)
             for ip in addresses {
                 try ip.withUnsafeBytes { key in
-                    // Remove the index entries of the session stored now.
+                    // The indexed fields of the session stored now.
                     var old: (mac: MACAddress, deadline: Timestamp?)?
                     try txn.withValue(forKey: key, in: files.users) { stored in
                         guard let stored else { return }
@@ -191,29 +204,29 @@ final class Checkpointer: Sendable {
                             } catch {
                                 preconditionFailure("the change in memory for \(ip) does not decode: \(error)")
                             }
-                            // An update changes none of the indexed fields but, at times, the deadline: the entries
-                            // of a session whose indexed fields stay are left as they are.
-                            let sameIndexFields =
-                                old.map {
-                                    $0.mac == new.mac && $0.deadline == new.deadline
-                                        && new.userNameBytes.elementsEqual(oldUserName)
-                                } ?? false
-                            if let old, !sameIndexFields { try removeIndexEntries(txn, key: key, old, oldUserName) }
+                            // An update changes none of the indexed fields but, at times, the deadline: entries
+                            // whose fields stay are left as they are.
+                            let sameName = old != nil && new.userNameBytes.elementsEqual(oldUserName)
+                            if let old, old.deadline != new.deadline { try removeDeadline(txn, key: key, old.deadline) }
                             _ = try txn.put(key: key, value: value, in: files.users)
-                            if !sameIndexFields {
-                                try addIndexEntries(
-                                    txn,
-                                    key: key,
-                                    mac: new.mac,
-                                    userName: new.userNameBytes,
-                                    deadline: new.deadline
+                            if old?.deadline != new.deadline { try addDeadline(txn, key: key, new.deadline) }
+                            if old?.mac != new.mac || !sameName {
+                                indexChanges.append(
+                                    .init(
+                                        ip: ip,
+                                        old: old.map { ($0.mac.rawValue, TableIndexes.userNameKey(oldUserName)) },
+                                        new: (new.mac.rawValue, TableIndexes.userNameKey(new.userNameBytes))
+                                    )
                                 )
                             }
                         }
                     case .offline:
                         if let old {
-                            try removeIndexEntries(txn, key: key, old, oldUserName)
+                            try removeDeadline(txn, key: key, old.deadline)
                             _ = try txn.delete(key: key, in: files.users)
+                            indexChanges.append(
+                                .init(ip: ip, old: (old.mac.rawValue, TableIndexes.userNameKey(oldUserName)), new: nil)
+                            )
                         }
                     }
                 }
@@ -222,41 +235,30 @@ final class Checkpointer: Sendable {
                 try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, changes.throughSequence, in: files.usersMeta)
             }
         }
+        indexes.apply(indexChanges)
     }
 
-    /// Lists the session stored under `key` in the MAC, user-name and deadline indexes.
-    private func addIndexEntries(
+    /// Lists the session stored under `key` in the deadline index, if it has a deadline.
+    private func addDeadline(
         _ txn: borrowing WriteTransaction,
         key: UnsafeRawBufferPointer,
-        mac: MACAddress,
-        userName: UnsafeRawBufferPointer,
-        deadline: Timestamp?
+        _ deadline: Timestamp?
     ) throws {
-        _ = try withUnsafeBytes(of: StoreLayout.macKey(mac)) { try txn.put(key: $0, value: key, in: files.byMAC) }
-        _ = try txn.put(key: userName, value: key, in: files.byUserName)
-        if let deadline {
-            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
-                try txn.put(key: $0, value: key, in: files.byDeadline)
-            }
+        guard let deadline else { return }
+        _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
+            try txn.put(key: $0, value: key, in: files.byDeadline)
         }
     }
 
-    /// Removes what ``addIndexEntries(_:key:mac:userName:deadline:)`` listed for the session stored under `key`,
-    /// whose MAC and deadline are `old` and whose user name is `userName`.
-    private func removeIndexEntries(
+    /// Removes what ``addDeadline(_:key:_:)`` listed for the session stored under `key`.
+    private func removeDeadline(
         _ txn: borrowing WriteTransaction,
         key: UnsafeRawBufferPointer,
-        _ old: (mac: MACAddress, deadline: Timestamp?),
-        _ userName: [UInt8]
+        _ deadline: Timestamp?
     ) throws {
-        _ = try withUnsafeBytes(of: StoreLayout.macKey(old.mac)) {
-            try txn.delete(key: $0, value: key, in: files.byMAC)
-        }
-        _ = try userName.withUnsafeBytes { try txn.delete(key: $0, value: key, in: files.byUserName) }
-        if let deadline = old.deadline {
-            _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
-                try txn.delete(key: $0, value: key, in: files.byDeadline)
-            }
+        guard let deadline else { return }
+        _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
+            try txn.delete(key: $0, value: key, in: files.byDeadline)
         }
     }
 }

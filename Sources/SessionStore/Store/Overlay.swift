@@ -16,6 +16,8 @@ final class Overlay: @unchecked Sendable {
     private(set) var dropped: UInt64 = 0
     /// Users online, kept by the writer.
     let onlineCount = Atomic<Int>(0)
+    /// The lookups by MAC address and user name of the sessions on disk, kept by the checkpointer.
+    let tableIndexes = TableIndexes()
 
     /// The entry for `ip` in memory, newest layer first, still encoded: readers decode it once the lock is
     /// released.

@@ -8,8 +8,6 @@ package struct StoreFiles: Sendable {
     package let log: Database
     package let logMeta: Database
     package let users: Database
-    let byMAC: Database
-    let byUserName: Database
     let byDeadline: Database
     package let usersMeta: Database
 
@@ -36,10 +34,27 @@ package struct StoreFiles: Sendable {
         log = try logEnvironment.openDatabase("log", flags: create)
         logMeta = try logEnvironment.openDatabase("meta", flags: create)
         users = try usersEnvironment.openDatabase("users", flags: create)
-        byMAC = try usersEnvironment.openDatabase("by-mac", flags: create.union(.duplicateSort))
-        byUserName = try usersEnvironment.openDatabase("by-user", flags: create.union(.duplicateSort))
         byDeadline = try usersEnvironment.openDatabase("by-deadline", flags: create.union(.duplicateSort))
         usersMeta = try usersEnvironment.openDatabase("meta", flags: create)
+        if !readOnly { try Self.emptyRetiredIndexes(usersEnvironment) }
+    }
+
+    /// Empties the MAC and user-name indexes that stores kept on disk before they were kept in memory
+    /// (``TableIndexes``), so that they neither take space nor answer for sessions that changed since.
+    private static func emptyRetiredIndexes(_ environment: Environment) throws {
+        for name in StoreLayout.retiredIndexes {
+            guard let index = try existingDatabase(name, in: environment) else { continue }
+            let entries = try environment.read { txn in try txn.statistics(index).entries }
+            if entries > 0 { try environment.write { txn in try txn.clear(index) } }
+        }
+    }
+
+    private static func existingDatabase(_ name: String, in environment: Environment) throws -> Database? {
+        do {
+            return try environment.openDatabase(name, flags: .duplicateSort)
+        } catch  where error.code == .notFound {
+            return nil
+        }
     }
 
     /// The session stored for `ip` in the users table on disk.
@@ -49,23 +64,6 @@ package struct StoreFiles: Sendable {
                 guard let value else { return nil }
                 return try decodeStoredSession(value, ip: ip)
             }
-        }
-    }
-
-    /// The addresses listed for `key` in a duplicate-sorted index.
-    func indexedAddresses(
-        _ key: UnsafeRawBufferPointer,
-        in index: Database,
-        txn: borrowing some TransactionProtocol & ~Copyable
-    ) throws -> [IPAddress] {
-        try txn.withCursor(index) { cursor in
-            var found: [IPAddress] = []
-            var entry = try cursor.seek(exactly: key)
-            while let (_, value) = entry {
-                if value.count == 16 { found.append(IPAddress(bytes: value)) }
-                entry = try cursor.move(.nextDuplicate)
-            }
-            return found
         }
     }
 

@@ -5,9 +5,10 @@ import LMDB
 ///
 /// `log.mdb`: `log` (big-endian sequence → encoded ``LogRecord``) and `meta` (format version, device ID,
 /// portal group, term, last sequence, and the holds and dropped holds).
-/// `users.mdb`: `users` (16-byte address → session value), the indexes `by-mac` (MAC → addresses),
-/// `by-user` (user name → addresses) and `by-deadline` (deadline → addresses), all three with duplicates sorted,
-/// and `meta` (the checkpoint position; `applied:` keys are reserved for the per-origin positions applied).
+/// `users.mdb`: `users` (16-byte address → session value), the index `by-deadline` (deadline → addresses, with
+/// duplicates sorted), and `meta` (the checkpoint position; `applied:` keys are reserved for the per-origin
+/// positions applied). The lookups by MAC address and user name are kept in memory (``TableIndexes``); the
+/// `by-mac` and `by-user` indexes of earlier stores are emptied when a writer opens them.
 ///
 /// Every `meta` value is 8 bytes, a big-endian `UInt64`, except the portal group's UTF-8 name. The catalog's
 /// OnDiskFormat article describes all of it.
@@ -18,6 +19,8 @@ package enum StoreLayout {
     package static let formatVersion: UInt32 = 2
     package static let logFile = "log.mdb"
     package static let usersFile = "users.mdb"
+    /// Indexes that stores kept on disk before their lookups moved to memory.
+    static let retiredIndexes = ["by-mac", "by-user"]
     /// The most users one checkpoint transaction writes. A larger checkpoint commits several and records its
     /// position with the last: a crash in between leaves the users table past its position at some addresses,
     /// which the log after the position, replayed, leaves as they are (`tandem log verify` accepts them).

@@ -99,7 +99,7 @@ struct ChangeSet: Sendable {
     mutating func set(_ ip: IPAddress, _ entry: TableEntry, stored: StoredEntry) {
         if case .online(let session) = entry {
             byMAC.insert(session.mac.rawValue, ip)
-            byUserName.insert(Self.key(userName: session.userName), ip)
+            byUserName.insert(TableIndexes.userNameKey(session.userName.utf8), ip)
         }
         entries[ip] = stored
     }
@@ -108,14 +108,7 @@ struct ChangeSet: Sendable {
     func candidates(mac: MACAddress) -> [IPAddress] { byMAC[mac.rawValue] }
 
     /// Addresses that may hold `userName`.
-    func candidates(userName: String) -> [IPAddress] { byUserName[Self.key(userName: userName)] }
-
-    private static func key(userName: String) -> UInt64 {
-        // FNV-1a: stable, fast for short names; collisions only add candidates.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in userName.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        return hash
-    }
+    func candidates(userName: String) -> [IPAddress] { byUserName[TableIndexes.userNameKey(userName.utf8)] }
 }
 
 /// A multimap from a 64-bit key to addresses, without an allocation per insert in the usual case of one

@@ -22,8 +22,9 @@ struct InstallScenario: AsyncParsableCommand {
         abstract: "Time writing N users straight into an empty users table and its indexes (LMDB alone).",
         discussion: """
             Builds a store of N users (the sessions of the other scenarios, logged in --build-batch per
-            call), closes it, reads its users table and its three indexes (by MAC, user name and
-            deadline) into memory, then writes them into a new environment of the same layout twice:
+            call), closes it, reads its users table and its deadline index (the lookups by MAC address
+            and user name are kept in memory) into memory, then writes them into a new environment of
+            the same layout twice:
               streamed  in address order, as a snapshot arrives: users appended, index entries put
                         at their places (install_streamed_users_per_s, install_streamed_cpu_us_per_user);
               sorted    each table and index in its own key order, every write an append
@@ -161,10 +162,10 @@ struct PackedEntries {
     }
 }
 
-/// A users table and its three indexes, read from a store's `users.mdb` (the layout of the catalog's
-/// OnDiskFormat article).
+/// A users table and its index on disk (the deadline index; the lookups by MAC address and user name are kept in
+/// memory), read from a store's `users.mdb` (the layout of the catalog's OnDiskFormat article).
 struct UsersTables {
-    static let indexNames = ["by-mac", "by-user", "by-deadline"]
+    static let indexNames = ["by-deadline"]
 
     var users = PackedEntries()
     var indexes: [PackedEntries] = []

@@ -113,7 +113,7 @@ final class LogWriter: @unchecked Sendable {
     }
 
     func start() {
-        checkpointer = Checkpointer(files: files, logger: logger) { [weak self] result in
+        checkpointer = Checkpointer(files: files, indexes: overlay.tableIndexes, logger: logger) { [weak self] result in
             _ = self?.enqueue(.checkpointDone(result), fromStore: true)
         }
         checkpointer.start()
@@ -642,6 +642,7 @@ final class LogWriter: @unchecked Sendable {
         } catch {
             return .failure(error)
         }
+        overlay.tableIndexes.removeAll()  // the table is empty; a stale candidate would cost only a lookup
         state.adopt(wipe, term: term)
         droppedHolds.removeAll()
         return .success(wipe)
