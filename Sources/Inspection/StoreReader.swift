@@ -220,57 +220,52 @@ public final class StoreReader: Sendable {
     /// The users online now: the table's checkpoint with the log after it replayed, as the device itself
     /// would rebuild it, in address order.
     ///
+    /// The log is read in a transaction begun before the table's: the log's records are deleted only after a
+    /// checkpoint that holds them has committed, so whatever checkpoint the table's transaction then sees, the
+    /// log's snapshot still holds every record after it, even on a running device that checkpoints meanwhile.
+    ///
     /// - Throws: ``SessionStore/SessionStoreError`` of kind ``SessionStore/SessionStoreError/Kind/logGap`` when the log
-    ///   does not continue the checkpoint (after retries, for a running device that checkpoints meanwhile), and the
-    ///   errors of reading.
+    ///   does not continue the checkpoint, and the errors of reading.
     public func onlineSessions() throws(SessionStoreError) -> [Session] {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try readOnline()
-            } catch  where error.kind == .logGap && attempt < 5 {
-                continue  // a checkpoint and its truncation ran between the two reads
-            }
-        }
-    }
-
-    private func readOnline() throws(SessionStoreError) -> [Session] {
         try read("reading the users table") {
-            var table: [IPAddress: Session] = [:]
-            var checkpoint: UInt64 = 0
-            try files.usersEnvironment.read { txn in
-                checkpoint = try txn.metaUInt64(StoreLayout.MetaKey.checkpointSequence, in: files.usersMeta) ?? 0
-                try txn.withCursor(files.users) { cursor in
-                    var entry = try cursor.move(.first)
-                    while let (key, value) = entry, key.count == 16 {
-                        let ip = IPAddress(bytes: key)
-                        table[ip] = try decodeStoredSession(value, ip: ip)
+            try files.logEnvironment.read { logTxn in
+                var table: [IPAddress: Session] = [:]
+                let checkpoint = try files.usersEnvironment.read { txn in
+                    try txn.withCursor(files.users) { cursor in
+                        var entry = try cursor.move(.first)
+                        while let (key, value) = entry, key.count == 16 {
+                            let ip = IPAddress(bytes: key)
+                            table[ip] = try decodeStoredSession(value, ip: ip)
+                            entry = try cursor.move(.next)
+                        }
+                    }
+                    return try txn.metaUInt64(StoreLayout.MetaKey.checkpointSequence, in: files.usersMeta) ?? 0
+                }
+                var expected = checkpoint + 1
+                try logTxn.withCursor(files.log) { cursor in
+                    var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(expected)) {
+                        try cursor.seek(atLeast: $0)
+                    }
+                    while let (key, value) = entry {
+                        let record = try decodeLogEntry(key: key, value: value)
+                        guard record.sequence == expected else {
+                            throw SessionStoreError(.logGap(checkpoint: expected - 1, firstRetained: record.sequence))
+                        }
+                        expected += 1
+                        if let ip = record.event.address,
+                            let (_, change) = ApplyRule.change(for: record.event, current: table[ip])
+                        {
+                            table[ip] = change.session
+                        }
                         entry = try cursor.move(.next)
                     }
                 }
-            }
-            var expected = checkpoint + 1
-            var gap: (UInt64, UInt64)?
-            try forEachRecord(from: checkpoint + 1) { record in
-                guard record.sequence == expected else {
-                    gap = (expected - 1, record.sequence)
-                    return false
+                let last = try logTxn.metaUInt64(StoreLayout.MetaKey.lastSequence, in: files.logMeta) ?? 0
+                if last >= expected, expected == checkpoint + 1 {
+                    throw SessionStoreError(.logGap(checkpoint: checkpoint, firstRetained: last))
                 }
-                expected += 1
-                if let ip = record.event.address,
-                    let (_, entry) = ApplyRule.change(for: record.event, current: table[ip])
-                {
-                    table[ip] = entry.session
-                }
-                return true
+                return table.values.sorted { $0.ip < $1.ip }
             }
-            if let gap { throw SessionStoreError(.logGap(checkpoint: gap.0, firstRetained: gap.1)) }
-            let last = try positions().lastSequence
-            if last >= expected, expected == checkpoint + 1 {
-                throw SessionStoreError(.logGap(checkpoint: checkpoint, firstRetained: last))
-            }
-            return table.values.sorted { $0.ip < $1.ip }
         }
     }
 

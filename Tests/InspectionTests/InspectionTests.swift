@@ -451,6 +451,41 @@ struct InspectionTests {
         #expect(try reader.positions().lastSequence == 150)
         await store.close()
     }
+
+    @Test("a reader beside a store that checkpoints and deletes the log behind it reads a whole table every time")
+    func readerBesideCheckpoints() async throws {
+        let scratch = try ScratchStore()
+        var configuration = SessionStore.Configuration(deviceID: 1, portalGroup: "campus")
+        configuration.expiryInterval = nil
+        configuration.durability = .noSync
+        configuration.checkpointThreshold = 50
+        configuration.checkpointInterval = .milliseconds(2)
+        let store = try SessionStore.open(at: scratch.path, configuration: configuration)
+        for number in 1...200 { try await store.login(user(number)) }
+        let reader = try StoreReader(path: scratch.path)
+        // Each round logs one user out and another in while the reader reads: the count stays 200, and each
+        // checkpoint (every 50 changes or 2 ms) deletes the log behind it.
+        let writes = Task {
+            for round in 0..<3000 {
+                try await store.logout(user(1 + round % 200).ip, reason: .user)
+                try await store.login(user(1 + round % 200))
+            }
+        }
+        var reads = 0
+        var counts: Set<Int> = []
+        var deletedThrough: UInt64 = 0
+        while !writes.isCancelled, reads < 400 {
+            counts.insert(try reader.onlineSessions().count)
+            deletedThrough = max(deletedThrough, store.logStatus.firstRetainedSequence ?? 0)
+            reads += 1
+            await Task.yield()
+        }
+        try await writes.value
+        #expect(counts.isSubset(of: [199, 200]), "\(counts)")
+        #expect(try reader.onlineSessions().count == 200)
+        #expect(deletedThrough > 1000)  // the log was deleted behind checkpoints meanwhile
+        await store.close()
+    }
 }
 
 /// Edits a closed store's log database directly (to damage it on purpose).
