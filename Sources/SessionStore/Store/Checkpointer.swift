@@ -173,8 +173,6 @@ final class Checkpointer: Sendable {
     static let chunkSize = StoreLayout.checkpointTransactionSize
 
     private func write(_ changes: ChangeSet, _ addresses: ArraySlice<IPAddress>, last: Bool) throws {
-        var oldUserName: [UInt8] = []
-        oldUserName.reserveCapacity(256)
         var indexChanges: [TableIndexes.Change] = []
         indexChanges.reserveCapacity(addresses.count)
         try files.usersEnvironment.write { txn in
@@ -182,53 +180,30 @@ final class Checkpointer: Sendable {
             for ip in addresses {
                 try ip.withUnsafeBytes { key in
                     // The indexed fields of the session stored now.
-                    var old: (mac: MACAddress, deadline: Timestamp?)?
-                    try txn.withValue(forKey: key, in: files.users) { stored in
-                        guard let stored else { return }
+                    let old: TableIndexes.Fields? = try txn.withValue(forKey: key, in: files.users) { stored in
+                        guard let stored else { return nil }
                         do throws(CorruptRecordError) {
-                            let fields = try RecordCodec.peekSessionIndexFields(stored)
-                            oldUserName.removeAll(keepingCapacity: true)
-                            oldUserName.append(contentsOf: fields.userNameBytes)
-                            old = (fields.mac, fields.deadline)
+                            return TableIndexes.Fields(try RecordCodec.peekSessionIndexFields(stored))
                         } catch {
                             throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
                         }
                     }
+                    var new: TableIndexes.Fields?
                     switch changes.entries[ip]! {
                     case .online(let value):
                         try value.withUnsafeBytes { value in
-                            let new: (mac: MACAddress, userNameBytes: UnsafeRawBufferPointer, deadline: Timestamp?)
                             do throws(CorruptRecordError) {
-                                let fields = try RecordCodec.peekSessionIndexFields(value)
-                                new = (fields.mac, fields.userNameBytes, fields.deadline)
+                                new = TableIndexes.Fields(try RecordCodec.peekSessionIndexFields(value))
                             } catch {
                                 preconditionFailure("the change in memory for \(ip) does not decode: \(error)")
                             }
-                            // An update changes none of the indexed fields but, at times, the deadline: entries
-                            // whose fields stay are left as they are.
-                            let sameName = old != nil && new.userNameBytes.elementsEqual(oldUserName)
-                            if let old, old.deadline != new.deadline { try removeDeadline(txn, key: key, old.deadline) }
                             _ = try txn.put(key: key, value: value, in: files.users)
-                            if old?.deadline != new.deadline { try addDeadline(txn, key: key, new.deadline) }
-                            if old?.mac != new.mac || !sameName {
-                                indexChanges.append(
-                                    .init(
-                                        ip: ip,
-                                        old: old.map { ($0.mac.rawValue, TableIndexes.userNameKey(oldUserName)) },
-                                        new: (new.mac.rawValue, TableIndexes.userNameKey(new.userNameBytes))
-                                    )
-                                )
-                            }
                         }
                     case .offline:
-                        if let old {
-                            try removeDeadline(txn, key: key, old.deadline)
-                            _ = try txn.delete(key: key, in: files.users)
-                            indexChanges.append(
-                                .init(ip: ip, old: (old.mac.rawValue, TableIndexes.userNameKey(oldUserName)), new: nil)
-                            )
-                        }
+                        if old != nil { _ = try txn.delete(key: key, in: files.users) }
                     }
+                    // An update changes none of the indexed fields but, at times, the deadline.
+                    if old != new { indexChanges.append(.init(ip: ip, old: old, new: new)) }
                 }
             }
             if last {
@@ -236,29 +211,5 @@ final class Checkpointer: Sendable {
             }
         }
         indexes.apply(indexChanges)
-    }
-
-    /// Lists the session stored under `key` in the deadline index, if it has a deadline.
-    private func addDeadline(
-        _ txn: borrowing WriteTransaction,
-        key: UnsafeRawBufferPointer,
-        _ deadline: Timestamp?
-    ) throws {
-        guard let deadline else { return }
-        _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
-            try txn.put(key: $0, value: key, in: files.byDeadline)
-        }
-    }
-
-    /// Removes what ``addDeadline(_:key:_:)`` listed for the session stored under `key`.
-    private func removeDeadline(
-        _ txn: borrowing WriteTransaction,
-        key: UnsafeRawBufferPointer,
-        _ deadline: Timestamp?
-    ) throws {
-        guard let deadline else { return }
-        _ = try withUnsafeBytes(of: StoreLayout.deadlineKey(deadline)) {
-            try txn.delete(key: $0, value: key, in: files.byDeadline)
-        }
     }
 }

@@ -417,7 +417,8 @@ public final class SessionStore: Sendable {
 
     /// Logs out every session whose session-timeout deadline is at or before `now`, with reason
     /// ``LogoutReason/sessionTimeout``. The store also does this by itself every
-    /// ``Configuration/expiryInterval``.
+    /// ``Configuration/expiryInterval``, from the time it has read the deadlines of the sessions on disk after
+    /// opening (about 0.7 s for 1,000,000 users on a two-core machine); a call of this method waits for them.
     ///
     /// - Parameter now: the time to compare deadlines with.
     /// - Returns: the logouts logged.
@@ -425,7 +426,9 @@ public final class SessionStore: Sendable {
     ///   ``SessionStoreError/Kind/closed``.
     @discardableResult
     public func expireSessions(asOf now: Timestamp = .now) async throws(SessionStoreError) -> [Logout] {
-        try await writer.expire(now).get()
+        // The deadlines of the sessions on disk are read into memory after the store opens.
+        await overlay.tableIndexes.whenBuilt()
+        return try await writer.expire(now).get()
     }
 
     /// Changes this device's ID (R4). Every online user is logged off through logged events (reason
@@ -483,7 +486,7 @@ public final class SessionStore: Sendable {
 
     /// The online sessions with MAC address `mac`, in address order.
     ///
-    /// The lookups of the sessions on disk are kept in memory, built when the store opens (about 0.7 s for
+    /// The indexes of the sessions on disk are kept in memory, built when the store opens (about 0.7 s for
     /// 1,000,000 users on a two-core machine); a call made before then waits for them.
     ///
     /// - Parameter mac: the MAC address of the user's device.
@@ -500,7 +503,7 @@ public final class SessionStore: Sendable {
 
     /// The online sessions of user `userName`, in address order.
     ///
-    /// Like ``sessions(withMAC:)``, a call made before the store has built its lookups after opening waits
+    /// Like ``sessions(withMAC:)``, a call made before the store has built its indexes after opening waits
     /// for them.
     ///
     /// - Parameter userName: the user name, compared byte for byte.

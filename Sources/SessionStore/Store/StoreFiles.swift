@@ -8,7 +8,6 @@ package struct StoreFiles: Sendable {
     package let log: Database
     package let logMeta: Database
     package let users: Database
-    let byDeadline: Database
     package let usersMeta: Database
 
     /// Opens (and with `create`, creates) the environments of the store in directory `path`.
@@ -34,12 +33,11 @@ package struct StoreFiles: Sendable {
         log = try logEnvironment.openDatabase("log", flags: create)
         logMeta = try logEnvironment.openDatabase("meta", flags: create)
         users = try usersEnvironment.openDatabase("users", flags: create)
-        byDeadline = try usersEnvironment.openDatabase("by-deadline", flags: create.union(.duplicateSort))
         usersMeta = try usersEnvironment.openDatabase("meta", flags: create)
         if !readOnly { try Self.emptyRetiredIndexes(usersEnvironment) }
     }
 
-    /// Empties the MAC and user-name indexes that stores kept on disk before they were kept in memory
+    /// Empties the indexes that stores kept on disk before they were kept in memory
     /// (``TableIndexes``), so that they neither take space nor answer for sessions that changed since.
     private static func emptyRetiredIndexes(_ environment: Environment) throws {
         for name in StoreLayout.retiredIndexes {

@@ -5,10 +5,10 @@ import LMDB
 ///
 /// `log.mdb`: `log` (big-endian sequence → encoded ``LogRecord``) and `meta` (format version, device ID,
 /// portal group, term, last sequence, and the holds and dropped holds).
-/// `users.mdb`: `users` (16-byte address → session value), the index `by-deadline` (deadline → addresses, with
-/// duplicates sorted), and `meta` (the checkpoint position; `applied:` keys are reserved for the per-origin
-/// positions applied). The lookups by MAC address and user name are kept in memory (``TableIndexes``); the
-/// `by-mac` and `by-user` indexes of earlier stores are emptied when a writer opens them.
+/// `users.mdb`: `users` (16-byte address → session value) and `meta` (the checkpoint position; `applied:` keys
+/// are reserved for the per-origin positions applied). The indexes by MAC address, user name and deadline are
+/// kept in memory (``TableIndexes``); the `by-mac`, `by-user` and `by-deadline` indexes of earlier stores are
+/// emptied when a writer opens them.
 ///
 /// Every `meta` value is 8 bytes, a big-endian `UInt64`, except the portal group's UTF-8 name. The catalog's
 /// OnDiskFormat article describes all of it.
@@ -20,7 +20,7 @@ package enum StoreLayout {
     package static let logFile = "log.mdb"
     package static let usersFile = "users.mdb"
     /// Indexes that stores kept on disk before their lookups moved to memory.
-    static let retiredIndexes = ["by-mac", "by-user"]
+    static let retiredIndexes = ["by-mac", "by-user", "by-deadline"]
     /// The most users one checkpoint transaction writes. A larger checkpoint commits several and records its
     /// position with the last: a crash in between leaves the users table past its position at some addresses,
     /// which the log after the position, replayed, leaves as they are (`tandem log verify` accepts them).
@@ -53,20 +53,6 @@ package enum StoreLayout {
 
     /// A deadline index key: the deadline as big-endian offset binary, so that earlier times (negative
     /// ones too) sort first. The index's values are the addresses due at that time.
-    static func deadlineKey(_ deadline: Timestamp) -> UInt64 {
-        (UInt64(bitPattern: deadline.microsecondsSinceEpoch) ^ (1 << 63)).bigEndian
-    }
-
-    static func decodeDeadlineKey(_ key: UnsafeRawBufferPointer) -> Timestamp? {
-        guard key.count == 8 else { return nil }
-        let biased = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
-        return Timestamp(microsecondsSinceEpoch: Int64(bitPattern: biased ^ (1 << 63)))
-    }
-
-    static func macKey(_ mac: MACAddress) -> UInt64 {
-        // the 6 low bytes, big-endian, padded to 8 so it sorts by address
-        mac.rawValue.bigEndian
-    }
 }
 
 /// Typed access to small metadata values.

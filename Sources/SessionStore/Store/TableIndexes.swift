@@ -1,30 +1,54 @@
 import LMDB
 
-/// The users table's lookups by MAC address and user name, kept in memory for the sessions on disk.
+/// The users table's indexes, kept in memory for the sessions on disk: by MAC address, by user name and by
+/// session-timeout deadline.
 ///
 /// The checkpointer builds them from the table when the store opens, before its first checkpoint, and keeps
 /// them current as its checkpoints commit; nothing else writes the table while the store is open. Lookups wait
-/// until they are built. Sessions still in memory (``ChangeSet``) have lookups of their own.
+/// until they are built. Sessions still in memory (``ChangeSet``, and the writer's own deadlines) have indexes
+/// of their own.
 ///
 /// A lookup returns candidates, which the caller checks against each session: a user name is kept as a 64-bit
-/// hash of its bytes, so a collision adds a candidate and never loses one. The addresses whose sessions a
-/// checkpoint is writing are in the frozen change set until it is dropped, and a reader takes those from
-/// memory, so the moment within the checkpoint at which their entries here change does not matter.
+/// hash of its bytes, so a collision adds a candidate and never loses one, and a deadline by its second, so
+/// expiry checks each due session's deadline again. The addresses whose sessions a checkpoint is writing are
+/// in the frozen change set until it is dropped, and a reader takes those from memory, so the moment within
+/// the checkpoint at which their entries here change does not matter.
 final class TableIndexes: Sendable {
     private let lock = ConditionLock()
     /// Guarded by `lock`.
     private nonisolated(unsafe) var byMAC = AddressMultimap()
     private nonisolated(unsafe) var byUserName = AddressMultimap()
+    private nonisolated(unsafe) var byDeadline = DeadlineBuckets()
     private nonisolated(unsafe) var built = false
+    /// Callers of ``whenBuilt()`` waiting for the build.
+    private nonisolated(unsafe) var waiting: [CheckedContinuation<Void, Never>] = []
     /// Why the build failed: a stored session whose fields could not be read.
     private nonisolated(unsafe) var failure: SessionStoreError?
+
+    /// What a session is indexed under.
+    struct Fields: Equatable {
+        var mac: UInt64
+        var userName: UInt64
+        var deadline: Timestamp?
+
+        /// The fields of a stored session, from ``RecordCodec/peekSessionIndexFields(_:)``.
+        init(
+            _ peeked: (
+                mac: MACAddress, userNameBytes: UnsafeRawBufferPointer, deadline: Timestamp?, generation: Generation
+            )
+        ) {
+            mac = peeked.mac.rawValue
+            userName = TableIndexes.userNameKey(peeked.userNameBytes)
+            deadline = peeked.deadline
+        }
+    }
 
     /// One session's change, as a checkpoint writes it: its index fields before (`nil`: none was stored) and
     /// after (`nil`: it ended).
     struct Change {
         var ip: IPAddress
-        var old: (mac: UInt64, userName: UInt64)?
-        var new: (mac: UInt64, userName: UInt64)?
+        var old: Fields?
+        var new: Fields?
     }
 
     /// The key a user name is kept under: FNV-1a over its UTF-8 bytes, stable and fast for short names.
@@ -38,7 +62,7 @@ final class TableIndexes: Sendable {
     /// its first checkpoint. `stop` is asked now and then: a `true` (the store is closing) ends the build, and
     /// lookups then fail with ``SessionStoreError/Kind/closed`` rather than answer from part of the table.
     func build(from files: StoreFiles, stop: () -> Bool) {
-        let result: Result<(AddressMultimap, AddressMultimap), SessionStoreError>
+        let result: Result<(AddressMultimap, AddressMultimap, DeadlineBuckets), SessionStoreError>
         do {
             result = .success(try files.usersEnvironment.read { txn in try Self.read(files, txn, stop: stop) })
         } catch let error as SessionStoreError {
@@ -46,16 +70,32 @@ final class TableIndexes: Sendable {
         } catch {
             result = .failure(SessionStoreError.storage(error, doing: "reading the users table to index it"))
         }
-        lock.withLock {
+        let waiters = lock.withLock {
             switch result {
-            case .success(let (mac, userName)):
+            case .success(let (mac, userName, deadline)):
                 byMAC = mac
                 byUserName = userName
+                byDeadline = deadline
             case .failure(let error):
                 failure = error
             }
             built = true
             lock.broadcast()
+            defer { waiting = [] }
+            return waiting
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the indexes are built.
+    func whenBuilt() async {
+        await withCheckedContinuation { continuation in
+            let now = lock.withLock {
+                if built { return true }
+                waiting.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
         }
     }
 
@@ -63,9 +103,10 @@ final class TableIndexes: Sendable {
         _ files: StoreFiles,
         _ txn: borrowing ReadTransaction,
         stop: () -> Bool
-    ) throws -> (AddressMultimap, AddressMultimap) {
+    ) throws -> (AddressMultimap, AddressMultimap, DeadlineBuckets) {
         var mac = AddressMultimap()
         var userName = AddressMultimap()
+        var deadline = DeadlineBuckets()
         let count = try txn.statistics(files.users).entries
         mac.reserveCapacity(count)
         userName.reserveCapacity(count)
@@ -78,6 +119,7 @@ final class TableIndexes: Sendable {
                     let fields = try RecordCodec.peekSessionIndexFields(value)
                     mac.insert(fields.mac.rawValue, ip)
                     userName.insert(userNameKey(fields.userNameBytes), ip)
+                    if let due = fields.deadline { deadline.insert(due, ip) }
                 } catch {
                     throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
                 }
@@ -86,7 +128,7 @@ final class TableIndexes: Sendable {
                 entry = try cursor.move(.next)
             }
         }
-        return (mac, userName)
+        return (mac, userName, deadline)
     }
 
     /// Applies what a checkpoint transaction wrote, once it has committed.
@@ -97,10 +139,12 @@ final class TableIndexes: Sendable {
                 if let old = change.old {
                     byMAC.remove(old.mac, change.ip)
                     byUserName.remove(old.userName, change.ip)
+                    if let deadline = old.deadline { byDeadline.remove(deadline, change.ip) }
                 }
                 if let new = change.new {
                     byMAC.insert(new.mac, change.ip)
                     byUserName.insert(new.userName, change.ip)
+                    if let deadline = new.deadline { byDeadline.insert(deadline, change.ip) }
                 }
             }
         }
@@ -111,7 +155,14 @@ final class TableIndexes: Sendable {
         lock.withLock {
             byMAC = AddressMultimap()
             byUserName = AddressMultimap()
+            byDeadline = DeadlineBuckets()
         }
+    }
+
+    /// Up to `limit` addresses on disk whose deadline may be at or before `now`, earliest first; empty until the
+    /// indexes are built (the writer does not wait: its next expiry round finds them).
+    func dueIfBuilt(asOf now: Timestamp, limit: Int) -> [IPAddress] {
+        lock.withLock { built ? byDeadline.due(asOf: now, limit: limit) : [] }
     }
 
     /// What a lookup looks for.
@@ -176,4 +227,58 @@ struct AddressMultimap: Sendable {
 
     /// How many addresses are listed, over all keys.
     var count: Int { first.count + more.values.reduce(0) { $0 + $1.count } }
+}
+
+/// Addresses by the second of their deadline, the seconds in order.
+struct DeadlineBuckets: Sendable {
+    private var buckets: [Int64: Set<IPAddress>] = [:]
+    /// The keys of `buckets`, ascending.
+    private var seconds: [Int64] = []
+
+    private static func second(_ deadline: Timestamp) -> Int64 {
+        let micros = deadline.microsecondsSinceEpoch
+        return micros >= 0 ? micros / 1_000_000 : -((-micros + 999_999) / 1_000_000)
+    }
+
+    /// The position of `second` in `seconds`, or where it would go.
+    private func position(_ second: Int64) -> Int {
+        var low = 0
+        var high = seconds.count
+        while low < high {
+            let middle = (low + high) / 2
+            if seconds[middle] < second { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    mutating func insert(_ deadline: Timestamp, _ ip: IPAddress) {
+        let second = Self.second(deadline)
+        if buckets[second]?.insert(ip) == nil {
+            buckets[second] = [ip]
+            seconds.insert(second, at: position(second))
+        }
+    }
+
+    mutating func remove(_ deadline: Timestamp, _ ip: IPAddress) {
+        let second = Self.second(deadline)
+        // In place: a copy of the set taken out of the dictionary would copy all its members.
+        guard buckets[second]?.remove(ip) != nil, buckets[second]?.isEmpty == true else { return }
+        buckets[second] = nil
+        seconds.remove(at: position(second))
+    }
+
+    /// Up to `limit` addresses whose deadline's second is at or before `now`'s, earliest second first, each
+    /// second's in address order.
+    func due(asOf now: Timestamp, limit: Int) -> [IPAddress] {
+        let last = Self.second(now)
+        var found: [IPAddress] = []
+        for second in seconds {
+            guard second <= last, found.count < limit else { break }
+            found += buckets[second]!.sorted().prefix(limit - found.count)
+        }
+        return found
+    }
+
+    /// How many addresses are listed.
+    var count: Int { buckets.values.reduce(0) { $0 + $1.count } }
 }

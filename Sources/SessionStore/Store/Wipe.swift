@@ -65,7 +65,7 @@ struct Wipe: Sendable {
                 }
             }
             try files.usersEnvironment.write { txn in
-                for db in [files.users, files.byDeadline] { try txn.clear(db) }
+                try txn.clear(files.users)
                 try txn.putMeta(StoreLayout.MetaKey.checkpointSequence, through, in: files.usersMeta)
             }
             let history = UInt64.random(in: 1...UInt64.max)

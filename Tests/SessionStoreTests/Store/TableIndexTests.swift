@@ -5,7 +5,7 @@ import Testing
 
 @testable import SessionStore
 
-@Suite("Lookups by MAC address and user name")
+@Suite("The indexes kept in memory: lookups by MAC address and user name, expiry by deadline")
 struct TableIndexTests {
     @Test(
         "random logins and logouts with shared MAC addresses and user names, checkpoints and reopens: every lookup matches a model",
@@ -83,21 +83,24 @@ struct TableIndexTests {
         for user in users { try await store.login(user) }
         try await store.checkpoint()
         await store.close()
-        // The indexes as earlier stores kept them, one of them stale: it lists user 0's MAC at user 1's address.
+        // The indexes as earlier stores kept them (MAC and deadline keys of 8 big-endian bytes), and one stale
+        // entry: user 0's MAC listed at user 1's address.
         do {
             let environment = try Environment(path: directory.path + "/" + StoreLayout.usersFile)
-            let byMAC = try environment.openDatabase("by-mac", flags: [.create, .duplicateSort])
-            let byUser = try environment.openDatabase("by-user", flags: [.create, .duplicateSort])
+            let indexes = try ["by-mac", "by-user", "by-deadline"].map {
+                try environment.openDatabase($0, flags: [.create, .duplicateSort])
+            }
             try environment.write { txn in
-                for user in users {
+                for (number, user) in users.enumerated() {
                     let ip = user.ip.withUnsafeBytes { Array($0) }
-                    try txn.put(withUnsafeBytes(of: StoreLayout.macKey(user.mac)) { Array($0) }, ip, in: byMAC)
-                    try txn.put(Array(user.userName.utf8), ip, in: byUser)
+                    try txn.put(withUnsafeBytes(of: user.mac.rawValue.bigEndian) { Array($0) }, ip, in: indexes[0])
+                    try txn.put(Array(user.userName.utf8), ip, in: indexes[1])
+                    try txn.put(withUnsafeBytes(of: UInt64(number).bigEndian) { Array($0) }, ip, in: indexes[2])
                 }
                 let stale = users[1].ip.withUnsafeBytes { Array($0) }
-                try txn.put(withUnsafeBytes(of: StoreLayout.macKey(users[0].mac)) { Array($0) }, stale, in: byMAC)
+                try txn.put(withUnsafeBytes(of: users[0].mac.rawValue.bigEndian) { Array($0) }, stale, in: indexes[0])
             }
-            #expect(try environment.read { txn in try txn.statistics(byMAC).entries } == 21)
+            #expect(try environment.read { txn in try txn.statistics(indexes[0]).entries } == 21)
         }
 
         store = try SessionStore.open(at: directory.path, configuration: .test())
@@ -105,10 +108,68 @@ struct TableIndexTests {
         #expect(try store.sessions(withUserName: users[7].userName).map(\.ip) == [users[7].ip])
         await store.close()
         let reopened = try Environment(path: directory.path + "/" + StoreLayout.usersFile)
-        for name in ["by-mac", "by-user"] {
+        for name in ["by-mac", "by-user", "by-deadline"] {
             let index = try reopened.openDatabase(name, flags: .duplicateSort)
             #expect(try reopened.read { txn in try txn.statistics(index).entries } == 0, "\(name)")
         }
+    }
+
+    @Test("sessions on disk expire right after a reopen: expiry waits for their deadlines to be read")
+    func expiryAfterReopen() async throws {
+        let directory = TemporaryDirectory()
+        var store = try SessionStore.open(at: directory.path, configuration: .test())
+        let longAgo = Timestamp.now.adding(seconds: -7200)
+        for number in 0..<300 {
+            // Every third session is past its deadline; every fifth has none.
+            let loginTime = number % 3 == 0 ? longAgo : .now
+            try await store.login(testSession(number, loginTime: loginTime, sessionTimeout: number % 5 == 0 ? 0 : 3600))
+        }
+        try await store.checkpoint()
+        await store.close()
+        store = try SessionStore.open(at: directory.path, configuration: .test())
+        let expired = try await store.expireSessions()
+        let expected = (0..<300).filter { $0 % 3 == 0 && $0 % 5 != 0 }.map { testSession($0).ip }
+        #expect(Set(expired.map(\.ip)) == Set(expected))
+        #expect(expired.count == expected.count)
+        #expect(store.count == 300 - expected.count)
+        // Ended in memory, they are still indexed on disk until the next checkpoint: none is expired twice.
+        #expect(try await store.expireSessions().isEmpty)
+        try await store.checkpoint()
+        #expect(try await store.expireSessions().isEmpty)
+        let later = try await store.expireSessions(asOf: Timestamp.now.adding(seconds: 3700))
+        #expect(later.count == (0..<300).filter { $0 % 3 != 0 && $0 % 5 != 0 }.count)
+        await store.close()
+    }
+
+    @Test("deadlines are kept by their second, earliest first, each second's addresses in order, up to a limit")
+    func deadlineBuckets() {
+        let base = Timestamp(microsecondsSinceEpoch: 1_800_000_000_000_000)
+        let ips = (0..<6).map { IPAddress(ipv4: 0x0A00_0000 | UInt32($0)) }
+        var buckets = DeadlineBuckets()
+        buckets.insert(base.adding(seconds: 5), ips[0])
+        buckets.insert(base.adding(seconds: 1), ips[3])
+        buckets.insert(Timestamp(microsecondsSinceEpoch: base.microsecondsSinceEpoch + 1_000_500), ips[2])
+        buckets.insert(base.adding(seconds: 3), ips[1])
+        buckets.insert(base.adding(seconds: 3), ips[1])  // again: listed once
+        buckets.insert(Timestamp(microsecondsSinceEpoch: -1), ips[5])  // before the epoch: its own second, -1
+        #expect(buckets.count == 5)
+        #expect(buckets.due(asOf: Timestamp(microsecondsSinceEpoch: -2), limit: 10) == [ips[5]])
+        #expect(buckets.due(asOf: Timestamp(microsecondsSinceEpoch: 0), limit: 10) == [ips[5]])
+        #expect(buckets.due(asOf: base, limit: 10) == [ips[5]])
+        // The second of a deadline counts whole: the caller checks each deadline again.
+        #expect(buckets.due(asOf: base.adding(seconds: 1), limit: 10) == [ips[5], ips[2], ips[3]])
+        #expect(buckets.due(asOf: base.adding(seconds: 9), limit: 3) == [ips[5], ips[2], ips[3]])
+        #expect(buckets.due(asOf: base.adding(seconds: 9), limit: 10) == [ips[5], ips[2], ips[3], ips[1], ips[0]])
+        buckets.remove(base.adding(seconds: 1), ips[3])
+        buckets.remove(base.adding(seconds: 1), ips[4])  // not listed: nothing changes
+        buckets.remove(base.adding(seconds: 2), ips[2])  // listed under another second: nothing changes
+        buckets.remove(Timestamp(microsecondsSinceEpoch: -1), ips[5])
+        #expect(buckets.due(asOf: base.adding(seconds: 4), limit: 10) == [ips[2], ips[1]])
+        buckets.remove(base.adding(seconds: 1), ips[2])
+        buckets.remove(base.adding(seconds: 3), ips[1])
+        buckets.remove(base.adding(seconds: 5), ips[0])
+        #expect(buckets.count == 0)
+        #expect(buckets.due(asOf: base.adding(seconds: 9), limit: 10).isEmpty)
     }
 
     @Test("a multimap lists each address once per key, and removing one keeps the others")

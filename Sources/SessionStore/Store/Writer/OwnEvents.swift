@@ -146,7 +146,8 @@ extension LogWriter {
         func answer() { outcome.answer() }
 
         /// Logs off, with the session-timeout reason, up to `limit` sessions whose deadline is past at `now`:
-        /// those not checkpointed yet from the writer's deadlines, the others from the deadline index on disk.
+        /// those not checkpointed yet from the writer's deadlines, the others from the deadline index of the
+        /// sessions on disk, once it is built (``SessionStore/expireSessions(asOf:)`` waits for it).
         static func stage(
             _ now: Timestamp,
             limit: Int,
@@ -157,21 +158,7 @@ extension LogWriter {
             while expired.count < limit, let top = state.takeDueDeadline(now: now) {
                 try expire(top.ip, generation: top.generation, now: now, on: state, txn: txn, into: &expired)
             }
-            var due: [IPAddress] = []
-            let files = state.files
-            do {
-                try txn.withCursor(files.byDeadline) { cursor in
-                    var entry = try cursor.move(.first)
-                    while let (key, value) = entry, due.count < max(limit - expired.count, 0), value.count == 16,
-                        let deadline = StoreLayout.decodeDeadlineKey(key), deadline <= now
-                    {
-                        due.append(IPAddress(bytes: value))
-                        entry = try cursor.move(.next)
-                    }
-                }
-            } catch {
-                throw SessionStoreError.storage(error, doing: "scanning session deadlines")
-            }
+            let due = state.overlay.tableIndexes.dueIfBuilt(asOf: now, limit: max(limit - expired.count, 0))
             for ip in due where expired.count < limit {
                 try expire(ip, generation: nil, now: now, on: state, txn: txn, into: &expired)
             }
