@@ -92,11 +92,20 @@ final class Checkpointer: Sendable {
         #endif
         // Before any checkpoint: nothing else writes the table while the store is open.
         let started = monotonicNanoseconds()
-        indexes.build(from: files) { queue.withLock { stopping } }
-        logger.debug(
-            "users table indexed",
-            metadata: ["tandem.index.ms": "\((monotonicNanoseconds() - started) / 1_000_000)"]
-        )
+        if let failure = indexes.build(from: files, stop: { queue.withLock { stopping } }) {
+            logger.error(
+                """
+                the users table could not be indexed: lookups by MAC address and user name fail, and expiry \
+                skips the sessions on disk, until the table is repaired
+                """,
+                metadata: ["tandem.error": "\(failure)"]
+            )
+        } else {
+            logger.debug(
+                "users table indexed",
+                metadata: ["tandem.index.ms": "\((monotonicNanoseconds() - started) / 1_000_000)"]
+            )
+        }
         while true {
             queue.lock()
             while job == nil && garbage.isEmpty && !stopping { queue.wait() }

@@ -61,7 +61,11 @@ final class TableIndexes: Sendable {
     /// Reads every session of the users table and lists it; called once, on the checkpointer thread, before
     /// its first checkpoint. `stop` is asked now and then: a `true` (the store is closing) ends the build, and
     /// lookups then fail with ``SessionStoreError/Kind/closed`` rather than answer from part of the table.
-    func build(from files: StoreFiles, stop: () -> Bool) {
+    ///
+    /// - Returns: why the build failed (a damaged stored session, say), after which lookups throw it and expiry
+    ///   takes no session on disk until the table is emptied; `nil` when it succeeded.
+    @discardableResult
+    func build(from files: StoreFiles, stop: () -> Bool) -> SessionStoreError? {
         let result: Result<(AddressMultimap, AddressMultimap, DeadlineBuckets), SessionStoreError>
         do {
             result = .success(try files.usersEnvironment.read { txn in try Self.read(files, txn, stop: stop) })
@@ -85,6 +89,8 @@ final class TableIndexes: Sendable {
             return waiting
         }
         for waiter in waiters { waiter.resume() }
+        if case .failure(let error) = result { return error }
+        return nil
     }
 
     /// Returns once the indexes are built.
@@ -150,9 +156,11 @@ final class TableIndexes: Sendable {
         }
     }
 
-    /// Forgets every session, after the users table was emptied.
+    /// Forgets every session, after the users table was emptied (which also repairs a table whose damage failed
+    /// the build: the empty indexes are then right).
     func removeAll() {
         lock.withLock {
+            failure = nil
             byMAC = AddressMultimap()
             byUserName = AddressMultimap()
             byDeadline = DeadlineBuckets()

@@ -141,6 +141,35 @@ struct TableIndexTests {
         await store.close()
     }
 
+    @Test("a damaged stored session fails the build with its place, and lookups answer again once the table is emptied")
+    func damagedTable() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
+        let users = (0..<3).map { testSession($0) }
+        for user in users { try await store.login(user) }
+        try await store.checkpoint()
+        await store.close()
+        // One byte of user 1's stored value rots.
+        do {
+            let environment = try Environment(path: directory.path + "/" + StoreLayout.usersFile)
+            let table = try environment.openDatabase("users")
+            let key = users[1].ip.withUnsafeBytes { Array($0) }
+            var value = try #require(try environment.read { txn in try txn.value(forKey: key, in: table) })
+            value[value.count / 2] ^= 0x40
+            try environment.write { txn in try txn.put(key, value, in: table) }
+        }
+        let files = try StoreFiles(path: directory.path, durability: .noSync, initialMapSize: 16 << 20, readOnly: true)
+        let indexes = TableIndexes()
+        let failure = indexes.build(from: files, stop: { false })
+        #expect(failure?.kind == .corruptRecord)
+        #expect(failure?.description.contains(users[1].ip.description) == true)
+        let error = #expect(throws: SessionStoreError.self) { try indexes.candidates(.mac(users[0].mac)) }
+        #expect(error?.kind == .corruptRecord)
+        #expect(indexes.dueIfBuilt(asOf: .now, limit: 10).isEmpty)
+        indexes.removeAll()
+        #expect(try indexes.candidates(.mac(users[0].mac)).isEmpty)
+    }
+
     @Test("deadlines are kept by their second, earliest first, each second's addresses in order, up to a limit")
     func deadlineBuckets() {
         let base = Timestamp(microsecondsSinceEpoch: 1_800_000_000_000_000)
