@@ -241,23 +241,11 @@ public final class StoreReader: Sendable {
                     }
                     return try txn.metaUInt64(StoreLayout.MetaKey.checkpointSequence, in: files.usersMeta) ?? 0
                 }
-                var expected = checkpoint + 1
-                try logTxn.withCursor(files.log) { cursor in
-                    var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(expected)) {
-                        try cursor.seek(atLeast: $0)
-                    }
-                    while let (key, value) = entry {
-                        let record = try decodeLogEntry(key: key, value: value)
-                        guard record.sequence == expected else {
-                            throw SessionStoreError(.logGap(checkpoint: expected - 1, firstRetained: record.sequence))
-                        }
-                        expected += 1
-                        if let ip = record.event.address,
-                            let (_, change) = ApplyRule.change(for: record.event, current: table[ip])
-                        {
-                            table[ip] = change.session
-                        }
-                        entry = try cursor.move(.next)
+                let expected = try files.readLog(from: checkpoint + 1, in: logTxn) { record in
+                    if let ip = record.event.address,
+                        let (_, change) = ApplyRule.change(for: record.event, current: table[ip])
+                    {
+                        table[ip] = change.session
                     }
                 }
                 let last = try logTxn.metaUInt64(StoreLayout.MetaKey.lastSequence, in: files.logMeta) ?? 0

@@ -102,36 +102,18 @@ struct Recovery {
                     var changes = ChangeSet()
                     var count = baseCount
                     var deadlines = DeadlineHeap()
-                    var expected = checkpoint + 1
-                    var replayed = 0
-                    try logTxn.withCursor(files.log) { cursor in
-                        var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(expected)) {
-                            try cursor.seek(atLeast: $0)
-                        }
-                        while let (key, value) = entry {
-                            let record = try decodeLogEntry(key: key, value: value)
-                            guard record.sequence == expected else {
-                                throw SessionStoreError(
-                                    .logGap(checkpoint: expected - 1, firstRetained: record.sequence)
-                                )
+                    let expected = try files.readLog(from: checkpoint + 1, in: logTxn) { record in
+                        guard let ip = record.event.address else { return }
+                        let current = try changes[ip].map { $0.session } ?? files.baseSession(ip, in: usersTxn)
+                        if let (ip, entry) = ApplyRule.change(for: record.event, current: current) {
+                            count += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)
+                            changes.set(ip, entry)
+                            if let session = entry.session, let deadline = session.deadline {
+                                deadlines.push(.init(deadline: deadline, ip: ip, generation: session.generation))
                             }
-                            if let ip = record.event.address {
-                                let current = try changes[ip].map { $0.session } ?? files.baseSession(ip, in: usersTxn)
-                                if let (ip, entry) = ApplyRule.change(for: record.event, current: current) {
-                                    count += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)
-                                    changes.set(ip, entry)
-                                    if let session = entry.session, let deadline = session.deadline {
-                                        deadlines.push(
-                                            .init(deadline: deadline, ip: ip, generation: session.generation)
-                                        )
-                                    }
-                                }
-                            }
-                            expected += 1
-                            replayed += 1
-                            entry = try cursor.move(.next)
                         }
                     }
+                    let replayed = expected - (checkpoint + 1)
                     if lastLogged >= expected {
                         throw SessionStoreError(.logGap(checkpoint: expected - 1, firstRetained: lastLogged))
                     }

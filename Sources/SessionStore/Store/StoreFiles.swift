@@ -65,6 +65,33 @@ package struct StoreFiles: Sendable {
         }
     }
 
+    /// Reads the log's records in order from sequence `first`, in `txn`, passing each to `body`, and returns
+    /// the sequence after the last record read (`first` when there is none).
+    ///
+    /// - Throws: ``SessionStoreError/Kind/logGap`` at the first record that does not continue the one before
+    ///   it (or `first`), ``SessionStoreError/Kind/corruptRecord`` for a record that does not decode, and what
+    ///   `body` throws.
+    package func readLog(
+        from first: UInt64,
+        in txn: borrowing some TransactionProtocol & ~Copyable,
+        _ body: (LogRecord) throws -> Void
+    ) throws -> UInt64 {
+        var expected = first
+        try txn.withCursor(log) { cursor in
+            var entry = try withUnsafeBytes(of: StoreLayout.sequenceKey(expected)) { try cursor.seek(atLeast: $0) }
+            while let (key, value) = entry {
+                let record = try decodeLogEntry(key: key, value: value)
+                guard record.sequence == expected else {
+                    throw SessionStoreError(.logGap(checkpoint: expected - 1, firstRetained: record.sequence))
+                }
+                try body(record)
+                expected += 1
+                entry = try cursor.move(.next)
+            }
+        }
+        return expected
+    }
+
     /// The bytes the retained log takes (its tree's pages), or 0 when it cannot be read.
     func retainedLogBytes() -> Int {
         (try? logEnvironment.read { txn in
