@@ -59,7 +59,7 @@ final class Overlay: @unchecked Sendable {
     /// Moves the active set to frozen for the checkpointer; returns it, or `nil` when one is already frozen.
     func freeze() -> ChangeSet? {
         // Sized with room over the last one, so the new set does not rehash as it fills.
-        var fresh = ChangeSet(capacity: max(active.count + active.count / 4, 4096))
+        var fresh = ChangeSet(roomAfter: active, minimum: 4096)
         fresh.throughSequence = active.throughSequence
         return lock.withLock { () -> ChangeSet? in
             guard frozen == nil else { return nil }

@@ -68,17 +68,23 @@ enum StoredEntry: Sendable {
 /// entries when read, so stale ones cost a lookup, never a wrong answer.
 struct ChangeSet: Sendable {
     private(set) var entries: [IPAddress: StoredEntry] = [:]
-    private var byMAC = CandidateIndex()
-    private var byUserName = CandidateIndex()
+    private var byMAC = AddressMultimap()
+    private var byUserName = AddressMultimap()
     /// The log position these changes bring the table to.
     var throughSequence: UInt64 = 0
 
-    init(capacity: Int = 0) {
-        if capacity > 0 {
-            entries.reserveCapacity(capacity)
-            byMAC.reserveCapacity(capacity)
-            byUserName.reserveCapacity(capacity)
-        }
+    init() {}
+
+    /// An empty set with room for a quarter more changes than `previous` holds (and at least `minimum`), its
+    /// lookups' room shared between the address families as in `previous`, so that it does not rehash as it
+    /// fills.
+    init(roomAfter previous: borrowing ChangeSet, minimum: Int) {
+        let room = max(previous.count + previous.count / 4, minimum)
+        entries.reserveCapacity(room)
+        let keys = previous.byMAC.keyCounts
+        let ipv4 = keys.ipv4 + keys.other == 0 ? room : room * keys.ipv4 / (keys.ipv4 + keys.other)
+        byMAC.reserveCapacity(ipv4: ipv4, other: room - ipv4)
+        byUserName.reserveCapacity(ipv4: ipv4, other: room - ipv4)
     }
 
     var count: Int { entries.count }
@@ -109,26 +115,6 @@ struct ChangeSet: Sendable {
 
     /// Addresses that may hold `userName`.
     func candidates(userName: String) -> [IPAddress] { byUserName[TableIndexes.userNameKey(userName.utf8)] }
-}
-
-/// A multimap from a 64-bit key to addresses, without an allocation per insert in the usual case of one
-/// address per key.
-struct CandidateIndex: Sendable {
-    private var latest: [UInt64: IPAddress] = [:]
-    private var earlier: [UInt64: [IPAddress]] = [:]
-
-    mutating func reserveCapacity(_ capacity: Int) { latest.reserveCapacity(capacity) }
-
-    mutating func insert(_ key: UInt64, _ ip: IPAddress) {
-        if let previous = latest.updateValue(ip, forKey: key), previous != ip {
-            earlier[key, default: []].append(previous)
-        }
-    }
-
-    subscript(key: UInt64) -> [IPAddress] {
-        guard let last = latest[key] else { return [] }
-        return (earlier[key] ?? []) + [last]
-    }
 }
 
 /// How a logged event changes the users table.

@@ -114,13 +114,17 @@ final class TableIndexes: Sendable {
         var userName = AddressMultimap()
         var deadline = DeadlineBuckets()
         let count = try txn.statistics(files.users).entries
-        mac.reserveCapacity(count)
-        userName.reserveCapacity(count)
         try txn.withCursor(files.users) { cursor in
             var entry = try cursor.move(.first)
             var seen = 0
             while let (key, value) = entry {
                 let ip = IPAddress(bytes: key)
+                if seen == 0 {
+                    // Room for the whole table in the family of its first address; the other grows as needed.
+                    let room = ip.isIPv4 ? (ipv4: count, other: 0) : (ipv4: 0, other: count)
+                    mac.reserveCapacity(ipv4: room.ipv4, other: room.other)
+                    userName.reserveCapacity(ipv4: room.ipv4, other: room.other)
+                }
                 do throws(CorruptRecordError) {
                     let fields = try RecordCodec.peekSessionIndexFields(value)
                     mac.insert(fields.mac.rawValue, ip)
@@ -194,54 +198,114 @@ final class TableIndexes: Sendable {
 }
 
 /// A multimap from a 64-bit key to addresses, without an allocation in the usual case of one address per key.
+///
+/// IPv4 addresses are kept in 4 bytes rather than 16, which halves the memory of a table of IPv4 users.
 struct AddressMultimap: Sendable {
-    private var first: [UInt64: IPAddress] = [:]
-    /// The addresses after the first, for the keys that have more than one.
-    private var more: [UInt64: [IPAddress]] = [:]
+    private var ipv4 = Multimap<UInt32>()
+    private var other = Multimap<IPAddress>()
 
-    mutating func reserveCapacity(_ capacity: Int) { first.reserveCapacity(capacity) }
+    /// Makes room for `ipv4` keys listing IPv4 addresses and `other` keys listing other addresses.
+    mutating func reserveCapacity(ipv4: Int, other: Int) {
+        if ipv4 > 0 { self.ipv4.reserveCapacity(ipv4) }
+        if other > 0 { self.other.reserveCapacity(other) }
+    }
+
+    /// How many keys list IPv4 addresses, and how many list others.
+    var keyCounts: (ipv4: Int, other: Int) { (ipv4.keyCount, other.keyCount) }
 
     /// Lists `ip` under `key`; listing it again changes nothing.
     mutating func insert(_ key: UInt64, _ ip: IPAddress) {
-        guard let existing = first[key] else {
-            first[key] = ip
-            return
-        }
-        if existing == ip || more[key]?.contains(ip) == true { return }
-        more[key, default: []].append(ip)
+        if let address = ip.ipv4 { ipv4.insert(key, address) } else { other.insert(key, ip) }
     }
 
     /// Removes `ip` from under `key`, if it is listed there.
     mutating func remove(_ key: UInt64, _ ip: IPAddress) {
+        if let address = ip.ipv4 { ipv4.remove(key, address) } else { other.remove(key, ip) }
+    }
+
+    /// The addresses listed under `key`, in no particular order.
+    subscript(key: UInt64) -> [IPAddress] { ipv4[key].map { IPAddress(ipv4: $0) } + other[key] }
+
+    /// How many addresses are listed, over all keys.
+    var count: Int { ipv4.count + other.count }
+}
+
+/// A multimap from a 64-bit key to values, with one dictionary entry per key in the usual case of one value.
+private struct Multimap<Value: Hashable & Sendable>: Sendable {
+    private var first: [UInt64: Value] = [:]
+    /// The values after the first, for the keys that have more than one.
+    private var more: [UInt64: [Value]] = [:]
+
+    mutating func reserveCapacity(_ capacity: Int) { first.reserveCapacity(capacity) }
+
+    var keyCount: Int { first.count }
+
+    /// Lists `value` under `key`; listing it again changes nothing. One hash lookup when `key` is new or
+    /// `value` is listed first under it.
+    mutating func insert(_ key: UInt64, _ value: Value) {
+        guard let previous = first.updateValue(value, forKey: key), previous != value else { return }
+        // `value` now comes first: the one it displaced joins the others, in its place if it was one of them.
+        if var others = more.removeValue(forKey: key) {
+            if let index = others.firstIndex(of: value) { others[index] = previous } else { others.append(previous) }
+            more[key] = others
+        } else {
+            more[key] = [previous]
+        }
+    }
+
+    /// Removes `value` from under `key`, if it is listed there.
+    mutating func remove(_ key: UInt64, _ value: Value) {
         guard let existing = first[key] else { return }
-        if existing == ip {
+        if existing == value {
             if var others = more[key], let last = others.popLast() {
                 first[key] = last
                 more[key] = others.isEmpty ? nil : others
             } else {
                 first[key] = nil
             }
-        } else if var others = more[key], let index = others.firstIndex(of: ip) {
+        } else if var others = more[key], let index = others.firstIndex(of: value) {
             others.remove(at: index)
             more[key] = others.isEmpty ? nil : others
         }
     }
 
-    /// The addresses listed under `key`, in no particular order.
-    subscript(key: UInt64) -> [IPAddress] {
+    /// The values listed under `key`, in no particular order.
+    subscript(key: UInt64) -> [Value] {
         guard let existing = first[key] else { return [] }
         return [existing] + (more[key] ?? [])
     }
 
-    /// How many addresses are listed, over all keys.
+    /// How many values are listed, over all keys.
     var count: Int { first.count + more.values.reduce(0) { $0 + $1.count } }
 }
 
 /// Addresses by the second of their deadline, the seconds in order.
 struct DeadlineBuckets: Sendable {
-    private var buckets: [Int64: Set<IPAddress>] = [:]
+    private var buckets: [Int64: Bucket] = [:]
     /// The keys of `buckets`, ascending.
     private var seconds: [Int64] = []
+
+    /// One second's addresses; IPv4 addresses are kept in 4 bytes rather than 16.
+    private struct Bucket: Sendable {
+        var ipv4: Set<UInt32> = []
+        var other: Set<IPAddress> = []
+
+        init(_ ip: IPAddress) { insert(ip) }
+
+        var isEmpty: Bool { ipv4.isEmpty && other.isEmpty }
+        var count: Int { ipv4.count + other.count }
+
+        mutating func insert(_ ip: IPAddress) {
+            if let address = ip.ipv4 { ipv4.insert(address) } else { other.insert(ip) }
+        }
+
+        /// Whether `ip` was there.
+        mutating func remove(_ ip: IPAddress) -> Bool {
+            if let address = ip.ipv4 { ipv4.remove(address) != nil } else { other.remove(ip) != nil }
+        }
+
+        func sorted() -> [IPAddress] { (ipv4.map { IPAddress(ipv4: $0) } + other).sorted() }
+    }
 
     private static func second(_ deadline: Timestamp) -> Int64 {
         let micros = deadline.microsecondsSinceEpoch
@@ -261,16 +325,16 @@ struct DeadlineBuckets: Sendable {
 
     mutating func insert(_ deadline: Timestamp, _ ip: IPAddress) {
         let second = Self.second(deadline)
+        // In place: a copy of the bucket taken out of the dictionary would copy all its members.
         if buckets[second]?.insert(ip) == nil {
-            buckets[second] = [ip]
+            buckets[second] = Bucket(ip)
             seconds.insert(second, at: position(second))
         }
     }
 
     mutating func remove(_ deadline: Timestamp, _ ip: IPAddress) {
         let second = Self.second(deadline)
-        // In place: a copy of the set taken out of the dictionary would copy all its members.
-        guard buckets[second]?.remove(ip) != nil, buckets[second]?.isEmpty == true else { return }
+        guard buckets[second]?.remove(ip) == true, buckets[second]?.isEmpty == true else { return }
         buckets[second] = nil
         seconds.remove(at: position(second))
     }

@@ -18,10 +18,12 @@ struct TableIndexTests {
         configuration.checkpointThreshold = 30
         configuration.checkpointInterval = .milliseconds(15)
         var store = try SessionStore.open(at: directory.path, configuration: configuration)
-        // 40 addresses, each logged in over time with sessions of different MACs and names; 12 MACs and 9 names
-        // are shared between addresses, so one key lists several addresses on disk and in memory.
+        // 40 addresses, a third of them IPv6, each logged in over time with sessions of different MACs and
+        // names; 12 MACs and 9 names are shared between addresses, so one key lists several addresses of both
+        // families on disk and in memory.
         func session(_ number: Int) -> Session {
             var session = testSession(number % 40)
+            if number % 40 % 3 == 0 { session.ip = IPAddress(high: 0x2001_0db8_0000_0000, low: UInt64(number % 40)) }
             session.mac = MACAddress(rawValue: 0x0200_0000_0000 | UInt64(number % 12))
             session.userName = "user\(number % 9)"
             return session
@@ -228,6 +230,38 @@ struct TableIndexTests {
         #expect(map[7].isEmpty)
         #expect(map[8] == [c])
         #expect(map.count == 1)
+    }
+
+    @Test("IPv4 and IPv6 addresses under one key or one second are listed, ordered and removed alike")
+    func mixedFamilies() {
+        let v4 = IPAddress("10.0.0.1")!
+        let v6 = IPAddress("2001:db8::1")!
+        let low6 = IPAddress("::1")!  // sorts before every IPv4 address
+        let lastV4 = IPAddress("255.255.255.255")!
+        var map = AddressMultimap()
+        map.reserveCapacity(ipv4: 16, other: 0)
+        for ip in [v6, v4, low6, lastV4, v4, v6] { map.insert(42, ip) }
+        #expect(Set(map[42]) == [v4, v6, low6, lastV4])
+        #expect(map.count == 4)
+        #expect(map.keyCounts == (ipv4: 1, other: 1))
+        map.remove(42, v4)
+        map.remove(42, low6)
+        #expect(Set(map[42]) == [v6, lastV4])
+        map.remove(42, lastV4)
+        map.remove(42, v6)
+        #expect(map[42].isEmpty)
+        #expect(map.keyCounts == (ipv4: 0, other: 0))
+
+        let base = Timestamp(microsecondsSinceEpoch: 1_800_000_000_000_000)
+        var buckets = DeadlineBuckets()
+        for ip in [v6, lastV4, v4, low6] { buckets.insert(base, ip) }
+        buckets.insert(base.adding(seconds: 1), v6)
+        #expect(buckets.count == 5)
+        #expect(buckets.due(asOf: base, limit: 10) == [low6, v4, lastV4, v6])
+        #expect(buckets.due(asOf: base, limit: 2) == [low6, v4])
+        buckets.remove(base, v6)
+        buckets.remove(base, v4)
+        #expect(buckets.due(asOf: base.adding(seconds: 1), limit: 10) == [low6, lastV4, v6])
     }
 
     @Test("a user name's key is the same from its string and from its stored bytes")
