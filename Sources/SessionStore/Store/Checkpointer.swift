@@ -92,7 +92,7 @@ final class Checkpointer: Sendable {
         #endif
         // Before any checkpoint: nothing else writes the table while the store is open.
         let started = monotonicNanoseconds()
-        if let failure = indexes.build(from: files, stop: { queue.withLock { stopping } }) {
+        if let failure = indexes.build(from: files, stop: { [self] in queue.withLock { stopping } }) {
             logger.error(
                 """
                 the users table could not be indexed: lookups by MAC address and user name fail, and expiry \

@@ -418,8 +418,7 @@ public final class SessionStore: Sendable {
     /// Logs out every session whose session-timeout deadline is at or before `now`, with reason
     /// ``LogoutReason/sessionTimeout``. The store also does this by itself every
     /// ``Configuration/expiryInterval``, from the time it has read the deadlines of the sessions on disk after
-    /// opening (about 0.8 s for 1,000,000 users and 10 s for 10,000,000 on a two-core machine); a call of this
-    /// method waits for them.
+    /// opening (about 0.5 s for 1,000,000 users on a two-core machine); a call of this method waits for them.
     ///
     /// - Parameter now: the time to compare deadlines with.
     /// - Returns: the logouts logged.
@@ -487,8 +486,8 @@ public final class SessionStore: Sendable {
 
     /// The online sessions with MAC address `mac`, in address order.
     ///
-    /// The indexes of the sessions on disk are kept in memory, built when the store opens (about 0.8 s for
-    /// 1,000,000 users and 10 s for 10,000,000 on a two-core machine); a call made before then waits for them.
+    /// The indexes of the sessions on disk are kept in memory, built when the store opens (about 0.5 s for
+    /// 1,000,000 users on a two-core machine); a call made before then waits for them.
     ///
     /// - Parameter mac: the MAC address of the user's device.
     /// - Returns: the sessions, empty when no online user has `mac`.

@@ -1,4 +1,9 @@
 import LMDB
+import Locking
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The users table's indexes, kept in memory for the sessions on disk: by MAC address, by user name and by
 /// session-timeout deadline.
@@ -62,17 +67,51 @@ final class TableIndexes: Sendable {
     /// its first checkpoint. `stop` is asked now and then: a `true` (the store is closing) ends the build, and
     /// lookups then fail with ``SessionStoreError/Kind/closed`` rather than answer from part of the table.
     ///
+    /// The deadlines are read on a thread of their own, at the calling thread's nice value, while the calling
+    /// thread builds the lookups by MAC address and user name: each reads the whole table, in a read transaction
+    /// of its own. Both see the same table, since nothing writes it before the first checkpoint.
+    ///
     /// - Returns: why the build failed (a damaged stored session, say), after which lookups throw it and expiry
     ///   takes no session on disk until the table is emptied; `nil` when it succeeded.
     @discardableResult
-    func build(from files: StoreFiles, stop: () -> Bool) -> SessionStoreError? {
+    func build(from files: StoreFiles, stop: @escaping @Sendable () -> Bool) -> SessionStoreError? {
+        let niceness = Self.currentNiceness()
+        let deadlines = Locked<Result<DeadlineBuckets, SessionStoreError>?>(nil)
+        let deadlineThread = StoreThread(name: "tandem-index") {
+            Self.setNiceness(niceness)
+            let result = Self.reading(files, "reading the users table to index it") { txn in
+                var deadline = DeadlineBuckets()
+                try Self.walk(files, txn, stop: stop) { ip, _, _, due in
+                    if let due { deadline.insert(due, ip) }
+                }
+                return deadline
+            }
+            deadlines.withLock { $0 = result }
+        }
+        let lookups = Self.reading(files, "reading the users table to index it") { txn in
+            var mac = AddressMultimap()
+            var userName = AddressMultimap()
+            let count = try txn.statistics(files.users).entries
+            var first = true
+            try Self.walk(files, txn, stop: stop) { ip, macAddress, userNameBytes, _ in
+                if first {
+                    first = false
+                    // Room for the whole table in the family of its first address; the other grows as needed.
+                    let room = ip.isIPv4 ? (ipv4: count, other: 0) : (ipv4: 0, other: count)
+                    mac.reserveCapacity(ipv4: room.ipv4, other: room.other)
+                    userName.reserveCapacity(ipv4: room.ipv4, other: room.other)
+                }
+                mac.insert(macAddress.rawValue, ip)
+                userName.insert(Self.userNameKey(userNameBytes), ip)
+            }
+            return (mac, userName)
+        }
+        deadlineThread.join()
+        let deadlineResult = deadlines.withLock { $0 } ?? .failure(SessionStoreError(.closed))
         let result: Result<(AddressMultimap, AddressMultimap, DeadlineBuckets), SessionStoreError>
-        do {
-            result = .success(try files.usersEnvironment.read { txn in try Self.read(files, txn, stop: stop) })
-        } catch let error as SessionStoreError {
-            result = .failure(error)
-        } catch {
-            result = .failure(SessionStoreError.storage(error, doing: "reading the users table to index it"))
+        switch (lookups, deadlineResult) {
+        case (.success(let (mac, userName)), .success(let deadline)): result = .success((mac, userName, deadline))
+        case (.failure(let error), _), (_, .failure(let error)): result = .failure(error)
         }
         let waiters = lock.withLock {
             switch result {
@@ -105,31 +144,36 @@ final class TableIndexes: Sendable {
         }
     }
 
-    private static func read(
+    /// `body` in a read transaction of the users environment, its errors as ``SessionStoreError``s.
+    private static func reading<T>(
+        _ files: StoreFiles,
+        _ doing: String,
+        _ body: (borrowing ReadTransaction) throws -> T
+    ) -> Result<T, SessionStoreError> {
+        do {
+            return .success(try files.usersEnvironment.read { txn in try body(txn) })
+        } catch let error as SessionStoreError {
+            return .failure(error)
+        } catch {
+            return .failure(SessionStoreError.storage(error, doing: doing))
+        }
+    }
+
+    /// Calls `body` with every stored session's address and index fields, in address order.
+    private static func walk(
         _ files: StoreFiles,
         _ txn: borrowing ReadTransaction,
-        stop: () -> Bool
-    ) throws -> (AddressMultimap, AddressMultimap, DeadlineBuckets) {
-        var mac = AddressMultimap()
-        var userName = AddressMultimap()
-        var deadline = DeadlineBuckets()
-        let count = try txn.statistics(files.users).entries
+        stop: () -> Bool,
+        _ body: (IPAddress, _ mac: MACAddress, _ userNameBytes: UnsafeRawBufferPointer, _ deadline: Timestamp?) -> Void
+    ) throws {
         try txn.withCursor(files.users) { cursor in
             var entry = try cursor.move(.first)
             var seen = 0
             while let (key, value) = entry {
                 let ip = IPAddress(bytes: key)
-                if seen == 0 {
-                    // Room for the whole table in the family of its first address; the other grows as needed.
-                    let room = ip.isIPv4 ? (ipv4: count, other: 0) : (ipv4: 0, other: count)
-                    mac.reserveCapacity(ipv4: room.ipv4, other: room.other)
-                    userName.reserveCapacity(ipv4: room.ipv4, other: room.other)
-                }
                 do throws(CorruptRecordError) {
                     let fields = try RecordCodec.peekSessionIndexFields(value)
-                    mac.insert(fields.mac.rawValue, ip)
-                    userName.insert(userNameKey(fields.userNameBytes), ip)
-                    if let due = fields.deadline { deadline.insert(due, ip) }
+                    body(ip, fields.mac, fields.userNameBytes, fields.deadline)
                 } catch {
                     throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
                 }
@@ -138,7 +182,23 @@ final class TableIndexes: Sendable {
                 entry = try cursor.move(.next)
             }
         }
-        return (mac, userName, deadline)
+    }
+
+    private static func currentNiceness() -> Int32 {
+        #if os(Linux)
+        errno = 0
+        let value = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        return errno == 0 ? value : 0
+        #else
+        return 0
+        #endif
+    }
+
+    private static func setNiceness(_ value: Int32) {
+        #if os(Linux)
+        // On Linux, a nice value set for "this process" applies to the calling thread only.
+        if value != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, value) }
+        #endif
     }
 
     /// Applies what a checkpoint transaction wrote, once it has committed.

@@ -1,5 +1,6 @@
 import Foundation
 import LMDB
+import Synchronization
 import TestSupport
 import Testing
 
@@ -18,7 +19,7 @@ struct TableIndexTests {
         configuration.checkpointThreshold = 30
         configuration.checkpointInterval = .milliseconds(15)
         var store = try SessionStore.open(at: directory.path, configuration: configuration)
-        // 40 addresses, a third of them IPv6, each logged in over time with sessions of different MACs and
+        // 40 addresses, about half of them IPv6, each logged in over time with sessions of different MACs and
         // names; 12 MACs and 9 names are shared between addresses, so one key lists several addresses of both
         // families on disk and in memory.
         func session(_ number: Int) -> Session {
@@ -170,6 +171,31 @@ struct TableIndexTests {
         #expect(indexes.dueIfBuilt(asOf: .now, limit: 10).isEmpty)
         indexes.removeAll()
         #expect(try indexes.candidates(.mac(users[0].mac)).isEmpty)
+    }
+
+    @Test("a build that the closing store stops fails as closed, on both of its threads, and answers no lookup")
+    func stoppedBuild() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
+        let users = (0..<5_000).map { testSession($0, sessionTimeout: 60) }
+        _ = try await store.login(contentsOf: users)
+        try await store.checkpoint()
+        await store.close()
+        let files = try StoreFiles(path: directory.path, durability: .noSync, initialMapSize: 16 << 20, readOnly: true)
+        let asked = Atomic<Int>(0)
+        let indexes = TableIndexes()
+        // Stopped at the first question, which each thread asks after 4,096 sessions.
+        let failure = indexes.build(from: files) { asked.add(1, ordering: .relaxed).newValue > 0 }
+        #expect(failure?.kind == .closed)
+        #expect(asked.load(ordering: .relaxed) == 2)
+        let error = #expect(throws: SessionStoreError.self) { try indexes.candidates(.mac(users[0].mac)) }
+        #expect(error?.kind == .closed)
+        #expect(indexes.dueIfBuilt(asOf: users[0].loginTime.adding(seconds: 1_000_000), limit: 10).isEmpty)
+
+        let whole = TableIndexes()
+        #expect(whole.build(from: files) { false } == nil)
+        #expect(try whole.candidates(.mac(users[4_999].mac)) == [users[4_999].ip])
+        #expect(whole.dueIfBuilt(asOf: users[0].loginTime.adding(seconds: 1_000_000), limit: 10_000).count == 5_000)
     }
 
     @Test("deadlines are kept by their second, earliest first, each second's addresses in order, up to a limit")
