@@ -29,6 +29,8 @@ final class TableIndexes: Sendable {
     private nonisolated(unsafe) var waiting: [CheckedContinuation<Void, Never>] = []
     /// Why the build failed: a stored session whose fields could not be read.
     private nonisolated(unsafe) var failure: SessionStoreError?
+    /// How often the table was emptied (``removeAll()``): a build during which it was is dropped.
+    private nonisolated(unsafe) var emptied: UInt64 = 0
 
     /// What a session is indexed under.
     struct Fields: Equatable {
@@ -69,12 +71,15 @@ final class TableIndexes: Sendable {
     ///
     /// The deadlines are read on a thread of their own, at the calling thread's nice value, while the calling
     /// thread builds the lookups by MAC address and user name: each reads the whole table, in a read transaction
-    /// of its own. Both see the same table, since nothing writes it before the first checkpoint.
+    /// of its own. Checkpoints do not run meanwhile, so both see the same table, unless the writer empties it
+    /// (a demotion or a repair, then ``removeAll()``): a build during which that happened is dropped, and the
+    /// emptied indexes stay, which are right for the emptied table.
     ///
     /// - Returns: why the build failed (a damaged stored session, say), after which lookups throw it and expiry
     ///   takes no session on disk until the table is emptied; `nil` when it succeeded.
     @discardableResult
     func build(from files: StoreFiles, stop: @escaping @Sendable () -> Bool) -> SessionStoreError? {
+        let emptiedBefore = lock.withLock { emptied }
         let niceness = Self.currentNiceness()
         let deadlines = Locked<Result<DeadlineBuckets, SessionStoreError>?>(nil)
         let deadlineThread = StoreThread(name: "tandem-index") {
@@ -113,8 +118,11 @@ final class TableIndexes: Sendable {
         case (.success(let (mac, userName)), .success(let deadline)): result = .success((mac, userName, deadline))
         case (.failure(let error), _), (_, .failure(let error)): result = .failure(error)
         }
-        let waiters = lock.withLock {
+        let (waiters, dropped) = lock.withLock {
+            let dropped = emptied != emptiedBefore
             switch result {
+            case _ where dropped:
+                break
             case .success(let (mac, userName, deadline)):
                 byMAC = mac
                 byUserName = userName
@@ -125,10 +133,10 @@ final class TableIndexes: Sendable {
             built = true
             lock.broadcast()
             defer { waiting = [] }
-            return waiting
+            return (waiting, dropped)
         }
         for waiter in waiters { waiter.resume() }
-        if case .failure(let error) = result { return error }
+        if !dropped, case .failure(let error) = result { return error }
         return nil
     }
 
@@ -224,6 +232,7 @@ final class TableIndexes: Sendable {
     /// the build: the empty indexes are then right).
     func removeAll() {
         lock.withLock {
+            emptied &+= 1
             failure = nil
             byMAC = AddressMultimap()
             byUserName = AddressMultimap()

@@ -173,7 +173,9 @@ struct TableIndexTests {
         #expect(try indexes.candidates(.mac(users[0].mac)).isEmpty)
     }
 
-    @Test("a build that the closing store stops fails as closed, on both of its threads, and answers no lookup")
+    @Test(
+        "a build that the closing store stops fails as closed, on both of its threads, and answers no lookup; one during which the table is emptied is dropped"
+    )
     func stoppedBuild() async throws {
         let directory = TemporaryDirectory()
         let store = try SessionStore.open(at: directory.path, configuration: .test())
@@ -196,6 +198,20 @@ struct TableIndexTests {
         #expect(whole.build(from: files) { false } == nil)
         #expect(try whole.candidates(.mac(users[4_999].mac)) == [users[4_999].ip])
         #expect(whole.dueIfBuilt(asOf: users[0].loginTime.adding(seconds: 1_000_000), limit: 10_000).count == 5_000)
+
+        // The writer empties the table while the build reads it (a demotion): what the build read is dropped,
+        // and the emptied indexes stay.
+        let emptiedMeanwhile = TableIndexes()
+        let emptiedOnce = Atomic<Bool>(false)
+        let failed = emptiedMeanwhile.build(from: files) {
+            if emptiedOnce.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                emptiedMeanwhile.removeAll()
+            }
+            return false
+        }
+        #expect(failed == nil)
+        #expect(try emptiedMeanwhile.candidates(.mac(users[4_999].mac)).isEmpty)
+        #expect(emptiedMeanwhile.dueIfBuilt(asOf: users[0].loginTime.adding(seconds: 1_000_000), limit: 10).isEmpty)
     }
 
     @Test("deadlines are kept by their second, earliest first, each second's addresses in order, up to a limit")
