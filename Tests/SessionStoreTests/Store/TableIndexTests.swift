@@ -194,6 +194,12 @@ struct TableIndexTests {
         #expect(error?.kind == .closed)
         #expect(indexes.dueIfBuilt(asOf: users[0].loginTime.adding(seconds: 1_000_000), limit: 10).isEmpty)
 
+        // Only the deadlines' thread is stopped: the whole build fails, though the lookups were read.
+        let caller = pthread_self()
+        let halfStopped = TableIndexes()
+        #expect(halfStopped.build(from: files) { pthread_equal(pthread_self(), caller) == 0 }?.kind == .closed)
+        #expect(throws: SessionStoreError.self) { try halfStopped.candidates(.mac(users[0].mac)) }
+
         let whole = TableIndexes()
         #expect(whole.build(from: files) { false } == nil)
         #expect(try whole.candidates(.mac(users[4_999].mac)) == [users[4_999].ip])
