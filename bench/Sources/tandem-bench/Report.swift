@@ -92,6 +92,7 @@ func seconds(since start: UInt64) -> Double { Double(nanosecondsNow() - start) /
 struct PhaseClock {
     let startedAt = nanosecondsNow()
     let cpuAtStart = cpuSeconds()
+    let threadsAtStart = ThreadCPU.read()
 
     /// Wall-clock seconds since the phase began.
     var seconds: Double { Double(nanosecondsNow() - startedAt) / 1e9 }
@@ -110,17 +111,29 @@ extension Report {
     /// Adds the rate of a phase of `events` events, `<name>_per_s`, and its CPU time per event: for
     /// `login_events` they are `login_events_per_s` and `login_cpu_us_per_event`, for `replicated_logins` of
     /// unit `login` they are `replicated_logins_per_s` and `replicated_cpu_us_per_login`.
+    ///
+    /// It also adds the CPU time per event of the store's writer and checkpointer threads (of every store in the
+    /// process): `login_writer_cpu_us_per_event` and `login_checkpointer_cpu_us_per_event` for `login_events`.
     mutating func addPhase(_ name: String, events: Int, clock: PhaseClock, unit: String = "event") {
         addPhase(name, events: events, seconds: clock.seconds, cpuSeconds: clock.cpu, unit: unit)
+        let threads = ThreadCPU.read().since(clock.threadsAtStart)
+        let stem = Self.stem(name, unit: unit)
+        for (role, thread) in [("writer", ThreadCPU.writer), ("checkpointer", ThreadCPU.checkpointer)] {
+            add("\(stem)_\(role)_cpu_us_per_\(unit)", PhaseClock.microseconds(threads.seconds(of: thread), per: events))
+        }
     }
 
     /// Adds the rate and CPU time per event of a phase measured already: `seconds` of wall clock and
     /// `cpuSeconds` of CPU time for `events` events, named as ``addPhase(_:events:clock:unit:)`` names them.
     mutating func addPhase(_ name: String, events: Int, seconds: Double, cpuSeconds: Double, unit: String = "event") {
         add("\(name)_per_s", Double(events) / seconds)
+        add("\(Self.stem(name, unit: unit))_cpu_us_per_\(unit)", PhaseClock.microseconds(cpuSeconds, per: events))
+    }
+
+    /// `name` without its plural unit: `login` for `login_events`.
+    private static func stem(_ name: String, unit: String) -> String {
         let plural = "_\(unit)s"
-        let stem = name.hasSuffix(plural) ? String(name.dropLast(plural.count)) : name
-        add("\(stem)_cpu_us_per_\(unit)", PhaseClock.microseconds(cpuSeconds, per: events))
+        return name.hasSuffix(plural) ? String(name.dropLast(plural.count)) : name
     }
 }
 
@@ -130,4 +143,47 @@ func cpuSeconds() -> Double {
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
         + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+/// The CPU time of each of this process's threads, from `/proc/self/task/*/schedstat` (nanoseconds on a CPU, not
+/// rounded to the clock tick as `stat`'s are), with the thread's name, so that a phase's cost can be split by the
+/// store's named threads.
+struct ThreadCPU {
+    /// The name of the store's writer thread.
+    static let writer = "tandem-writer"
+    /// The name of the store's checkpointer thread.
+    static let checkpointer = "tandem-checkpt"
+
+    /// Nanoseconds on a CPU and name, by thread ID.
+    var threads: [Int: (name: String, nanoseconds: UInt64)] = [:]
+
+    static func read() -> ThreadCPU {
+        var cpu = ThreadCPU()
+        guard let ids = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return cpu }
+        for id in ids {
+            guard let tid = Int(id),
+                let schedstat = try? String(contentsOfFile: "/proc/self/task/\(id)/schedstat", encoding: .utf8),
+                let nanoseconds = schedstat.split(separator: " ").first.flatMap({ UInt64($0) }),
+                let name = try? String(contentsOfFile: "/proc/self/task/\(id)/comm", encoding: .utf8)
+            else { continue }
+            cpu.threads[tid] = (name.trimmingCharacters(in: .newlines), nanoseconds)
+        }
+        return cpu
+    }
+
+    /// The CPU time each thread used after `start`: a thread started since counts whole, one that ended since
+    /// counts for nothing.
+    func since(_ start: ThreadCPU) -> ThreadCPU {
+        var delta = ThreadCPU()
+        for (tid, thread) in threads {
+            let before = start.threads[tid].map { $0.name == thread.name ? $0.nanoseconds : 0 } ?? 0
+            delta.threads[tid] = (thread.name, thread.nanoseconds &- min(before, thread.nanoseconds))
+        }
+        return delta
+    }
+
+    /// The CPU seconds of the threads named `name`.
+    func seconds(of name: String) -> Double {
+        Double(threads.values.reduce(UInt64(0)) { $0 + ($1.name == name ? $1.nanoseconds : 0) }) / 1e9
+    }
 }
