@@ -164,6 +164,62 @@ struct CursorTests {
         }
     }
 
+    /// The pattern of a checkpoint: keys in order through one cursor, each sought; one found is replaced where the
+    /// cursor stands by a value of another size, or deleted there; one absent is inserted.
+    @Test func cursorOfAWriteTransactionReplacesWithOtherSizesAndInsertsInKeyOrder() throws {
+        try withTemporaryDirectory { dir in
+            let env = try Environment(path: dir + "/data.mdb", configuration: fastConfiguration())
+            let db = try env.openDatabase("table", flags: .create)
+            try env.write { txn in
+                for key in stride(from: UInt64(0), to: 3_000, by: 2) {
+                    try txn.put(bigEndianKey(key), bytes("v\(key)"), in: db)
+                }
+            }
+            // Every key from 0 to 2,999: an even one (present) grows to 300 bytes, shrinks to 1 or is deleted; an
+            // odd one (absent) is inserted.
+            func expected(_ key: UInt64) -> [UInt8]? {
+                guard key % 2 == 0 else { return bytes("new \(key)") }
+                switch key % 6 {
+                case 0: return [UInt8](repeating: UInt8(truncatingIfNeeded: key), count: 300)
+                case 2: return [UInt8(truncatingIfNeeded: key)]
+                default: return nil
+                }
+            }
+            try env.write { txn in
+                try txn.withCursor(db) { cursor in
+                    for key in UInt64(0)..<3_000 {
+                        let keyBytes = bigEndianKey(key)
+                        try keyBytes.withUnsafeBytes { keyBuffer in
+                            let found = try cursor.seek(exactly: keyBuffer)
+                            #expect((found != nil) == (key % 2 == 0), "key \(key)")
+                            if found != nil, let value = expected(key) {
+                                _ = try value.withUnsafeBytes {
+                                    try cursor.put(key: keyBuffer, value: $0, flags: .current)
+                                }
+                            } else if found != nil {
+                                try cursor.deleteCurrent()
+                            } else if let value = expected(key) {
+                                _ = try value.withUnsafeBytes { try cursor.put(key: keyBuffer, value: $0) }
+                            }
+                        }
+                    }
+                }
+            }
+            let stored = try env.read { txn in
+                try txn.withCursor(db) { cursor in
+                    var stored: [UInt64: [UInt8]] = [:]
+                    while let (key, value) = try cursor.move(.next) { stored[decodeBigEndian(key)] = Array(value) }
+                    return stored
+                }
+            }
+            let wanted = Dictionary(
+                uniqueKeysWithValues: (UInt64(0)..<3_000).compactMap { key in expected(key).map { (key, $0) } }
+            )
+            #expect(stored.count == wanted.count)
+            #expect(stored == wanted)
+        }
+    }
+
     @Test func cursorOfAReadTransactionCannotWrite() throws {
         try withTemporaryDirectory { dir in
             let env = try Environment(path: dir + "/data.mdb")

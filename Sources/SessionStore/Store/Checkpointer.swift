@@ -181,38 +181,45 @@ final class Checkpointer: Sendable {
     /// The most users one checkpoint transaction writes.
     static let chunkSize = StoreLayout.checkpointTransactionSize
 
+    /// Writes the changes at `addresses`, which are in key order, in one transaction, through one cursor: LMDB
+    /// finds a key near the cursor's page without searching from the root, and an existing entry is replaced
+    /// or deleted where the cursor found it.
     private func write(_ changes: ChangeSet, _ addresses: ArraySlice<IPAddress>, last: Bool) throws {
         var indexChanges: [TableIndexes.Change] = []
         indexChanges.reserveCapacity(addresses.count)
         try files.usersEnvironment.write { txn in
             indexChanges.removeAll(keepingCapacity: true)
-            for ip in addresses {
-                try ip.withUnsafeBytes { key in
-                    // The indexed fields of the session stored now.
-                    let old: TableIndexes.Fields? = try txn.withValue(forKey: key, in: files.users) { stored in
-                        guard let stored else { return nil }
-                        do throws(CorruptRecordError) {
-                            return TableIndexes.Fields(try RecordCodec.peekSessionIndexFields(stored))
-                        } catch {
-                            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
-                        }
-                    }
-                    var new: TableIndexes.Fields?
-                    switch changes.entries[ip]! {
-                    case .online(let value):
-                        try value.withUnsafeBytes { value in
+            try txn.withCursor(files.users) { cursor in
+                for ip in addresses {
+                    try ip.withUnsafeBytes { key in
+                        // The indexed fields of the session stored now.
+                        var old: TableIndexes.Fields?
+                        if let stored = try cursor.seek(exactly: key)?.value {
                             do throws(CorruptRecordError) {
-                                new = TableIndexes.Fields(try RecordCodec.peekSessionIndexFields(value))
+                                old = TableIndexes.Fields(try RecordCodec.peekSessionIndexFields(stored))
                             } catch {
-                                preconditionFailure("the change in memory for \(ip) does not decode: \(error)")
+                                throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
                             }
-                            _ = try txn.put(key: key, value: value, in: files.users)
                         }
-                    case .offline:
-                        if old != nil { _ = try txn.delete(key: key, in: files.users) }
+                        var new: TableIndexes.Fields?
+                        switch changes.entries[ip]! {
+                        case .online(let value):
+                            try value.withUnsafeBytes { value in
+                                do throws(CorruptRecordError) {
+                                    new = TableIndexes.Fields(try RecordCodec.peekSessionIndexFields(value))
+                                } catch {
+                                    preconditionFailure("the change in memory for \(ip) does not decode: \(error)")
+                                }
+                                // On the entry found: `current` replaces it (LMDB deletes and inserts again when
+                                // the size differs).
+                                try cursor.put(key: key, value: value, flags: old != nil ? .current : [])
+                            }
+                        case .offline:
+                            if old != nil { try cursor.deleteCurrent() }
+                        }
+                        // An update changes none of the indexed fields but, at times, the deadline.
+                        if old != new { indexChanges.append(.init(ip: ip, old: old, new: new)) }
                     }
-                    // An update changes none of the indexed fields but, at times, the deadline.
-                    if old != new { indexChanges.append(.init(ip: ip, old: old, new: new)) }
                 }
             }
             if last {
