@@ -172,15 +172,17 @@ struct CursorTests {
             let db = try env.openDatabase("table", flags: .create)
             try env.write { txn in
                 for key in stride(from: UInt64(0), to: 3_000, by: 2) {
-                    try txn.put(bigEndianKey(key), bytes("v\(key)"), in: db)
+                    // Every tenth on overflow pages of its own, as a value larger than half a page is.
+                    let value = key % 20 == 0 ? [UInt8](repeating: 7, count: 6_000) : bytes("v\(key)")
+                    try txn.put(bigEndianKey(key), value, in: db)
                 }
             }
-            // Every key from 0 to 2,999: an even one (present) grows to 300 bytes, shrinks to 1 or is deleted; an
-            // odd one (absent) is inserted.
+            // Every key from 0 to 2,999: an even one (present) grows to 300 or 5,000 bytes, shrinks to 1 or is
+            // deleted; an odd one (absent) is inserted.
             func expected(_ key: UInt64) -> [UInt8]? {
                 guard key % 2 == 0 else { return bytes("new \(key)") }
                 switch key % 6 {
-                case 0: return [UInt8](repeating: UInt8(truncatingIfNeeded: key), count: 300)
+                case 0: return [UInt8](repeating: UInt8(truncatingIfNeeded: key), count: key % 12 == 0 ? 5_000 : 300)
                 case 2: return [UInt8(truncatingIfNeeded: key)]
                 default: return nil
                 }
