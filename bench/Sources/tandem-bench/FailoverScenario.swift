@@ -185,6 +185,7 @@ struct FailoverScenario: AsyncParsableCommand {
         for sample in one.node.takeReplicationLagSamples() { lags.record(sample) }
         report.add("lag_events_per_s", Double(ticks * perTick * 2) / lagElapsed.inSeconds)
         report.add("lag_cpu_us_per_event", phase.cpuMicroseconds(per: ticks * perTick * 2))
+        report.addThreadCPU("lag", events: ticks * perTick * 2, clock: phase)
         report.add("lag_p50_ms", lags.milliseconds(atPercentile: 50))
         report.add("lag_p99_ms", lags.milliseconds(atPercentile: 99))
         report.add("lag_p999_ms", lags.milliseconds(atPercentile: 99.9))
@@ -286,6 +287,7 @@ struct FailoverScenario: AsyncParsableCommand {
         report.add("taken_over", promotion.takenOver)
         report.add("handover_users_per_s", Double(handedOver) / promotion.handoverAfter.inSeconds)
         report.add("handover_cpu_us_per_user", phase.cpuMicroseconds(per: handedOver))
+        report.addThreadCPU("handover", events: handedOver, clock: phase, unit: "user")
         var found = 0
         for number in stride(from: users, to: end, by: 97)
         where try two.store.session(for: BenchSession.address(number)) != nil {

@@ -112,14 +112,22 @@ extension Report {
     /// `login_events` they are `login_events_per_s` and `login_cpu_us_per_event`, for `replicated_logins` of
     /// unit `login` they are `replicated_logins_per_s` and `replicated_cpu_us_per_login`.
     ///
-    /// It also adds the CPU time per event of the store's writer and checkpointer threads (of every store in the
-    /// process): `login_writer_cpu_us_per_event` and `login_checkpointer_cpu_us_per_event` for `login_events`.
+    /// It also adds the store threads' share (``addThreadCPU(_:events:clock:unit:)``).
     mutating func addPhase(_ name: String, events: Int, clock: PhaseClock, unit: String = "event") {
         addPhase(name, events: events, seconds: clock.seconds, cpuSeconds: clock.cpu, unit: unit)
+        addThreadCPU(Self.stem(name, unit: unit), events: events, clock: clock, unit: unit)
+    }
+
+    /// Adds the CPU time per event of the store's writer and checkpointer threads (of every store in the
+    /// process) since `clock` began: `churn_writer_cpu_us_per_event` and `churn_checkpointer_cpu_us_per_event`
+    /// for the stem `churn`. Nothing when no store thread ran.
+    mutating func addThreadCPU(_ stem: String, events: Int, clock: PhaseClock, unit: String = "event") {
         let threads = ThreadCPU.read().since(clock.threadsAtStart)
-        let stem = Self.stem(name, unit: unit)
-        for (role, thread) in [("writer", ThreadCPU.writer), ("checkpointer", ThreadCPU.checkpointer)] {
-            add("\(stem)_\(role)_cpu_us_per_\(unit)", PhaseClock.microseconds(threads.seconds(of: thread), per: events))
+        let roles = [("writer", ThreadCPU.writer), ("checkpointer", ThreadCPU.checkpointer)]
+        let seconds = roles.map { threads.seconds(of: $0.1) }
+        guard seconds.contains(where: { $0 > 0 }) else { return }
+        for ((role, _), seconds) in zip(roles, seconds) {
+            add("\(stem)_\(role)_cpu_us_per_\(unit)", PhaseClock.microseconds(seconds, per: events))
         }
     }
 
