@@ -123,12 +123,11 @@ extension Report {
     /// for the stem `churn`. Nothing when no store thread ran.
     mutating func addThreadCPU(_ stem: String, events: Int, clock: PhaseClock, unit: String = "event") {
         let threads = ThreadCPU.read().since(clock.threadsAtStart)
-        let roles = [("writer", ThreadCPU.writer), ("checkpointer", ThreadCPU.checkpointer)]
-        let seconds = roles.map { threads.seconds(of: $0.1) }
-        guard seconds.contains(where: { $0 > 0 }) else { return }
-        for ((role, _), seconds) in zip(roles, seconds) {
-            add("\(stem)_\(role)_cpu_us_per_\(unit)", PhaseClock.microseconds(seconds, per: events))
-        }
+        let writer = threads.seconds(of: ThreadCPU.writer)
+        let checkpointer = threads.seconds(of: ThreadCPU.checkpointer)
+        guard writer > 0 || checkpointer > 0 else { return }
+        add("\(stem)_writer_cpu_us_per_\(unit)", PhaseClock.microseconds(writer, per: events))
+        add("\(stem)_checkpointer_cpu_us_per_\(unit)", PhaseClock.microseconds(checkpointer, per: events))
     }
 
     /// Adds the rate and CPU time per event of a phase measured already: `seconds` of wall clock and
@@ -185,7 +184,7 @@ struct ThreadCPU {
         var delta = ThreadCPU()
         for (tid, thread) in threads {
             let before = start.threads[tid].map { $0.name == thread.name ? $0.nanoseconds : 0 } ?? 0
-            delta.threads[tid] = (thread.name, thread.nanoseconds &- min(before, thread.nanoseconds))
+            delta.threads[tid] = (thread.name, thread.nanoseconds - min(before, thread.nanoseconds))
         }
         return delta
     }
