@@ -599,14 +599,75 @@ public final class SessionStore: Sendable {
         }
     }
 
+    /// Hands every online session that `include` accepts to `body` in batches of at most `batchSize`, as of
+    /// one instant, decoded on two threads: the calling one and one of the store's, `tandem-decode`. The
+    /// handover after a takeover walks this way.
+    ///
+    /// The calling thread walks the users table and the changes in memory in address order, reads each
+    /// session's owner and term (as ``forEachSession(where:_:)`` does) and gathers the stored bytes of the
+    /// sessions `include` accepts. Each full batch goes to the other thread, unless a batch already waits
+    /// there: then the calling thread decodes it itself. The sessions of a batch are in address order; the
+    /// batches come in no set order, and `body` may run on both threads at once.
+    ///
+    /// ```swift
+    /// let handedOver = Locked(0)
+    /// try store.forEachSessionBatch(where: { owner, _ in owner == peer }, batchSize: 16_384) { batch in
+    ///     handedOver.withLock { $0 += batch.count }
+    ///     continuation.yield(batch)
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - include: whether a session of this owner and generation term is wanted.
+    ///   - batchSize: the most sessions of one batch, at least 1.
+    ///   - body: called once per batch, never with an empty one.
+    /// - Throws: ``SessionStoreError`` of kind ``SessionStoreError/Kind/corruptRecord`` when a stored session
+    ///   is damaged (the batches handed over before it stay handed over), of kind
+    ///   ``SessionStoreError/Kind/storage`` when the users table cannot be read.
+    public func forEachSessionBatch(
+        where include: (_ owner: DeviceID, _ term: UInt32) -> Bool,
+        batchSize: Int,
+        _ body: @escaping @Sendable ([Session]) -> Void
+    ) throws {
+        precondition(batchSize > 0, "a batch holds at least one session")
+        let decoder = BatchDecoder(deliver: body)
+        var gathered = StoredSessions(capacity: batchSize)
+        do {
+            try walkStoredSessions(include) { value, ip in
+                gathered.append(value, ip: ip)
+                guard gathered.count == batchSize else { return }
+                if let failure = decoder.failed { throw failure }
+                if let left = decoder.offer(gathered) { body(try left.decoded()) }
+                gathered = StoredSessions(capacity: batchSize)
+            }
+            if gathered.count > 0 { body(try gathered.decoded()) }
+        } catch {
+            _ = decoder.finish()
+            if let error = error as? LMDBError {
+                throw SessionStoreError.storage(error, doing: "reading the users table")
+            }
+            throw error
+        }
+        if let failure = decoder.finish() { throw failure }
+    }
+
     private func walkSessions(
         _ include: (_ owner: DeviceID, _ term: UInt32) -> Bool,
         _ body: (Session) throws -> Void
     ) throws {
-        // A session is decoded only when `include` takes it: its owner and term are read from the value first.
+        try walkStoredSessions(include) { value, ip in try body(try decodeStoredSession(value, ip: ip)) }
+    }
+
+    /// Calls `visit` with the stored value of every online session that `include` accepts, in address order,
+    /// as of one instant: the users table read in one transaction, overlaid with the changes in memory.
+    private func walkStoredSessions(
+        _ include: (_ owner: DeviceID, _ term: UInt32) -> Bool,
+        _ accepted: (UnsafeRawBufferPointer, IPAddress) throws -> Void
+    ) throws {
+        // A session's owner and term are read from the value first: `accepted` sees only those `include` takes.
         func visit(_ value: UnsafeRawBufferPointer, ip: IPAddress) throws {
             let subject = try peekStoredSessionOwner(value, ip: ip)
-            if include(subject.owner, subject.generation.term) { try body(try decodeStoredSession(value, ip: ip)) }
+            if include(subject.owner, subject.generation.term) { try accepted(value, ip) }
         }
         func visit(_ entry: StoredEntry, ip: IPAddress) throws {
             if case .online(let value) = entry { try value.withUnsafeBytes { try visit($0, ip: ip) } }
