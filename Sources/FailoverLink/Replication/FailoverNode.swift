@@ -140,7 +140,9 @@ public final class FailoverNode: Service {
     /// Replication events, for the controller and the operator (the newest 1,024 are kept).
     public let events: AsyncStream<Event>
     /// After ``promote()``: every taken-over session, in batches, so that the controller reinstalls the
-    /// users in its data plane. Unbounded: read it while promoting.
+    /// users in its data plane. The sessions of a batch are in address order; the batches come in no set
+    /// order, since two threads decode them (``SessionStore/forEachSessionBatch(where:batchSize:_:)``).
+    /// Unbounded: read it while promoting.
     public let takenOver: AsyncStream<[Session]>
 
     private let eventsContinuation: AsyncStream<Event>.Continuation
@@ -434,24 +436,19 @@ public final class FailoverNode: Service {
         let promotion = try await store.promote(over: peer, peerTerm: peerTerm)
         let ready = started.duration(to: .now)
         let me = store.deviceID
-        var batch: [Session] = []
-        batch.reserveCapacity(configuration.handoverBatch)
-        var count = 0
-        // Filtered on owner and term before a session is decoded: only the taken-over ones are.
+        // Filtered on owner and term before a session is decoded: only the taken-over ones are, on two threads.
         let (before, after) = (promotion.before, promotion.after)
         let takenOver = { (owner: DeviceID, term: UInt32) -> Bool in
             before.effectiveOwner(owner: owner, term: term) == peer
                 && after.effectiveOwner(owner: owner, term: term) == me
         }
-        try store.forEachSession(where: takenOver) { session in
-            batch.append(session)
-            count += 1
-            if batch.count == configuration.handoverBatch {
-                takenOverContinuation.yield(batch)
-                batch.removeAll(keepingCapacity: true)
-            }
+        let handedOver = Locked(0)
+        let continuation = takenOverContinuation
+        try store.forEachSessionBatch(where: takenOver, batchSize: configuration.handoverBatch) { batch in
+            handedOver.withLock { $0 += batch.count }
+            continuation.yield(batch)
         }
-        if !batch.isEmpty { takenOverContinuation.yield(batch) }
+        let count = handedOver.withLock { $0 }
         let report = PromotionReport(
             term: promotion.term,
             takenOver: count,
