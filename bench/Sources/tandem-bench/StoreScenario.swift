@@ -203,8 +203,8 @@ struct StoreScenario: AsyncParsableCommand {
         // Walk: every online user read back in address order, as a handover reads the users it takes over, after a
         // checkpoint so that the checkpointer stays idle meanwhile. As `FailoverNode.promote()` does, each stored
         // value's owner and term are read first and tested against the takeovers before and after a promotion
-        // (here one of device 2 over this store's device 1, so every session is taken over), then the session is
-        // decoded and gathered into batches of 16,384. Five walks; the one of median length is reported, since a
+        // (here one of device 2 over this store's device 1, so every session is taken over), then the sessions are
+        // decoded in batches of 16,384 on two threads (`forEachSessionBatch`). Five walks; the one of median length is reported, since a
         // single walk is short and varies with the machine's other work.
         try await store.checkpoint()
         progress("walk: \(store.count) users, five times")
@@ -218,18 +218,13 @@ struct StoreScenario: AsyncParsableCommand {
                 && after.effectiveOwner(owner: owner, term: term) == me
         }
         var walks: [(seconds: Double, cpu: Double, users: Int)] = []
-        let batchSize = 16_384
-        var batch: [Session] = []
-        batch.reserveCapacity(batchSize)
         for _ in 0..<5 {
             let clock = PhaseClock()
-            var walked = 0
-            try store.forEachSession(where: takenOver) { session in
-                batch.append(session)
-                walked += 1
-                if batch.count == batchSize { batch.removeAll(keepingCapacity: true) }
+            let counted = Counter()
+            try store.forEachSessionBatch(where: takenOver, batchSize: 16_384) { batch in
+                counted.value.add(batch.count, ordering: .relaxed)
             }
-            batch.removeAll(keepingCapacity: true)
+            let walked = counted.value.load(ordering: .relaxed)
             walks.append((clock.seconds, clock.cpu, walked))
             guard walked == store.count else {
                 throw ValidationError("a walk read \(walked) users, but \(store.count) are online")
@@ -366,4 +361,9 @@ enum BenchSession {
             )
         )
     }
+}
+
+/// A count that batches handed over on two threads add to.
+private final class Counter: Sendable {
+    let value = Atomic<Int>(0)
 }
