@@ -107,6 +107,8 @@ final class Pair: @unchecked Sendable {
         var configuration = FailoverNode.Configuration(link: try linkConfiguration(id))
         configuration.digestInterval = digestInterval
         configuration.snapshotBatch = 500
+        // Handovers of a few hundred users come in several batches, decoded on both of the walk's threads.
+        configuration.handoverBatch = 64
         return FailoverNode(
             store: store,
             configuration: configuration,

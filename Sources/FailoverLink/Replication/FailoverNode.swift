@@ -40,7 +40,8 @@ public final class FailoverNode: Service {
         public var batchBytes = 256 << 10
         /// How many sessions a snapshot frame carries. Default: 4,096.
         public var snapshotBatch = 4096
-        /// How many sessions each batch of ``FailoverNode/takenOver`` holds. Default: 16,384.
+        /// How many sessions each batch of ``FailoverNode/takenOver`` holds at most (a value below 1 counts as
+        /// 1). Default: 16,384.
         public var handoverBatch = 16_384
 
         /// A configuration with the defaults documented on each property.
@@ -444,7 +445,7 @@ public final class FailoverNode: Service {
         }
         let handedOver = Locked(0)
         let continuation = takenOverContinuation
-        try store.forEachSessionBatch(where: takenOver, batchSize: configuration.handoverBatch) { batch in
+        try store.forEachSessionBatch(where: takenOver, batchSize: max(1, configuration.handoverBatch)) { batch in
             handedOver.withLock { $0 += batch.count }
             continuation.yield(batch)
         }
