@@ -119,6 +119,55 @@ struct VerificationTests {
     }
 
     @Test(
+        "over several turns of the ring of own changes, taking them out gives what a plain list of the newest gives, touched ones included"
+    )
+    func ownChangesRing() {
+        // Commits of 1 to 4,000 own changes over 211 addresses, some touched by the peer's events after.
+        let capacity = DigestHistory.ownCapacity
+        var history = DigestHistory()
+        var all: [DigestHistory.OwnDelta] = []
+        var touched: Set<Int> = []  // indices in `all` of changes a peer's event touched since
+        var sequence: UInt64 = 0
+        var commit = 0
+        while all.count < 3 * capacity + 17 {
+            commit += 1
+            let size = 1 + (commit * 7_919) % 4_000
+            let changes = (0..<size).map { _ in
+                sequence += 1
+                return DigestHistory.OwnDelta(
+                    sequence: sequence,
+                    ip: IPAddress(ipv4: UInt32(sequence % 211)),
+                    delta: sequence &* 0x9E37_79B9
+                )
+            }
+            let hit = commit % 5 == 0 ? [IPAddress(ipv4: UInt32(commit % 211))] : []
+            history.noteChanges(own: changes, touchedByPeer: hit)
+            all += changes
+            // The model: a peer's event touches the latest change of the address among the newest `capacity`.
+            let kept = max(0, all.count - capacity)
+            for ip in hit {
+                if let index = all.indices.last(where: { all[$0].ip == ip }), index >= kept { touched.insert(index) }
+            }
+        }
+        let kept = all.count - capacity
+        let point = Self.point(through: sequence, applied: 0, value: 12_345, ownThrough: sequence)
+        history.append(point)
+        for ownThrough in [all[kept - 1].sequence, all[kept].sequence, sequence - 5_000, sequence - 1, sequence] {
+            var expected: UInt64? = 12_345
+            for index in (kept..<all.count).reversed() where all[index].sequence > ownThrough {
+                if touched.contains(index) {
+                    expected = nil
+                    break
+                }
+                expected = expected.map { $0 &- all[index].delta }
+            }
+            #expect(history.value(of: point, withOwnThrough: ownThrough) == expected, "own through \(ownThrough)")
+        }
+        // Older than the newest `capacity` own changes: forgotten.
+        #expect(history.value(of: point, withOwnThrough: all[kept - 2].sequence) == nil)
+    }
+
+    @Test(
         "own changes made before the store was opened or emptied, whose digest changes it never knew, are not taken out: no comparison until the peer has them"
     )
     func ownChangesBeforeOpen() {

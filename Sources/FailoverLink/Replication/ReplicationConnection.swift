@@ -385,7 +385,7 @@ struct ReplicationConnection: Sendable {
         let (requested, position) = context.machine.withLock { ($0.verification.peerRequested, $0.senderPosition) }
         guard requested else { return false }
         let installing = store.isInstallingSnapshot
-        let point = installing ? nil : store.digestHistory.latest(through: position)
+        let point = installing ? nil : store.withDigestHistory { $0.latest(through: position) }
         guard let message = context.machine.withLock({ $0.digestPointToSend(installing: installing, point: point) })
         else { return false }
         try await outbound.write(message.frame())
@@ -396,10 +396,21 @@ struct ReplicationConnection: Sendable {
     /// it was applied here.
     private func compare(_ peerPoint: DigestMessage, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         let installing = store.isInstallingSnapshot
-        let history = installing ? DigestHistory() : store.digestHistory
         let logHistory = store.historyID
-        let action = context.machine.withLock {
-            $0.compare(peerPoint, history: history, logHistory: logHistory, installing: installing, now: .now)
+        // Compared under the digests' lock (taken inside the machine's; the writer takes the digests' alone).
+        let action = context.machine.withLock { machine in
+            if installing {
+                return machine.compare(
+                    peerPoint,
+                    history: DigestHistory(),
+                    logHistory: logHistory,
+                    installing: true,
+                    now: .now
+                )
+            }
+            return store.withDigestHistory { history in
+                machine.compare(peerPoint, history: history, logHistory: logHistory, installing: false, now: .now)
+            }
         }
         switch action {
         case .nothing:

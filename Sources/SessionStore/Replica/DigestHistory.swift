@@ -71,38 +71,43 @@ package struct DigestHistory: Sendable {
     /// How many own changes are kept.
     package static let ownCapacity = 1 << 16
 
-    /// This store's recent own changes, oldest first, and the last sequence of those forgotten.
-    private(set) var own: [OwnDelta] = []
-    private var ownHead = 0
+    /// This store's recent own changes, in a ring of ``ownCapacity``: the change counted `index` from the first
+    /// ever kept is at `ownRing[index % ownCapacity]` while `ownStart <= index < ownEnd`. Each change that falls
+    /// out of the ring is forgotten as the next one comes in, so that no commit pays for forgetting thousands.
+    private var ownRing: [OwnDelta] = []
+    private var ownStart = 0
+    private var ownEnd = 0
+    /// The last sequence of the own changes forgotten.
     private(set) var forgottenThrough: UInt64 = 0
-    /// The index in `own` (counted from the first ever kept) of the latest own change of each address.
+    /// The index (counted from the first ever kept) of the latest own change of each address in the ring.
     private var latestOwn: [IPAddress: Int] = [:]
-    private var ownBase = 0
 
     package init() {}
 
     /// Notes the own changes of a commit, and the addresses the peer's events of that commit changed.
     package mutating func noteChanges(own changes: [OwnDelta], touchedByPeer addresses: [IPAddress]) {
+        if ownRing.isEmpty, !changes.isEmpty {
+            // Room for the whole ring at once: growing it, and the map, would copy them within a commit.
+            ownRing.reserveCapacity(Self.ownCapacity)
+            latestOwn.reserveCapacity(Self.ownCapacity)
+        }
         for change in changes {
-            latestOwn[change.ip] = ownBase + own.count
-            own.append(change)
+            if ownEnd - ownStart == Self.ownCapacity { forgetOldestOwnChange() }
+            let slot = ownEnd % Self.ownCapacity
+            if slot == ownRing.count { ownRing.append(change) } else { ownRing[slot] = change }
+            latestOwn[change.ip] = ownEnd
+            ownEnd += 1
         }
         for ip in addresses {
-            if let index = latestOwn[ip], index >= ownBase + ownHead { own[index - ownBase].disturbed = true }
+            if let index = latestOwn[ip] { ownRing[index % Self.ownCapacity].disturbed = true }
         }
-        if own.count - ownHead > Self.ownCapacity {
-            let drop = own.count - ownHead - Self.ownCapacity
-            forgottenThrough = max(forgottenThrough, own[ownHead + drop - 1].sequence)
-            ownHead += drop
-        }
-        if ownHead > Self.ownCapacity {
-            for index in 0..<ownHead where latestOwn[own[index].ip] == ownBase + index {
-                latestOwn[own[index].ip] = nil
-            }
-            own.removeFirst(ownHead)
-            ownBase += ownHead
-            ownHead = 0
-        }
+    }
+
+    private mutating func forgetOldestOwnChange() {
+        let oldest = ownRing[ownStart % Self.ownCapacity]
+        forgottenThrough = max(forgottenThrough, oldest.sequence)
+        if latestOwn[oldest.ip] == ownStart { latestOwn[oldest.ip] = nil }
+        ownStart += 1
     }
 
     /// Forgets this store's own changes through `sequence`: those made before it was opened, or before it was
@@ -120,7 +125,10 @@ package struct DigestHistory: Sendable {
         guard point.ownThrough > ownThrough else { return point.value }
         guard forgottenThrough <= ownThrough else { return nil }
         var value = point.value
-        for change in own[ownHead...].reversed() {
+        var index = ownEnd
+        while index > ownStart {
+            index -= 1
+            let change = ownRing[index % Self.ownCapacity]
             if change.sequence <= ownThrough { break }
             if change.sequence > point.through { continue }
             if change.disturbed { return nil }
@@ -143,9 +151,9 @@ package struct DigestHistory: Sendable {
     mutating func removeAll() {
         points.removeAll()
         next = 0
-        own.removeAll()
-        ownHead = 0
-        ownBase = 0
+        ownRing.removeAll()
+        ownStart = 0
+        ownEnd = 0
         latestOwn.removeAll()
         forgottenThrough = 0
     }

@@ -116,8 +116,20 @@ extension SessionStore {
     /// ``DigestHistory/Point/installs``).
     package var snapshotInstalls: UInt64 { writer.shared.status.withLock { $0.installs } }
 
-    /// The digest after recent commits.
+    /// A copy of the digest after recent commits, for tests and tools. The link reads it with
+    /// ``withDigestHistory(_:)``, which does not copy it.
     package var digestHistory: DigestHistory { writer.shared.digests.withLock { $0 } }
+
+    /// Runs `body` with the digest after recent commits, under the lock the writer takes to note each commit.
+    ///
+    /// The history is lent, not copied: a copy alive while the writer notes its next commit would make the
+    /// writer copy the whole history (tens of thousands of entries) in the middle of that commit.
+    package func withDigestHistory<Result>(_ body: (borrowing DigestHistory) -> Result) -> Result {
+        writer.shared.digests.withLock { history -> sending Result in
+            nonisolated(unsafe) let result = body(history)
+            return result
+        }
+    }
 
     /// Places (or moves) hold `name` at the first sequence after the current checkpoint, for a snapshot, or
     /// keeps it where it is when that is earlier and still in the log; returns where it stands.
