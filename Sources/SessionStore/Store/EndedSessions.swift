@@ -20,8 +20,11 @@ struct EndedSessions: Sendable {
     static let capacity = 1 << 18
 
     private var keys: Set<Key> = []
+    /// The remembered ends in the order they came, in a ring of `capacity`: the end counted `index` from the
+    /// first ever is at `order[index % capacity]` while `start <= index < end`.
     private var order: [Key] = []
-    private var head = 0
+    private var start = 0
+    private var end = 0
 
     /// Whether the session `key` names ended here.
     func contains(_ key: Key) -> Bool {
@@ -29,16 +32,21 @@ struct EndedSessions: Sendable {
     }
 
     /// Remembers that the session `key` names ended, forgetting the oldest end beyond `capacity`.
+    ///
+    /// The set and the ring take their full size at the first end: growing them would rehash or copy every
+    /// end remembered, within one of the writer's commits.
     mutating func insert(_ key: Key) {
+        if order.isEmpty {
+            keys.reserveCapacity(Self.capacity + 1)
+            order.reserveCapacity(Self.capacity)
+        }
         guard keys.insert(key).inserted else { return }
-        order.append(key)
-        if order.count - head > Self.capacity {
-            keys.remove(order[head])
-            head += 1
+        if end - start == Self.capacity {
+            keys.remove(order[start % Self.capacity])
+            start += 1
         }
-        if head > Self.capacity {
-            order.removeFirst(head)
-            head = 0
-        }
+        let slot = end % Self.capacity
+        if slot == order.count { order.append(key) } else { order[slot] = key }
+        end += 1
     }
 }
