@@ -70,9 +70,10 @@ extension SessionStore {
         /// How often sessions past their session-timeout deadline are logged out, or `nil` to leave that
         /// to explicit ``SessionStore/expireSessions(asOf:)`` calls. Default: 1 second.
         public var expiryInterval: Duration? = .seconds(1)
-        /// The most log entries one group commit deletes behind a checkpoint, bounding the latency that
-        /// truncation adds to a commit. Default: 20,000.
-        public var truncationBatch: Int = 20_000
+        /// The most log entries one group commit deletes behind a checkpoint, bounding the pause that
+        /// truncation adds to a commit; a commit that logs more than half as many records deletes twice as
+        /// many as it logs, so that truncation keeps up with the log. Default: 2,048.
+        public var truncationBatch: Int = 2_048
         /// The initial size of each LMDB map; maps grow by themselves. Default: 1 GiB (address space only).
         public var initialMapSize: Int = 1 << 30
         /// What a store found damaged (a record or a session that fails its checksum) does when it is opened,

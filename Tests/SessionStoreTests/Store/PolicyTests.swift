@@ -70,6 +70,16 @@ struct PolicyTests {
         #expect(retention.truncationTarget(holds: ["peer-2": 0], checkpoint: 80) == 0)
     }
 
+    @Test("a commit deletes at most the truncation batch behind the checkpoint, or twice what it logs when more")
+    func truncationLimit() {
+        let retention = RetentionPolicy(quotaBytes: 1 << 20, truncationBatch: 2_048)
+        #expect(retention.truncationLimit(logged: 0) == 2_048)
+        #expect(retention.truncationLimit(logged: 1_024) == 2_048)
+        #expect(retention.truncationLimit(logged: 1_025) == 2_050)
+        #expect(retention.truncationLimit(logged: 262_144) == 524_288)
+        #expect(RetentionPolicy(quotaBytes: 1 << 20, truncationBatch: 0).truncationLimit(logged: 0) == 1)
+    }
+
     @Test("over its quota the log drops the holds that keep what the checkpoint wrote, and reads its size only then")
     func quota() {
         let retention = RetentionPolicy(quotaBytes: 1_000)

@@ -5,9 +5,20 @@
 struct RetentionPolicy: Sendable, Equatable {
     /// The most log kept for lagging peers, in bytes.
     var quotaBytes: Int
+    /// The most log entries a commit deletes, unless it logs more than half as many itself.
+    var truncationBatch: Int
 
-    init(quotaBytes: Int) {
+    init(quotaBytes: Int, truncationBatch: Int = 2_048) {
         self.quotaBytes = quotaBytes
+        self.truncationBatch = truncationBatch
+    }
+
+    /// How many log entries a commit that logs `logged` records may delete behind the checkpoint: the batch,
+    /// or twice what it logs when that is more. Deleting costs the writer time within the commit, so a small
+    /// batch keeps each commit's pause short; a large commit deletes in proportion, so that truncation keeps
+    /// up with the log however few commits carry it.
+    func truncationLimit(logged: Int) -> Int {
+        max(truncationBatch, 1, 2 * logged)
     }
 
     /// The highest sequence the log may delete: behind the checkpoint, and before every hold (a hold at N

@@ -105,7 +105,10 @@ final class LogWriter: @unchecked Sendable {
         self.peerUpdates = peerUpdates
         self.state = WriterState(files: files, overlay: overlay, shared: shared, logger: logger, recovered: recovered)
         self.checkpointPolicy = CheckpointPolicy(configuration)
-        self.retention = RetentionPolicy(quotaBytes: configuration.logQuotaBytes)
+        self.retention = RetentionPolicy(
+            quotaBytes: configuration.logQuotaBytes,
+            truncationBatch: configuration.truncationBatch
+        )
         self.expiry = ExpirySchedule(
             interval: configuration.expiryInterval.map { UInt64($0.nanoseconds) },
             now: monotonicNanoseconds()
@@ -515,7 +518,7 @@ final class LogWriter: @unchecked Sendable {
             return nil
         }
         let started = monotonicNanoseconds()
-        let truncationBatch = configuration.truncationBatch
+        let truncationBatch = retention.truncationLimit(logged: state.stagedRecords)
         let truncated: UInt64??
         do {
             truncated = try files.logEnvironment.write { txn -> UInt64?? in
