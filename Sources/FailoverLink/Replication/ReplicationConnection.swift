@@ -397,19 +397,11 @@ struct ReplicationConnection: Sendable {
     private func compare(_ peerPoint: DigestMessage, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         let installing = store.isInstallingSnapshot
         let logHistory = store.historyID
-        // Compared under the digests' lock (taken inside the machine's; the writer takes the digests' alone).
+        // Compared under the digests' lock (taken inside the machine's; the writer takes the digests' alone). While
+        // a snapshot is being installed, the comparison reads no history.
         let action = context.machine.withLock { machine in
-            if installing {
-                return machine.compare(
-                    peerPoint,
-                    history: DigestHistory(),
-                    logHistory: logHistory,
-                    installing: true,
-                    now: .now
-                )
-            }
-            return store.withDigestHistory { history in
-                machine.compare(peerPoint, history: history, logHistory: logHistory, installing: false, now: .now)
+            store.withDigestHistory { history in
+                machine.compare(peerPoint, history: history, logHistory: logHistory, installing: installing, now: .now)
             }
         }
         switch action {

@@ -124,11 +124,8 @@ extension SessionStore {
     ///
     /// The history is lent, not copied: a copy alive while the writer notes its next commit would make the
     /// writer copy the whole history (tens of thousands of entries) in the middle of that commit.
-    package func withDigestHistory<Result>(_ body: (borrowing DigestHistory) -> Result) -> Result {
-        writer.shared.digests.withLock { history -> sending Result in
-            nonisolated(unsafe) let result = body(history)
-            return result
-        }
+    package func withDigestHistory<Result: Sendable>(_ body: (borrowing DigestHistory) -> Result) -> Result {
+        writer.shared.digests.withLock { body($0) }
     }
 
     /// Places (or moves) hold `name` at the first sequence after the current checkpoint, for a snapshot, or

@@ -658,7 +658,7 @@ public final class SessionStore: Sendable {
         try walkStoredSessions(include) { value, ip in try body(try decodeStoredSession(value, ip: ip)) }
     }
 
-    /// Calls `visit` with the stored value of every online session that `include` accepts, in address order,
+    /// Calls `accepted` with the stored value of every online session that `include` accepts, in address order,
     /// as of one instant: the users table read in one transaction, overlaid with the changes in memory.
     private func walkStoredSessions(
         _ include: (_ owner: DeviceID, _ term: UInt32) -> Bool,

@@ -204,8 +204,8 @@ struct StoreScenario: AsyncParsableCommand {
         // checkpoint so that the checkpointer stays idle meanwhile. As `FailoverNode.promote()` does, each stored
         // value's owner and term are read first and tested against the takeovers before and after a promotion
         // (here one of device 2 over this store's device 1, so every session is taken over), then the sessions are
-        // decoded in batches of 16,384 on two threads (`forEachSessionBatch`). Five walks; the one of median length is reported, since a
-        // single walk is short and varies with the machine's other work.
+        // decoded in batches of 16,384 on two threads (`forEachSessionBatch`). Five walks; the one of median
+        // length is reported, since a single walk is short and varies with the machine's other work.
         try await store.checkpoint()
         progress("walk: \(store.count) users, five times")
         let (peer, me): (DeviceID, DeviceID) = (1, 2)
