@@ -54,7 +54,8 @@ struct StoredSessions: Sendable {
 /// decoding, and the walk never waits for the thread. The thread starts with the first batch offered: a walk
 /// of a single batch starts none.
 ///
-/// `@unchecked Sendable`: its state is read and written only under `lock`.
+/// `@unchecked Sendable`: `waiting`, `finishing` and `failure` are read and written only under `lock`;
+/// `thread` only by the walking thread, in ``offer(_:)`` and ``finish()``.
 final class BatchDecoder: @unchecked Sendable {
     private let lock = ConditionLock()
     private let deliver: @Sendable ([Session]) -> Void
