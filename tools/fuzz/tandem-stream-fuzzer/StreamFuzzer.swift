@@ -74,8 +74,9 @@ private let current = Locked<Harness?>(nil)
 
 func exercise(_ bytes: UnsafeRawBufferPointer) {
     let frames = parseFrames(bytes)
-    let before = current.withLock { $0.take() } ?? freshHarness()
-    var harness = blocking { await run(frames, on: before) }
+    var harness = blocking { [before = current.withLock { $0.take() } ?? freshHarness()] in
+        await run(frames, on: before)
+    }
     harness.inputs += 1
     // Replaced after the input, not before the next: a store that fails to open again fails on the input
     // that left it so.
@@ -84,6 +85,29 @@ func exercise(_ bytes: UnsafeRawBufferPointer) {
         harness = freshHarness()
     }
     current.withLock { $0 = harness }
+    checkClosedStoresReleased()
+}
+
+/// The stores an input closed, held weakly: none may outlive the input. One that something still held would be
+/// freed later, on another thread; when libFuzzer exits meanwhile, LeakSanitizer stops the world halfway through
+/// that free and reports the store's weak-reference side table as leaked.
+private let closedStores = Locked<[ClosedStore]>([])
+
+private struct ClosedStore: Sendable {
+    weak var store: SessionStore?
+    let path: String
+}
+
+private func noteClosed(_ store: SessionStore) {
+    closedStores.withLock { $0.append(ClosedStore(store: store, path: store.path)) }
+}
+
+private func checkClosedStoresReleased() {
+    let held = closedStores.withLock { stores in
+        defer { stores.removeAll() }
+        return stores.filter { $0.store != nil }.map(\.path)
+    }
+    check(held.isEmpty, "the stores closed at \(held) are still held once the input is done")
 }
 
 /// Splits the input into frames, slices of one buffer; see the comment at the top of the file.
@@ -670,7 +694,11 @@ private func openStore(at path: String) -> SessionStore {
 /// Closes the store, checks that it opens again with the same sessions and digest, and removes it.
 private func retire(_ harness: Harness) {
     let store = harness.store
-    blocking { await reopen(store).close() }
+    blocking {
+        let reopened = await reopen(store)
+        await reopened.close()
+        noteClosed(reopened)
+    }
     removeTree(harness.directory)
 }
 
@@ -680,6 +708,7 @@ private func reopen(_ store: SessionStore) async -> SessionStore {
     let sessions = allSessions(of: store)
     let closed = StoreState(store)
     await store.close()
+    noteClosed(store)
     let reopened = openStore(at: store.path)
     do {
         try await reopened.initializeDigest()
@@ -728,13 +757,16 @@ private func removeTree(_ path: String) {
 
 /// Runs `body` on a task and blocks the calling thread until it is done. libFuzzer calls a synchronous function;
 /// the store's writer runs on a thread of its own and the task on the cooperative pool, so blocking this thread
-/// holds up neither.
+/// holds up neither. The task takes `body` from a box instead of capturing it: a task frees what it captured
+/// only after it ends, on its own thread, so a captured store closed by `body` would be freed after this
+/// function returns (see `closedStores`).
 @discardableResult
 private func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
     let result = ResultBox<T>()
+    let work = Locked<(@Sendable () async -> T)?>(body)
     let done = DispatchSemaphore(value: 0)
     Task {
-        let value = await body()
+        let value = await work.withLock { $0.take()! }()
         result.value.withLock { $0 = value }
         done.signal()
     }
@@ -781,6 +813,7 @@ enum CorpusReplayer {
             print("ok \(path) (\(bytes.count) bytes)")
         }
         if let harness = current.withLock({ $0.take() }) { retire(harness) }
+        checkClosedStoresReleased()
     }
 
     static func readFile(_ path: String) throws -> [UInt8] {
