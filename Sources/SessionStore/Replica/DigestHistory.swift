@@ -71,43 +71,33 @@ package struct DigestHistory: Sendable {
     /// How many own changes are kept.
     package static let ownCapacity = 1 << 16
 
-    /// This store's recent own changes, in a ring of ``ownCapacity``: the change counted `index` from the first
-    /// ever kept is at `ownRing[index % ownCapacity]` while `ownStart <= index < ownEnd`. Each change that falls
-    /// out of the ring is forgotten as the next one comes in, so that no commit pays for forgetting thousands.
-    private var ownRing: [OwnDelta] = []
-    private var ownStart = 0
-    private var ownEnd = 0
+    /// This store's recent own changes, oldest first. Each change that falls out of the ring is forgotten as the
+    /// next one comes in, so that no commit pays for forgetting thousands.
+    private var own = Ring<OwnDelta>(capacity: ownCapacity)
     /// The last sequence of the own changes forgotten.
     private(set) var forgottenThrough: UInt64 = 0
-    /// The index (counted from the first ever kept) of the latest own change of each address in the ring.
+    /// The ring index of the latest own change of each address in the ring.
     private var latestOwn: [IPAddress: Int] = [:]
 
     package init() {}
 
     /// Notes the own changes of a commit, and the addresses the peer's events of that commit changed.
     package mutating func noteChanges(own changes: [OwnDelta], touchedByPeer addresses: [IPAddress]) {
-        if ownRing.isEmpty, !changes.isEmpty {
+        if own.isEmpty, !changes.isEmpty {
             // Room for the whole ring at once: growing it, and the map, would copy them within a commit.
-            ownRing.reserveCapacity(Self.ownCapacity)
+            own.reserveFullCapacity()
             latestOwn.reserveCapacity(Self.ownCapacity)
         }
         for change in changes {
-            if ownEnd - ownStart == Self.ownCapacity { forgetOldestOwnChange() }
-            let slot = ownEnd % Self.ownCapacity
-            if slot == ownRing.count { ownRing.append(change) } else { ownRing[slot] = change }
-            latestOwn[change.ip] = ownEnd
-            ownEnd += 1
+            if let oldest = own.append(change) {
+                forgottenThrough = max(forgottenThrough, oldest.sequence)
+                if latestOwn[oldest.ip] == own.startIndex - 1 { latestOwn[oldest.ip] = nil }
+            }
+            latestOwn[change.ip] = own.endIndex - 1
         }
         for ip in addresses {
-            if let index = latestOwn[ip] { ownRing[index % Self.ownCapacity].disturbed = true }
+            if let index = latestOwn[ip] { own[index].disturbed = true }
         }
-    }
-
-    private mutating func forgetOldestOwnChange() {
-        let oldest = ownRing[ownStart % Self.ownCapacity]
-        forgottenThrough = max(forgottenThrough, oldest.sequence)
-        if latestOwn[oldest.ip] == ownStart { latestOwn[oldest.ip] = nil }
-        ownStart += 1
     }
 
     /// Forgets this store's own changes through `sequence`: those made before it was opened, or before it was
@@ -125,10 +115,7 @@ package struct DigestHistory: Sendable {
         guard point.ownThrough > ownThrough else { return point.value }
         guard forgottenThrough <= ownThrough else { return nil }
         var value = point.value
-        var index = ownEnd
-        while index > ownStart {
-            index -= 1
-            let change = ownRing[index % Self.ownCapacity]
+        for change in own.reversed() {
             if change.sequence <= ownThrough { break }
             if change.sequence > point.through { continue }
             if change.disturbed { return nil }
@@ -136,39 +123,28 @@ package struct DigestHistory: Sendable {
         }
         return value
     }
-    private(set) var points: [Point] = []
-    private var next = 0
+    private(set) var points = Ring<Point>(capacity: capacity)
 
     package mutating func append(_ point: Point) {
-        if points.count < Self.capacity {
-            points.append(point)
-        } else {
-            points[next] = point
-            next = (next + 1) % Self.capacity
-        }
+        points.append(point)
     }
 
     mutating func removeAll() {
         points.removeAll()
-        next = 0
-        ownRing.removeAll()
-        ownStart = 0
-        ownEnd = 0
+        own.removeAll()
         latestOwn.removeAll()
         forgottenThrough = 0
     }
 
     /// The latest point.
-    package var latest: Point? {
-        points.isEmpty ? nil : points[(next + points.count - 1) % points.count]
-    }
+    package var latest: Point? { points.last }
 
     /// The points from the oldest to the latest.
-    package var chronological: [Point] { Array(points[next...] + points[..<next]) }
+    package var chronological: [Point] { Array(points) }
 
     /// The latest point at this store's sequence `through`.
     package func latest(through: UInt64) -> Point? {
-        chronological.last { $0.through == through }
+        points.last { $0.through == through }
     }
 
     /// The first whole point, after this store's latest snapshot install began, at which it had applied

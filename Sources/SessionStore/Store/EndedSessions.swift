@@ -20,11 +20,8 @@ struct EndedSessions: Sendable {
     static let capacity = 1 << 18
 
     private var keys: Set<Key> = []
-    /// The remembered ends in the order they came, in a ring of `capacity`: the end counted `index` from the
-    /// first ever is at `order[index % capacity]` while `start <= index < end`.
-    private var order: [Key] = []
-    private var start = 0
-    private var end = 0
+    /// The remembered ends in the order they came.
+    private var order = Ring<Key>(capacity: capacity)
 
     /// Whether the session `key` names ended here.
     func contains(_ key: Key) -> Bool {
@@ -38,15 +35,9 @@ struct EndedSessions: Sendable {
     mutating func insert(_ key: Key) {
         if order.isEmpty {
             keys.reserveCapacity(Self.capacity + 1)
-            order.reserveCapacity(Self.capacity)
+            order.reserveFullCapacity()
         }
         guard keys.insert(key).inserted else { return }
-        if end - start == Self.capacity {
-            keys.remove(order[start % Self.capacity])
-            start += 1
-        }
-        let slot = end % Self.capacity
-        if slot == order.count { order.append(key) } else { order[slot] = key }
-        end += 1
+        if let forgotten = order.append(key) { keys.remove(forgotten) }
     }
 }
