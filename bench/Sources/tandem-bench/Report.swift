@@ -44,12 +44,20 @@ struct Report {
 }
 
 /// Latencies of acknowledged writes, in nanoseconds.
+///
+/// Each caller keeps its calls' latencies as they come, and a histogram of them is built only when a figure is
+/// asked, after the phase. A histogram per caller (a quarter of a megabyte of counts each, for hundreds of
+/// callers, zeroed and then merged) cost the phase's own CPU and memory figures about 2% and 110 MiB.
 struct Latencies: Sendable {
-    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    private struct Sample {
+        var nanoseconds: UInt64
+        var count: UInt64
+    }
+    private var samples: [Sample] = []
 
     mutating func record(_ nanoseconds: UInt64, count: Int = 1) {
         guard count > 0 else { return }
-        _ = histogram.record(max(nanoseconds, 1), count: UInt64(count))
+        samples.append(Sample(nanoseconds: max(nanoseconds, 1), count: UInt64(count)))
     }
     mutating func record(_ duration: Duration) {
         record(
@@ -57,7 +65,14 @@ struct Latencies: Sendable {
                 + UInt64(duration.components.attoseconds / 1_000_000_000)
         )
     }
-    mutating func add(_ other: Latencies) { histogram.add(other.histogram) }
+    mutating func add(_ other: Latencies) { samples.append(contentsOf: other.samples) }
+
+    /// Every latency recorded, each weighted by the events of its call.
+    var histogram: Histogram<UInt64> {
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        for sample in samples { _ = histogram.record(sample.nanoseconds, count: sample.count) }
+        return histogram
+    }
 
     func milliseconds(atPercentile percentile: Double) -> Double {
         Double(histogram.valueAtPercentile(percentile)) / 1_000_000
