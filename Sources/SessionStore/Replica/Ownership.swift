@@ -90,37 +90,73 @@ public struct Takeovers: Sendable, Hashable {
 /// whatever the order they were built in. Every field of a session goes into its hash, so that two tables
 /// differing in any field of any session differ in their digests (but for a collision of 64-bit hashes).
 enum TableDigest {
-    /// Mixes the parts that updates change; a session without any (every version 1 session) mixes nothing more.
-    private static func mixParts(
-        of session: Session,
-        into mix: (UInt64) -> Void,
-        _ mixBytes: (String.UTF8View) -> Void
-    ) {
-        let authorization = session.authorization
-        switch authorization.acl {
-        case .number(let number): mix(1 << 32 | UInt64(number))
-        case .name(let name):
-            mix(2 << 32)
-            mixBytes(name.utf8)
-        case nil: mix(0)
+    /// The hash a session's contribution is: each field mixed in turn. A struct rather than a local variable
+    /// captured by local functions, which the compiler checks for exclusive access at run time on every mix.
+    private struct SessionHasher {
+        private var hash: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+        mutating func mix(_ value: UInt64) {
+            hash = (hash ^ value) &* 0xBF58_476D_1CE4_E5B9
+            hash ^= hash >> 31
         }
-        for text in [authorization.userProfile, authorization.vpnInstance, authorization.filterID] {
-            if let text { mixBytes(text.utf8) } else { mix(0xFFFF_FFFF_FFFF_FFFE) }
+
+        mutating func mix(_ bytes: some Sequence<UInt8>) {
+            var folded: UInt64 = 0xcbf2_9ce4_8422_2325
+            var count: UInt64 = 0
+            for byte in bytes {
+                folded = (folded ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+                count &+= 1
+            }
+            mix(folded ^ count << 56)
         }
-        for car in [authorization.inboundCAR, authorization.outboundCAR] {
+
+        /// Mixes `text`'s bytes, or the mark of an absent text.
+        mutating func mix(_ text: String?) {
+            if let text { mix(text.utf8) } else { mix(0xFFFF_FFFF_FFFF_FFFE as UInt64) }
+        }
+
+        /// Mixes a committed access rate, or the mark of an absent one.
+        mutating func mix(_ car: Authorization.CAR?) {
             mix(car.map { UInt64($0.cir) << 32 | UInt64($0.cbs) } ?? 0xFFFF_FFFF_FFFF_FFFD)
         }
-        mix(UInt64(authorization.accountingInterval))
-        let accounting = session.accounting
-        mix(accounting.inputOctets)
-        mix(accounting.outputOctets)
-        mix(accounting.inputPackets)
-        mix(accounting.outputPackets)
-        mix(accounting.reportedAt.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
-        mix(session.lastActivity.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
-        for revision in [session.revisions.authorization, session.revisions.accounting, session.revisions.activity] {
+
+        mutating func mix(_ revision: Revision) {
             mix(UInt64(revision.term) << 8 | UInt64(revision.device))
             mix(revision.sequence)
+        }
+
+        /// Mixes the parts that updates change; a session without any (every version 1 session) mixes nothing
+        /// more.
+        mutating func mixParts(of session: Session) {
+            let authorization = session.authorization
+            switch authorization.acl {
+            case .number(let number): mix(1 << 32 | UInt64(number))
+            case .name(let name):
+                mix(2 << 32 as UInt64)
+                mix(name.utf8)
+            case nil: mix(0 as UInt64)
+            }
+            mix(authorization.userProfile)
+            mix(authorization.vpnInstance)
+            mix(authorization.filterID)
+            mix(authorization.inboundCAR)
+            mix(authorization.outboundCAR)
+            mix(UInt64(authorization.accountingInterval))
+            let accounting = session.accounting
+            mix(accounting.inputOctets)
+            mix(accounting.outputOctets)
+            mix(accounting.inputPackets)
+            mix(accounting.outputPackets)
+            mix(accounting.reportedAt.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
+            mix(session.lastActivity.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
+            mix(session.revisions.authorization)
+            mix(session.revisions.accounting)
+            mix(session.revisions.activity)
+        }
+
+        consuming func finish() -> UInt64 {
+            hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
+            return hash ^ (hash >> 31)
         }
     }
 
@@ -194,41 +230,27 @@ enum TableDigest {
         classAttribute: some Sequence<UInt8>,
         parts: Session?
     ) -> UInt64 {
-        var hash: UInt64 = 0x9E37_79B9_7F4A_7C15
-        func mix(_ value: UInt64) {
-            hash = (hash ^ value) &* 0xBF58_476D_1CE4_E5B9
-            hash ^= hash >> 31
-        }
-        func mix(_ bytes: some Sequence<UInt8>) {
-            var folded: UInt64 = 0xcbf2_9ce4_8422_2325
-            var count: UInt64 = 0
-            for byte in bytes {
-                folded = (folded ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
-                count &+= 1
-            }
-            mix(folded ^ count << 56)
-        }
-        mix(ip.high)
-        mix(ip.low)
-        mix(mac.rawValue)
-        mix(UInt64(owner.rawValue) << 32 | UInt64(generation.term))
-        mix(generation.sequence)
-        mix(UInt64(bitPattern: loginTime))
-        mix(UInt64(vlan) << 40 | UInt64(authenticationMode) << 32)
-        mix(UInt64(sessionTimeout) << 32 | UInt64(idleTimeout))
-        mix(userName)
-        mix(accessInterface)
-        mix(portalGroup)
+        var hasher = SessionHasher()
+        hasher.mix(ip.high)
+        hasher.mix(ip.low)
+        hasher.mix(mac.rawValue)
+        hasher.mix(UInt64(owner.rawValue) << 32 | UInt64(generation.term))
+        hasher.mix(generation.sequence)
+        hasher.mix(UInt64(bitPattern: loginTime))
+        hasher.mix(UInt64(vlan) << 40 | UInt64(authenticationMode) << 32)
+        hasher.mix(UInt64(sessionTimeout) << 32 | UInt64(idleTimeout))
+        hasher.mix(userName)
+        hasher.mix(accessInterface)
+        hasher.mix(portalGroup)
         if let nasIP {
-            mix(nasIP.high)
-            mix(nasIP.low)
+            hasher.mix(nasIP.high)
+            hasher.mix(nasIP.low)
         } else {
-            mix(0xFFFF_FFFF_FFFF_FFFF)
+            hasher.mix(0xFFFF_FFFF_FFFF_FFFF as UInt64)
         }
-        mix(acctSessionID)
-        mix(classAttribute)
-        if let parts { mixParts(of: parts, into: mix, mix) }
-        hash = (hash ^ (hash >> 27)) &* 0x94D0_49BB_1331_11EB
-        return hash ^ (hash >> 31)
+        hasher.mix(acctSessionID)
+        hasher.mix(classAttribute)
+        if let parts { hasher.mixParts(of: parts) }
+        return hasher.finish()
     }
 }
