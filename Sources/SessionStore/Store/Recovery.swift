@@ -106,9 +106,10 @@ struct Recovery {
                         guard let ip = record.event.address else { return }
                         let current = try changes[ip].map { $0.session } ?? files.baseSession(ip, in: usersTxn)
                         if let (ip, entry) = ApplyRule.change(for: record.event, current: current) {
-                            count += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)
+                            let session = entry.session  // once: each `entry.session` copies the session
+                            count += (session != nil ? 1 : 0) - (current != nil ? 1 : 0)
                             changes.set(ip, entry)
-                            if let session = entry.session, let deadline = session.deadline {
+                            if let session, let deadline = session.deadline {
                                 deadlines.push(.init(deadline: deadline, ip: ip, generation: session.generation))
                             }
                         }

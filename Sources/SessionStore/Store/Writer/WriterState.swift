@@ -508,18 +508,18 @@ final class WriterState {
     /// Stages the new state of `ip`, which `current` held until now. `current` ends unless `resync`: a
     /// snapshot drops the peer's copy of its users only to install them again from what it lists.
     func stage(_ ip: IPAddress, _ entry: TableEntry, replacing current: Session?, resync: Bool = false) {
-        if !resync, let current,
-            entry.session?.generation != current.generation || entry.session?.owner != current.owner
-        {
+        // Taken out of the entry's box once: each `entry.session` copies the whole session.
+        let session = entry.session
+        if !resync, let current, session?.generation != current.generation || session?.owner != current.owner {
             endedThisBatch.insert(EndedSessions.Key(current))
         }
         staged[ip] = changes.count
         changes.append((ip, entry))
-        countDelta += (entry.session != nil ? 1 : 0) - (current != nil ? 1 : 0)
+        countDelta += (session != nil ? 1 : 0) - (current != nil ? 1 : 0)
         if digestReady {
             var delta: UInt64 = 0
             if let current { delta &-= TableDigest.contribution(of: current) }
-            if let session = entry.session { delta &+= TableDigest.contribution(of: session) }
+            if let session { delta &+= TableDigest.contribution(of: session) }
             digestDelta &+= delta
             if stagingPeer {
                 peerTouched.append(ip)
