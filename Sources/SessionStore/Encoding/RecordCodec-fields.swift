@@ -53,7 +53,7 @@ extension RecordCodec {
     @inline(__always)
     static func writeLoginFields<Sink: UnitSink>(_ session: borrowing Session, to sink: inout Sink) {
         sink.writeIP(session.ip)
-        writeSessionBody(copy session, to: &sink)
+        writeSessionBody(session, to: &sink)
     }
 
     static func readRecordFields(
@@ -108,7 +108,7 @@ extension RecordCodec {
     // MARK: Session body
 
     @inline(__always)
-    static func writeSessionBody<Sink: UnitSink>(_ session: Session, to sink: inout Sink) {
+    static func writeSessionBody<Sink: UnitSink>(_ session: borrowing Session, to sink: inout Sink) {
         sink.writeMAC(session.mac)
         writeGeneration(session.generation, to: &sink)
         sink.writeSignedVarint(session.loginTime.microsecondsSinceEpoch)

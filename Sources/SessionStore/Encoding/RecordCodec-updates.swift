@@ -11,7 +11,7 @@ extension RecordCodec {
     private static var partRevisions: UInt8 { 8 }
 
     @inline(__always)
-    static func writeSessionParts<Sink: UnitSink>(_ session: Session, to sink: inout Sink) {
+    static func writeSessionParts<Sink: UnitSink>(_ session: borrowing Session, to sink: inout Sink) {
         guard session.hasParts else { return sink.writeByte(0) }
         let authorization = session.authorization != .none
         let accounting = session.accounting != .none
