@@ -19,20 +19,14 @@ struct Ring<Element>: RandomAccessCollection {
     }
 
     subscript(index: Int) -> Element {
-        get {
-            precondition(
-                index >= startIndex && index < endIndex,
-                "ring index \(index) outside \(startIndex)..<\(endIndex)"
-            )
-            return slots[index % capacity]
-        }
-        set {
-            precondition(
-                index >= startIndex && index < endIndex,
-                "ring index \(index) outside \(startIndex)..<\(endIndex)"
-            )
-            slots[index % capacity] = newValue
-        }
+        get { slots[slot(of: index)] }
+        set { slots[slot(of: index)] = newValue }
+    }
+
+    /// Where the element at `index`, one the ring holds, is stored.
+    private func slot(of index: Int) -> Int {
+        precondition(index >= startIndex && index < endIndex, "ring index \(index) outside \(startIndex)..<\(endIndex)")
+        return index % capacity
     }
 
     /// Takes the room of `capacity` elements at once.
