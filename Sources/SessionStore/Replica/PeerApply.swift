@@ -355,7 +355,8 @@ struct PeerApply {
         case .update(let update):
             let current = try state.resolve(update.ip, txn: txn)
             guard let current, let (_, entry) = ApplyRule.change(for: event, current: current) else { return }
-            if state.takeovers.effectiveOwner(of: current) == state.origin, let updated = entry.session {
+            let updated = entry.session  // once: each `entry.session` copies the session
+            if state.takeovers.effectiveOwner(of: current) == state.origin, let updated {
                 state.notePeerUpdate(updated, reason: update.reason)
             }
             let sequence = state.nextSequence()
@@ -366,7 +367,7 @@ struct PeerApply {
                 )
             }
             state.stage(update.ip, entry, replacing: current)
-            if let updated = entry.session, updated.deadline != current.deadline { state.addDeadline(of: updated) }
+            if let updated, updated.deadline != current.deadline { state.addDeadline(of: updated) }
         case .takeover(let from, let to, let newTerm):
             state.recordTakeover(Takeover(from: from, to: to, term: newTerm))
             let sequence = state.nextSequence()
