@@ -67,7 +67,8 @@ struct Latencies: Sendable {
     }
     mutating func add(_ other: Latencies) { samples.append(contentsOf: other.samples) }
 
-    /// Every latency recorded, each weighted by the events of its call.
+    /// Every latency recorded, each weighted by the events of its call; built on each call, so a caller that
+    /// reads several figures takes it once.
     var histogram: Histogram<UInt64> {
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
         for sample in samples { _ = histogram.record(sample.nanoseconds, count: sample.count) }
@@ -75,7 +76,14 @@ struct Latencies: Sendable {
     }
 
     func milliseconds(atPercentile percentile: Double) -> Double {
-        Double(histogram.valueAtPercentile(percentile)) / 1_000_000
+        histogram.milliseconds(atPercentile: percentile)
+    }
+}
+
+extension Histogram<UInt64> {
+    /// The latency in nanoseconds at `percentile`, in milliseconds.
+    func milliseconds(atPercentile percentile: Double) -> Double {
+        Double(valueAtPercentile(percentile)) / 1_000_000
     }
 }
 
