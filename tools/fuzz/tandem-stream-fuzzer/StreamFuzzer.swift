@@ -74,6 +74,8 @@ private let current = Locked<Harness?>(nil)
 
 func exercise(_ bytes: UnsafeRawBufferPointer) {
     let frames = parseFrames(bytes)
+    // Taken out in the closure's capture, not into a local: a local may hold a store the input closed until
+    // this function returns, past the check below.
     var harness = blocking { [before = current.withLock { $0.take() } ?? freshHarness()] in
         await run(frames, on: before)
     }
