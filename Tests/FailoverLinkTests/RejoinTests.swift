@@ -252,6 +252,46 @@ struct RejoinTests {
         }
     }
 
+    @Test(
+        "a device that recovers while the peer's log loses what its stream needs gets everything again, and recovers"
+    )
+    func recoveryAcrossLostLog() async throws {
+        try await Pair.run { pair in
+            try await pair.start(1)
+            // Device 2's log keeps nothing behind its checkpoint: every few commits, the peer's hold is dropped.
+            try await pair.start(2) {
+                $0.logQuotaBytes = 1
+                $0.checkpointInterval = .milliseconds(20)
+            }
+            for start in stride(from: 0, to: 10_000, by: 1_000) {
+                _ = try await pair[1].login(contentsOf: (start..<start + 1_000).map { pairSession($0, owner: 1) })
+                _ = try await pair[2].login(contentsOf: (start..<start + 1_000).map { pairSession($0, owner: 2) })
+            }
+            #expect(await pair.converged(within: .seconds(30)))
+            await pair.stop(1)
+            try FileManager.default.removeItem(atPath: pair.path(1))  // a new disk, the same device
+            // Device 2 logs users in while device 1 recovers from it: its checkpoints run on, and the log the
+            // stream after the snapshot needs goes before device 1 has all of it.
+            let more = (10_000..<11_000).map { pairSession($0, owner: 2) }
+            let logins = Task {
+                for start in stride(from: 0, to: more.count, by: 20) {
+                    _ = try await pair[2].login(contentsOf: Array(more[start..<start + 20]))
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+            }
+            let fresh = try await pair.start(1)
+            try await logins.value
+            #expect(await pair.verified(within: .seconds(60)))
+            #expect(!fresh.status.recovering)
+            #expect(fresh.status.snapshotsReceived >= 2, "the peer's log never lost what the recovery needed")
+            #expect(fresh.store.count == 21_000)
+            #expect(try fresh.store.allSessions() == pair[2].store.allSessions())
+            // Device 1's users are its own again.
+            let mine = try #require(try fresh.store.session(for: pairSession(7, owner: 1).ip))
+            #expect(fresh.store.effectiveOwner(of: mine) == 1)
+        }
+    }
+
     @Test("logouts a recovering device makes of the peer's users while it recovers reach the peer (R7)")
     func logoutsWhileRecovering() async throws {
         try await Pair.run { pair in

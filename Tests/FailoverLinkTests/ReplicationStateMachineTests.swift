@@ -242,12 +242,7 @@ struct ReplicationStateMachineTests {
             Issue.record("a second hold change started while the first ran")
             return
         }
-        machine.holdWorkEnded(connection: machine.connectionID + 1)  // another connection's work: ignored
-        guard case .stream(_, nil) = machine.nextSenderStep(Self.quiet, now: muchLater) else {
-            Issue.record("another connection's hold work ended this one's")
-            return
-        }
-        machine.holdWorkEnded(connection: machine.connectionID)
+        machine.holdWorkEnded()
         guard case .stream(_, .moveHold(from: 201)) = machine.nextSenderStep(Self.quiet, now: muchLater) else {
             Issue.record("the hold did not move to the stream's position")
             return
@@ -272,7 +267,7 @@ struct ReplicationStateMachineTests {
             Issue.record("the recovery was not forgotten")
             return
         }
-        machine.holdWorkEnded(connection: machine.connectionID)
+        machine.holdWorkEnded()
         let held = ReplicationStateMachine.SenderFacts(
             installing: false,
             recovering: true,
@@ -289,6 +284,76 @@ struct ReplicationStateMachineTests {
             Issue.record("the recovery's hold stayed")
             return
         }
+    }
+
+    @Test("a hold change an earlier connection started lands before the next connection's snapshot places its hold")
+    func holdWorkOutlivesItsConnection() {
+        var (machine, _) = Self.streaming(Self.request(applied: 100))
+        #expect(machine.read(.records(through: 300), checkpoint: 0) == .send(through: 300))
+        machine.acknowledged(300)
+        let later = Self.t0.advanced(by: .seconds(1))
+        guard case .stream(_, .moveHold(from: 301)) = machine.nextSenderStep(Self.quiet, now: later) else {
+            Issue.record("the hold did not follow the acknowledgements")
+            return
+        }
+        machine.connectionEnded(machine.connectionID)
+        // The peer comes back with a new store: it needs a snapshot, streamed from the checkpoint on.
+        machine.connectionStarted(peer: 2, installsBase: 0)
+        _ = machine.streamRequested(
+            Self.request(applied: 0, appliedHistory: 0, recovering: true),
+            standing: Self.standing()
+        )
+        #expect(machine.holdWorkRunning)
+        #expect(machine.senderStarts(lastLogged: 300, now: later) == nil)
+        #expect(machine.nextSenderStep(Self.quiet, now: later) == .pause)
+        machine.holdWorkEnded()
+        #expect(!machine.holdWorkRunning)
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: later) == .sendSnapshot(everything: true, keep: false, after: 0)
+        )
+    }
+
+    @Test(
+        "a peer that recovers gets snapshots of everything until it acknowledges the end of one, whatever asks for the next"
+    )
+    func everythingUntilRecovered() {
+        var (machine, _) = Self.streaming(Self.request(applied: 0, appliedHistory: 0, recovering: true))
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: Self.t0) == .sendSnapshot(everything: true, keep: false, after: 0)
+        )
+        machine.snapshotSent(position: 94, everythingThrough: 110)
+        machine.acknowledged(94)  // the snapshot's end: its copy is not whole before 110
+        // The log lost what the stream needed before the peer had it: everything again, not this device's
+        // users alone, which would end the peer's recovery without its own users.
+        #expect(machine.read(.truncated, checkpoint: 110) == .snapshot)
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: Self.t0) == .sendSnapshot(everything: true, keep: false, after: 0)
+        )
+        machine.snapshotSent(position: 110, everythingThrough: 120)
+        // So does a resync the peer asks for, and a damaged record.
+        machine.forceSnapshot()
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: Self.t0) == .sendSnapshot(everything: true, keep: false, after: 0)
+        )
+        machine.snapshotSent(position: 115, everythingThrough: 125)
+        #expect(machine.read(.damaged(116), checkpoint: 120) == .snapshotAfterDamage(checkpointFirst: false))
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: Self.t0)
+                == .sendSnapshot(everything: true, keep: false, after: 116)
+        )
+        machine.snapshotSent(position: 120, everythingThrough: 130)
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: Self.t0)
+                == .stream(.init(after: 120, everythingThrough: 130, sentBackAfter: 0), holdWork: nil)
+        )
+        // Acknowledged through the end of the last one: the peer has recovered, and a snapshot is of this
+        // device's users again.
+        machine.acknowledged(130)
+        #expect(machine.read(.truncated, checkpoint: 140) == .snapshot)
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: Self.t0)
+                == .sendSnapshot(everything: false, keep: false, after: 116)
+        )
     }
 
     @Test("a truncated log means a snapshot; a damaged record a snapshot from a table that holds it, streamed after it")

@@ -56,7 +56,7 @@ struct ReplicationConnection: Sendable {
                     group.addTask {
                         // The sender starts once the peer's stream request came.
                         for await _ in started { break }
-                        try await send(outbound, connection: id)
+                        try await send(outbound)
                         return .sender
                     }
                     group.addTask {
@@ -200,8 +200,10 @@ struct ReplicationConnection: Sendable {
     // MARK: - The sender
 
     /// Streams this device's log to the peer, as the state machine's sender steps say.
-    private func send(_ outbound: NIOAsyncChannelOutboundWriter<Frame>, connection id: UInt64) async throws {
+    private func send(_ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         let holdName = SessionStore.holdName(forPeer: peer)
+        // A change of the hold that an earlier connection started lands before this one places the hold.
+        while context.machine.withLock({ $0.holdWorkRunning }) { try await Task.sleep(for: .milliseconds(5)) }
         let lastLogged = store.lastLoggedSequence
         if let holdFrom = context.machine.withLock({ $0.senderStarts(lastLogged: lastLogged, now: .now) }) {
             do {
@@ -233,7 +235,7 @@ struct ReplicationConnection: Sendable {
                 )
                 context.machine.withLock { $0.snapshotSent(position: position, everythingThrough: everythingThrough) }
             case .stream(let read, let holdWork):
-                if let holdWork { startHoldWork(holdWork, holdName: holdName, connection: id) }
+                if let holdWork { startHoldWork(holdWork, holdName: holdName) }
                 let pokes = context.commits.pokes
                 buffer.removeAll(keepingCapacity: true)
                 let result: ReplicationStateMachine.ReadResult
@@ -287,12 +289,9 @@ struct ReplicationConnection: Sendable {
     }
 
     /// Starts a change of the log's holds off the stream's path: moving a hold is a commit of its own, which
-    /// the next batch must not wait for.
-    private func startHoldWork(
-        _ work: ReplicationStateMachine.HoldWork,
-        holdName: String,
-        connection id: UInt64
-    ) {
+    /// the next batch must not wait for. It may outlive the connection; the next connection's sender waits
+    /// for it.
+    private func startHoldWork(_ work: ReplicationStateMachine.HoldWork, holdName: String) {
         let (store, peer, context) = (store, peer, context)
         Task {
             switch work {
@@ -300,7 +299,7 @@ struct ReplicationConnection: Sendable {
             case .releaseRecoveryHold: try? await store.releaseLog(SessionStore.recoveryHold)
             case .moveHold(let from): try? await store.holdLog(holdName, from: from)
             }
-            context.machine.withLock { $0.holdWorkEnded(connection: id) }
+            context.machine.withLock { $0.holdWorkEnded() }
         }
     }
 

@@ -26,6 +26,9 @@ struct ReplicationStateMachine: Sendable {
     private var lastResyncRequest: ContinuousClock.Instant?
     /// A snapshot was asked for (a resync request, a mismatch): the sender's next step sends one.
     private var snapshotForced = false
+    /// A change of the log's holds runs (at most one at a time, whichever connection started it: a change an
+    /// earlier connection started lands before the next connection places its own hold).
+    private(set) var holdWorkRunning = false
 
     /// The current connection's state; `nil` while none runs.
     private var connection: Connection?
@@ -77,13 +80,14 @@ struct ReplicationStateMachine: Sendable {
         var everything: Bool
         /// After a snapshot of everything, the stream carries every record through here.
         var everythingThrough: UInt64 = 0
+        /// A snapshot of everything was sent, and the peer recovers until it acknowledges this sequence (its
+        /// copy is whole through it then): until then, any further snapshot is one of everything too.
+        var peerRecoversThrough: UInt64?
         /// Records of the peer's up to this position are not sent back (see `SessionStore.readStream`).
         var sentBackAfter: UInt64 = 0
         /// Where the log is held for the peer from.
         var heldFrom: UInt64
         var lastHoldMove: ContinuousClock.Instant
-        /// A change of a hold runs (at most one at a time).
-        var holdMoving = false
         /// The last damaged record of the log met: the next snapshot's stream goes on after it.
         var damagedThrough: UInt64 = 0
         /// The recovered position of a snapshot that keeps the peer's copy, while it is being sent.
@@ -168,10 +172,15 @@ struct ReplicationStateMachine: Sendable {
         return mine?.term == term && mine?.to == standing.deviceID && peer < standing.deviceID
     }
 
-    /// The peer acknowledged this device's log through `sequence`.
+    /// The peer acknowledged this device's log through `sequence`. An acknowledgement on this connection
+    /// comes after the peer installed the snapshot the sender sent first, if any: once it reaches the end of a
+    /// snapshot of everything, the peer has recovered.
     mutating func acknowledged(_ sequence: UInt64) {
         guard connection != nil else { return }
         connection!.acknowledged = max(connection!.acknowledged, sequence)
+        if let through = connection!.sender?.peerRecoversThrough, sequence >= through {
+            connection!.sender!.peerRecoversThrough = nil
+        }
     }
 
     // MARK: - The stream sender
@@ -257,7 +266,10 @@ struct ReplicationStateMachine: Sendable {
 
     /// The sender's next step. A device never sends its users while it installs the peer's, or while it
     /// recovers its own from the peer (what it has would wipe the peer's copy of them), unless the peer
-    /// recovers too: both send what they have. A hold still moving lands before a snapshot places its own.
+    /// recovers too: both send what they have. A snapshot sent to a peer that has not yet installed the whole of
+    /// a snapshot of everything (the log lost what its stream needed, or it asked for a resync) is one of
+    /// everything again: one of this device's users alone would end the peer's recovery without its users.
+    /// A hold still moving, whichever connection started it, lands before a snapshot places its own.
     /// The hold follows the acknowledgements at most every ``holdInterval``, off the stream's path: moving it
     /// is a commit of its own, which the next batch must not wait for.
     mutating func nextSenderStep(_ facts: SenderFacts, now: ContinuousClock.Instant) -> SenderStep {
@@ -273,7 +285,8 @@ struct ReplicationStateMachine: Sendable {
         }
         if sender.needSnapshot {
             let peerRecovering = connection.request?.recovering ?? false
-            if sender.holdMoving || ((facts.installing || facts.recovering) && !peerRecovering) { return .pause }
+            if holdWorkRunning || ((facts.installing || facts.recovering) && !peerRecovering) { return .pause }
+            if sender.peerRecoversThrough != nil { sender.everything = true }
             let keeping = sender.mayKeep && !sender.everything ? facts.recoveredPosition : nil
             sender.keeping = keeping
             connection.verification.beginSnapshot()
@@ -281,7 +294,7 @@ struct ReplicationStateMachine: Sendable {
         }
         let keepFrom = min(connection.acknowledged, sender.position) + 1
         var work: HoldWork?
-        if !sender.holdMoving {
+        if !holdWorkRunning {
             if let recovered = facts.recoveredPosition, connection.acknowledged >= recovered {
                 work = .forgetRecovery
             } else if let recovery = facts.recoveryHold, !facts.recovering, keepFrom > recovery {
@@ -291,7 +304,7 @@ struct ReplicationStateMachine: Sendable {
                 sender.heldFrom = keepFrom
                 sender.lastHoldMove = now
             }
-            if work != nil { sender.holdMoving = true }
+            if work != nil { holdWorkRunning = true }
         }
         let read = StreamRead(
             after: sender.position,
@@ -301,10 +314,9 @@ struct ReplicationStateMachine: Sendable {
         return .stream(read, holdWork: work)
     }
 
-    /// The hold work of connection `id` ended.
-    mutating func holdWorkEnded(connection id: UInt64) {
-        guard connection?.id == id else { return }
-        connection?.sender?.holdMoving = false
+    /// The hold work that ran ended (it may be an earlier connection's).
+    mutating func holdWorkEnded() {
+        holdWorkRunning = false
     }
 
     /// The snapshot was sent; the stream goes on after `position`, carrying every record through
@@ -315,6 +327,7 @@ struct ReplicationStateMachine: Sendable {
         sender.everythingThrough = everythingThrough
         sender.sentBackAfter = sender.keeping ?? 0
         sender.keeping = nil
+        if sender.everything { sender.peerRecoversThrough = everythingThrough }
         sender.everything = false
         sender.mayKeep = false
         sender.heldFrom = position + 1
