@@ -323,6 +323,7 @@ struct ReplicationStateMachineTests {
         )
         machine.snapshotSent(position: 94, everythingThrough: 110)
         machine.acknowledged(94)  // the snapshot's end: its copy is not whole before 110
+        #expect(machine.read(.records(through: 100), checkpoint: 100) == .send(through: 100))
         // The log lost what the stream needed before the peer had it: everything again, not this device's
         // users alone, which would end the peer's recovery without its own users.
         #expect(machine.read(.truncated, checkpoint: 110) == .snapshot)
@@ -346,13 +347,36 @@ struct ReplicationStateMachineTests {
             machine.nextSenderStep(Self.quiet, now: Self.t0)
                 == .stream(.init(after: 120, everythingThrough: 130, sentBackAfter: 0), holdWork: nil)
         )
+        // The stream carried the records that complete the install: the peer may have recovered, and would
+        // refuse a snapshot of everything. A snapshot asked for now waits for its acknowledgement.
+        #expect(machine.read(.records(through: 135), checkpoint: 130) == .send(through: 135))
+        machine.forceSnapshot()
+        #expect(machine.nextSenderStep(Self.quiet, now: Self.t0) == .pause)
+        machine.acknowledged(129)
+        #expect(machine.nextSenderStep(Self.quiet, now: Self.t0) == .pause)
         // Acknowledged through the end of the last one: the peer has recovered, and a snapshot is of this
         // device's users again.
         machine.acknowledged(130)
-        #expect(machine.read(.truncated, checkpoint: 140) == .snapshot)
         #expect(
             machine.nextSenderStep(Self.quiet, now: Self.t0)
                 == .sendSnapshot(everything: false, keep: false, after: 116)
+        )
+    }
+
+    @Test(
+        "a snapshot of everything whose end is where the log ends completes the recovery; the request's position counts for nothing"
+    )
+    func everythingEndingAtTheLogsEnd() {
+        // The recovering peer's request names a position as far as this log goes: it counts for nothing.
+        var (machine, _) = Self.streaming(Self.request(applied: 500, recovering: true))
+        #expect(machine.acknowledged == 500)
+        _ = machine.nextSenderStep(Self.quiet, now: Self.t0)
+        machine.snapshotSent(position: 500, everythingThrough: 500)
+        machine.forceSnapshot()
+        #expect(machine.nextSenderStep(Self.quiet, now: Self.t0) == .pause)
+        machine.acknowledged(500)  // the snapshot's end, which completed the install
+        #expect(
+            machine.nextSenderStep(Self.quiet, now: Self.t0) == .sendSnapshot(everything: false, keep: false, after: 0)
         )
     }
 

@@ -269,6 +269,8 @@ struct ReplicationStateMachine: Sendable {
     /// recovers too: both send what they have. A snapshot sent to a peer that has not yet installed the whole of
     /// a snapshot of everything (the log lost what its stream needed, or it asked for a resync) is one of
     /// everything again: one of this device's users alone would end the peer's recovery without its users.
+    /// Once the stream has carried the records that complete that install, the sender waits for the peer's
+    /// acknowledgement of them instead, which says whether it recovered.
     /// A hold still moving, whichever connection started it, lands before a snapshot places its own.
     /// The hold follows the acknowledgements at most every ``holdInterval``, off the stream's path: moving it
     /// is a commit of its own, which the next batch must not wait for.
@@ -286,7 +288,12 @@ struct ReplicationStateMachine: Sendable {
         if sender.needSnapshot {
             let peerRecovering = connection.request?.recovering ?? false
             if holdWorkRunning || ((facts.installing || facts.recovering) && !peerRecovering) { return .pause }
-            if sender.peerRecoversThrough != nil { sender.everything = true }
+            if let through = sender.peerRecoversThrough {
+                // Short of `through` in what was sent, the peer cannot have recovered: everything again. Past it,
+                // it may have, and its acknowledgement be on the way (it would refuse a snapshot of everything).
+                if sender.position >= through { return .pause }
+                sender.everything = true
+            }
             let keeping = sender.mayKeep && !sender.everything ? facts.recoveredPosition : nil
             sender.keeping = keeping
             connection.verification.beginSnapshot()
