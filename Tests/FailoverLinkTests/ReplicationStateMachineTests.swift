@@ -46,7 +46,9 @@ struct ReplicationStateMachineTests {
         var machine = ReplicationStateMachine()
         machine.connectionStarted(peer: 2, installsBase: 0)
         _ = machine.streamRequested(request, standing: standing())
-        let holdFrom = machine.senderStarts(lastLogged: lastLogged, now: t0)
+        guard case .resume(let holdFrom) = machine.senderStarts(lastLogged: lastLogged, now: t0) else {
+            return (machine, nil)
+        }
         return (machine, holdFrom)
     }
 
@@ -61,7 +63,7 @@ struct ReplicationStateMachineTests {
             machine.streamRequested(Self.request(applied: 100), standing: Self.standing()) == .stream(acknowledged: 100)
         )
         #expect(machine.senderMayStart)
-        #expect(machine.senderStarts(lastLogged: 500, now: Self.t0) == 101)
+        #expect(machine.senderStarts(lastLogged: 500, now: Self.t0) == .resume(holdFrom: 101))
         let step = machine.nextSenderStep(Self.quiet, now: Self.t0)
         #expect(step == .stream(.init(after: 100, everythingThrough: 0, sentBackAfter: 0), holdWork: nil))
     }
@@ -82,7 +84,7 @@ struct ReplicationStateMachineTests {
             standing: Self.standing()
         )
         #expect(action == .stream(acknowledged: history == Self.history ? applied : 0))
-        #expect(machine.senderStarts(lastLogged: 500, now: Self.t0) == nil)
+        #expect(machine.senderStarts(lastLogged: 500, now: Self.t0) == .snapshotFirst)
         #expect(
             machine.nextSenderStep(Self.quiet, now: Self.t0) == .sendSnapshot(everything: false, keep: false, after: 0)
         )
@@ -207,7 +209,7 @@ struct ReplicationStateMachineTests {
         machine.forceSnapshot()
         machine.connectionStarted(peer: 2, installsBase: 0)
         _ = machine.streamRequested(Self.request(applied: 100), standing: Self.standing())
-        #expect(machine.senderStarts(lastLogged: 500, now: Self.t0) == 101)
+        #expect(machine.senderStarts(lastLogged: 500, now: Self.t0) == .resume(holdFrom: 101))
         #expect(
             machine.nextSenderStep(Self.quiet, now: Self.t0) == .sendSnapshot(everything: false, keep: false, after: 0)
         )
@@ -286,7 +288,7 @@ struct ReplicationStateMachineTests {
         }
     }
 
-    @Test("a hold change an earlier connection started lands before the next connection's snapshot places its hold")
+    @Test("a hold change an earlier connection started lands before the next connection's sender places its hold")
     func holdWorkOutlivesItsConnection() {
         var (machine, _) = Self.streaming(Self.request(applied: 100))
         #expect(machine.read(.records(through: 300), checkpoint: 0) == .send(through: 300))
@@ -304,10 +306,10 @@ struct ReplicationStateMachineTests {
             standing: Self.standing()
         )
         #expect(machine.holdWorkRunning)
-        #expect(machine.senderStarts(lastLogged: 300, now: later) == nil)
+        #expect(machine.senderStarts(lastLogged: 300, now: later) == .wait)
         #expect(machine.nextSenderStep(Self.quiet, now: later) == .pause)
         machine.holdWorkEnded()
-        #expect(!machine.holdWorkRunning)
+        #expect(machine.senderStarts(lastLogged: 300, now: later) == .snapshotFirst)
         #expect(
             machine.nextSenderStep(Self.quiet, now: later) == .sendSnapshot(everything: true, keep: false, after: 0)
         )

@@ -202,10 +202,13 @@ struct ReplicationConnection: Sendable {
     /// Streams this device's log to the peer, as the state machine's sender steps say.
     private func send(_ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         let holdName = SessionStore.holdName(forPeer: peer)
-        // A change of the hold that an earlier connection started lands before this one places the hold.
-        while context.machine.withLock({ $0.holdWorkRunning }) { try await Task.sleep(for: .milliseconds(5)) }
-        let lastLogged = store.lastLoggedSequence
-        if let holdFrom = context.machine.withLock({ $0.senderStarts(lastLogged: lastLogged, now: .now) }) {
+        var start = ReplicationStateMachine.SenderStart.wait
+        while start == .wait {
+            let lastLogged = store.lastLoggedSequence
+            start = context.machine.withLock { $0.senderStarts(lastLogged: lastLogged, now: .now) }
+            if start == .wait { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        if case .resume(let holdFrom) = start {
             do {
                 try await store.holdLog(holdName, from: holdFrom)
             } catch {

@@ -188,14 +188,23 @@ struct ReplicationStateMachine: Sendable {
     /// Whether the peer's stream request came, so that the sender may start.
     var senderMayStart: Bool { connection?.request != nil }
 
-    /// The sender starts, once the stream request came. It resumes after the peer's position, or sends a
-    /// snapshot first when the peer has no position in this history, none yet, or one past the log's end (a
-    /// peer that has nothing of this device's gets one too, rather than the whole log: the snapshot brings
-    /// this device's takeovers first, so the peer knows who owns what before the stream).
-    ///
-    /// - Returns: where to hold the log for the peer from before streaming; `nil` when a snapshot comes first.
-    mutating func senderStarts(lastLogged: UInt64, now: ContinuousClock.Instant) -> UInt64? {
-        guard let request = connection?.request else { return nil }
+    /// How the sender starts.
+    enum SenderStart: Sendable, Equatable {
+        /// Not yet: a change of the log's holds that an earlier connection started still runs, and lands first.
+        case wait
+        /// A snapshot comes first.
+        case snapshotFirst
+        /// The stream resumes: hold the log for the peer from here before streaming.
+        case resume(holdFrom: UInt64)
+    }
+
+    /// The sender starts, once the stream request came and no change of the log's holds runs (an earlier
+    /// connection's may outlive it, and would otherwise land after this one's hold). It resumes after the peer's
+    /// position, or sends a snapshot first when the peer has no position in this history, none yet, or one past
+    /// the log's end (a peer that has nothing of this device's gets one too, rather than the whole log: the
+    /// snapshot brings this device's takeovers first, so the peer knows who owns what before the stream).
+    mutating func senderStarts(lastLogged: UInt64, now: ContinuousClock.Instant) -> SenderStart {
+        guard let request = connection?.request, !holdWorkRunning else { return .wait }
         let requested = request.resumeAfter
         let position = requested ?? 0
         let needSnapshot = requested == nil || position == 0 || position > lastLogged
@@ -207,7 +216,7 @@ struct ReplicationStateMachine: Sendable {
             heldFrom: position + 1,
             lastHoldMove: now
         )
-        return needSnapshot ? nil : position + 1
+        return needSnapshot ? .snapshotFirst : .resume(holdFrom: position + 1)
     }
 
     /// The log no longer holds what the peer resumes from: a snapshot comes first.
