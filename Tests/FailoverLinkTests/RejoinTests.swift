@@ -292,14 +292,19 @@ struct RejoinTests {
                     return number
                 }
                 let fresh = try await pair.start(1)
-                _ = await eventually(within: .seconds(20)) {
-                    fresh.status.snapshotsReceived >= 2 || !fresh.status.recovering
+                // The loss is met when a second snapshot came while device 1 still recovered (one reading of
+                // its status: the count is read before `recovering`, which only goes from true to false).
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline {
+                    let status = fresh.status
+                    if status.snapshotsReceived >= 2 && status.recovering { lossMet = true }
+                    if lossMet || !status.recovering { break }
+                    try await Task.sleep(for: .milliseconds(1))
                 }
                 stop.withLock { $0 = true }
                 next = try await logins.value
                 #expect(await pair.verified(within: .seconds(60)))
                 #expect(!fresh.status.recovering)
-                lossMet = fresh.status.snapshotsReceived >= 2
                 // In synchronization, the stream may still carry the last logins: the tables agree once it has.
                 #expect(await pair.converged(within: .seconds(30)))
             }

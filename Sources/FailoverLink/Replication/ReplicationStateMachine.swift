@@ -81,7 +81,8 @@ struct ReplicationStateMachine: Sendable {
         /// After a snapshot of everything, the stream carries every record through here.
         var everythingThrough: UInt64 = 0
         /// A snapshot of everything was sent, and the peer recovers until it acknowledges this sequence (its
-        /// copy is whole through it then): until then, any further snapshot is one of everything too.
+        /// copy is whole through it then): until then, any further snapshot is one of everything too, or, once
+        /// the stream has sent through it, waits for that acknowledgement.
         var peerRecoversThrough: UInt64?
         /// Records of the peer's up to this position are not sent back (see `SessionStore.readStream`).
         var sentBackAfter: UInt64 = 0
@@ -190,7 +191,8 @@ struct ReplicationStateMachine: Sendable {
 
     /// How the sender starts.
     enum SenderStart: Sendable, Equatable {
-        /// Not yet: a change of the log's holds that an earlier connection started still runs, and lands first.
+        /// Not yet: the peer's stream request has not come, or a change of the log's holds that an earlier
+        /// connection started still runs, and lands first.
         case wait
         /// A snapshot comes first.
         case snapshotFirst
@@ -244,7 +246,8 @@ struct ReplicationStateMachine: Sendable {
 
     /// The sender's next step.
     enum SenderStep: Sendable, Equatable {
-        /// Wait a moment and ask again: a hold still moves, or this device may not send its users now.
+        /// Wait a moment and ask again: a hold still moves, this device may not send its users now, or a
+        /// snapshot waits for the acknowledgement that says whether the peer has recovered.
         case pause
         /// Send a snapshot: of every session this device holds when `everything`; one that keeps the peer's
         /// copy (no sessions) when `keep`; its stream goes on after a position no earlier than `after`.
