@@ -156,7 +156,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "SessionStoreTests",
-            dependencies: ["SessionStore", "LMDB", "TestSupport"],
+            dependencies: ["SessionStore", "LMDB", "Locking", "TestSupport"],
             exclude: ["Fixtures"]
         ),
         .testTarget(
