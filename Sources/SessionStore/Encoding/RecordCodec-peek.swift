@@ -78,8 +78,8 @@ extension RecordCodec {
         return (try reader.readDeviceID("owner"), generation)
     }
 
-    /// The fields of a stored session value without parts, its strings as bytes in the value: what a digest of
-    /// the users table hashes, read without allocating anything.
+    /// The fields of a stored session value, its strings as bytes in the value: what a digest of the users table
+    /// hashes and a logout logs, read without allocating anything for a session without parts.
     struct SessionValueFields {
         var mac: MACAddress
         var generation: Generation
@@ -95,6 +95,8 @@ extension RecordCodec {
         var nasIP: IPAddress?
         var acctSessionID: UnsafeBufferPointer<UInt8>
         var classAttribute: UnsafeBufferPointer<UInt8>
+        /// What updates changed, decoded and boxed; `nil` for most sessions, which have none.
+        var parts: PartsBox?
     }
 
     /// Reads the fields of a stored session value without decoding it into a ``Session``: its checksum,
@@ -102,13 +104,14 @@ extension RecordCodec {
     /// checked against the field rules (the checksum says the bytes are the ones the encoder, which checks
     /// them, wrote).
     ///
+    /// The parts (authorization, accounting, activity, revisions) are decoded and checked as a decode does.
+    ///
     /// - Parameter bytes: One encoded session value; the fields returned point into it.
-    /// - Returns: the fields, or `nil` when the session holds parts (authorization, accounting, activity or
-    ///   revisions), which a decode reads.
+    /// - Returns: the fields.
     /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, or end early or late.
     static func peekSessionValueFields(
         _ bytes: UnsafeRawBufferPointer
-    ) throws(CorruptRecordError) -> SessionValueFields? {
+    ) throws(CorruptRecordError) -> SessionValueFields {
         var reader = try openSessionValue(bytes)
         let mac = try reader.readMAC()
         let generation = try readGeneration(from: &reader)
@@ -133,7 +136,7 @@ extension RecordCodec {
             "radius.classAttribute",
             maximum: FieldRules.maximumClassBytes
         )
-        if reader.version >= 2, try reader.readByte() != 0 { return nil }
+        let parts = reader.version >= 2 ? try readParts(from: &reader).flatMap(PartsBox.holding) : nil
         try reader.finish()
         return SessionValueFields(
             mac: mac,
@@ -149,7 +152,8 @@ extension RecordCodec {
             owner: owner,
             nasIP: nasIP,
             acctSessionID: acctSessionID,
-            classAttribute: classAttribute
+            classAttribute: classAttribute,
+            parts: parts
         )
     }
 }

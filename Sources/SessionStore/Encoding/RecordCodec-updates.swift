@@ -35,6 +35,11 @@ extension RecordCodec {
 
     static func readSessionParts(into session: inout Session, from reader: inout UnitReader) throws(CorruptRecordError)
     {
+        if let value = try readParts(from: &reader) { session.changeParts { $0 = value } }
+    }
+
+    /// Reads a session body's parts; `nil` when it holds none.
+    static func readParts(from reader: inout UnitReader) throws(CorruptRecordError) -> Parts? {
         let partsStart = reader.offset
         let parts = try reader.readByte()
         guard parts & ~(partAuthorization | partAccounting | partActivity | partRevisions) == 0 else {
@@ -44,7 +49,7 @@ extension RecordCodec {
                 detail: "has unknown bits set (0x\(String(parts, radix: 16)); bits 0 to 3 are defined)"
             )
         }
-        guard parts != 0 else { return }
+        guard parts != 0 else { return nil }
         var value = Parts.none
         if parts & partAuthorization != 0 {
             let start = reader.offset
@@ -74,7 +79,7 @@ extension RecordCodec {
                 throw .invalidField(at: start, field: "revisions", detail: "are flagged but all zero")
             }
         }
-        session.changeParts { $0 = value }
+        return value
     }
 
     // MARK: Update record

@@ -60,6 +60,8 @@ public struct Session: Hashable, Sendable, Codable {
 
     /// Whether any part that updates change is set (a session as a plain login left it has none).
     var hasParts: Bool { parts != nil }
+    /// The parts that updates change, together; `nil` when none is set.
+    var setParts: Parts? { parts?.value }
     /// The version of the session, assigned by the store at login; callers leave it ``Generation/zero``.
     public var generation: Generation
 

@@ -135,8 +135,8 @@ enum TableDigest {
 
         /// Mixes the parts that updates change; a session without any (every version 1 session) mixes nothing
         /// more.
-        mutating func mixParts(of session: Session) {
-            let authorization = session.authorization
+        mutating func mixParts(of parts: Parts) {
+            let authorization = parts.authorization
             switch authorization.acl {
             case .number(let number): mix(1 << 32 | UInt64(number))
             case .name(let name):
@@ -150,16 +150,16 @@ enum TableDigest {
             mix(authorization.inboundCAR)
             mix(authorization.outboundCAR)
             mix(UInt64(authorization.accountingInterval))
-            let accounting = session.accounting
+            let accounting = parts.accounting
             mix(accounting.inputOctets)
             mix(accounting.outputOctets)
             mix(accounting.inputPackets)
             mix(accounting.outputPackets)
             mix(accounting.reportedAt.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
-            mix(session.lastActivity.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
-            mix(session.revisions.authorization)
-            mix(session.revisions.accounting)
-            mix(session.revisions.activity)
+            mix(parts.lastActivity.map { UInt64(bitPattern: $0.microsecondsSinceEpoch) } ?? 0xFFFF_FFFF_FFFF_FFFC)
+            mix(parts.revisions.authorization)
+            mix(parts.revisions.accounting)
+            mix(parts.revisions.activity)
         }
 
         consuming func finish() -> UInt64 {
@@ -185,22 +185,26 @@ enum TableDigest {
             nasIP: session.radius.nasIP,
             acctSessionID: session.radius.acctSessionID.utf8,
             classAttribute: session.radius.classAttribute,
-            parts: session.hasParts ? session : nil
+            parts: session.setParts
         )
     }
 
     /// The contribution of the session stored as `value` at `ip`, the same as ``contribution(of:)`` of it
-    /// decoded; a session without parts (most of them) is hashed from its bytes, without decoding it.
+    /// decoded, hashed from its bytes without decoding it.
     static func contribution(ofStored value: UnsafeRawBufferPointer, ip: IPAddress) throws(SessionStoreError) -> UInt64
     {
-        let read: RecordCodec.SessionValueFields?
+        let fields: RecordCodec.SessionValueFields
         do throws(CorruptRecordError) {
-            read = try RecordCodec.peekSessionValueFields(value)
+            fields = try RecordCodec.peekSessionValueFields(value)
         } catch {
             throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
         }
-        guard let fields = read else { return contribution(of: try decodeStoredSession(value, ip: ip)) }
-        return contribution(
+        return contribution(ofFields: fields, ip: ip)
+    }
+
+    /// The contribution of the session at `ip` whose stored value holds `fields`.
+    static func contribution(ofFields fields: borrowing RecordCodec.SessionValueFields, ip: IPAddress) -> UInt64 {
+        contribution(
             ip: ip,
             mac: fields.mac,
             owner: fields.owner,
@@ -216,7 +220,7 @@ enum TableDigest {
             nasIP: fields.nasIP,
             acctSessionID: fields.acctSessionID,
             classAttribute: fields.classAttribute,
-            parts: nil
+            parts: fields.parts?.value
         )
     }
 
@@ -236,7 +240,7 @@ enum TableDigest {
         nasIP: IPAddress?,
         acctSessionID: some Sequence<UInt8>,
         classAttribute: some Sequence<UInt8>,
-        parts: Session?
+        parts: Parts?
     ) -> UInt64 {
         var hasher = SessionHasher()
         hasher.mix(ip.high)

@@ -5,7 +5,7 @@ import Testing
 @Suite("The users table's digest")
 struct TableDigestTests {
     @Test(
-        "a stored session hashes from its bytes to what it hashes to decoded, with and without parts",
+        "a stored session hashes from its bytes to what it hashes to decoded, with and without each part",
         arguments: [11, 12, 13] as [UInt64]
     )
     func storedBytesHashLikeTheSession(seed: UInt64) throws {
@@ -18,6 +18,11 @@ struct TableDigestTests {
                 session.accounting = randomAccounting(using: &random)
                 session.revisions.accounting = Revision(term: 2, sequence: sequence + 1000, device: 1)
             }
+            if sequence % 4 == 0 {
+                session.authorization = randomAuthorization(using: &random)
+                session.revisions.authorization = Revision(term: 2, sequence: sequence + 2000, device: 2)
+            }
+            if sequence % 5 == 0 { session.lastActivity = randomTimestamp(using: &random) }
             var value: [UInt8] = []
             RecordCodec.encodeSessionValue(session, into: &value)
             let stored = try value.withUnsafeBytes { try TableDigest.contribution(ofStored: $0, ip: session.ip) }
