@@ -341,17 +341,23 @@ struct PeerApply {
             state.stage(session.ip, entry, replacing: current)
             state.addDeadline(of: session)
         case .logout(let logout):
-            let current = try state.resolve(logout.ip, txn: txn)
-            guard let current, let (_, entry) = ApplyRule.change(for: event, current: current) else { return }
-            if state.takeovers.effectiveOwner(of: current) == state.origin { state.notePeerNotice(logout) }
-            let sequence = state.nextSequence()
-            state.appendRecord { buffer in
-                RecordCodec.encode(
-                    LogRecord(sequence: sequence, term: recordTerm, origin: peer, time: time, event: event),
-                    into: &buffer
-                )
+            // The session it ends is read from its stored bytes, not decoded (as ``ApplyRule`` would take it: a
+            // logout ends the session of its owner and generation, and nothing else).
+            _ = try state.withStoredSession(at: logout.ip, txn: txn) { value throws(SessionStoreError) in
+                let current = try state.storedFields(value, at: logout.ip)
+                guard current.generation == logout.generation, current.owner == logout.owner else { return }
+                if state.takeovers.effectiveOwner(owner: current.owner, term: current.generation.term) == state.origin {
+                    state.notePeerNotice(logout)
+                }
+                let sequence = state.nextSequence()
+                state.appendRecord { buffer in
+                    RecordCodec.encode(
+                        LogRecord(sequence: sequence, term: recordTerm, origin: peer, time: time, event: event),
+                        into: &buffer
+                    )
+                }
+                state.stageEnd(logout.ip, of: current)
             }
-            state.stage(logout.ip, entry, replacing: current)
         case .update(let update):
             let current = try state.resolve(update.ip, txn: txn)
             guard let current, let (_, entry) = ApplyRule.change(for: event, current: current) else { return }

@@ -10,9 +10,13 @@ struct EndedSessions: Sendable {
         var generation: Generation
 
         init(_ session: Session) {
-            ip = session.ip
-            owner = session.owner
-            generation = session.generation
+            self.init(ip: session.ip, owner: session.owner, generation: session.generation)
+        }
+
+        init(ip: IPAddress, owner: DeviceID, generation: Generation) {
+            self.ip = ip
+            self.owner = owner
+            self.generation = generation
         }
     }
 

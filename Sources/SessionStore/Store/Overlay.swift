@@ -32,7 +32,12 @@ final class Overlay: @unchecked Sendable {
 
     /// The entry for `ip` as the writer sees it, without the lock, decoded.
     func writerEntry(for ip: IPAddress) -> TableEntry? {
-        (active.entries[ip] ?? frozen?.entries[ip])?.entry(at: ip)
+        writerStoredEntry(for: ip)?.entry(at: ip)
+    }
+
+    /// The entry for `ip` as the writer sees it, without the lock, still encoded.
+    func writerStoredEntry(for ip: IPAddress) -> StoredEntry? {
+        active.entries[ip] ?? frozen?.entries[ip]
     }
 
     /// Whether `ip` has an entry in memory, as the writer sees it, without the lock.

@@ -93,10 +93,10 @@ extension LogWriter {
             for (ip, reason) in logouts {
                 results.append(
                     Result { () throws(SessionStoreError) in
-                        guard let session = try state.resolve(ip, txn: txn) else {
+                        guard let logout = try state.stageLogout(at: ip, reason: reason, time: now, txn: txn) else {
                             throw SessionStoreError(.notOnline(ip))
                         }
-                        return state.stageLogout(session, reason: reason, time: now)
+                        return logout
                     }
                 )
             }
@@ -118,10 +118,9 @@ extension LogWriter {
         func stage(_ state: WriterState, _ txn: borrowing ReadTransaction) {
             outcome.set(
                 Result { () throws(SessionStoreError) in
-                    guard let session = try state.resolve(ip, txn: txn) else {
+                    guard let logout = try state.stageLogout(at: ip, reason: reason, time: .now, txn: txn) else {
                         throw SessionStoreError(.notOnline(ip))
                     }
-                    let logout = state.stageLogout(session, reason: reason, time: .now)
                     return LoggedLogout(logout: logout, sequence: state.sequence)
                 }
             )

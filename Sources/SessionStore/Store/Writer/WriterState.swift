@@ -404,6 +404,108 @@ final class WriterState {
         }
     }
 
+    /// Logs this device's logout of the session online at `ip` as this batch has staged it so far, and stages its
+    /// end; `nil` when no session is online there. The session is read from its stored bytes
+    /// (``withStoredSession(at:txn:_:)``): a logout does not decode it.
+    func stageLogout(
+        at ip: IPAddress,
+        reason: LogoutReason,
+        time: Timestamp,
+        txn: borrowing ReadTransaction
+    ) throws(SessionStoreError) -> Logout? {
+        try withStoredSession(at: ip, txn: txn) { value throws(SessionStoreError) in
+            try stageLogout(stored: value, at: ip, reason: reason, time: time)
+        }
+    }
+
+    /// Runs `body` with the users-table value of the session online at `ip` as this batch has staged it so far,
+    /// without decoding it: the bytes in memory or in the users table (valid during `body` only); `nil`, without
+    /// running `body`, when no session is online there. A session this batch staged is encoded for it.
+    func withStoredSession<T>(
+        at ip: IPAddress,
+        txn: borrowing ReadTransaction,
+        _ body: (UnsafeRawBufferPointer) throws(SessionStoreError) -> T
+    ) throws(SessionStoreError) -> T? {
+        let value: [UInt8]
+        if let index = staged[ip] {
+            guard let session = changes[index].1.session else { return nil }
+            var encoded: [UInt8] = []
+            RecordCodec.encodeSessionValue(session, into: &encoded)
+            value = encoded
+        } else if let entry = overlay.writerStoredEntry(for: ip) {
+            guard case .online(let stored) = entry else { return nil }
+            value = stored
+        } else {
+            var result: Result<T?, SessionStoreError> = .success(nil)
+            do {
+                try ip.withUnsafeBytes { key in
+                    try txn.withValue(forKey: key, in: files.users) { stored in
+                        guard let stored else { return }
+                        result = Result { () throws(SessionStoreError) in try body(stored) }
+                    }
+                }
+            } catch {
+                throw SessionStoreError.storage(error, doing: "reading the users table")
+            }
+            return try result.get()
+        }
+        var result: Result<T, SessionStoreError>?
+        value.withUnsafeBytes { bytes in result = Result { () throws(SessionStoreError) in try body(bytes) } }
+        return try result!.get()
+    }
+
+    /// The fields of the session stored as `value` at `ip`, naming its place when the bytes are damaged.
+    func storedFields(
+        _ value: UnsafeRawBufferPointer,
+        at ip: IPAddress
+    ) throws(SessionStoreError) -> RecordCodec.SessionValueFields {
+        do throws(CorruptRecordError) {
+            return try RecordCodec.peekSessionValueFields(value)
+        } catch {
+            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
+        }
+    }
+
+    /// ``stageLogout(_:reason:time:)`` of the session stored as `value` at `ip`, read without decoding it.
+    private func stageLogout(
+        stored value: UnsafeRawBufferPointer,
+        at ip: IPAddress,
+        reason: LogoutReason,
+        time: Timestamp
+    ) throws(SessionStoreError) -> Logout {
+        let fields = try storedFields(value, at: ip)
+        _ = nextSequence()
+        let logout = Logout(
+            ip: ip,
+            mac: fields.mac,
+            userName: String(decoding: fields.userName, as: UTF8.self),
+            owner: fields.owner,
+            generation: fields.generation,
+            reason: reason
+        )
+        emit(.logout(logout), time: time)
+        stageEnd(ip, of: fields)
+        return logout
+    }
+
+    /// Stages the end of the session at `ip` whose stored value holds `fields`: what
+    /// ``stage(_:_:replacing:resync:)`` does for `.offline`, replacing a session read from its stored bytes.
+    func stageEnd(_ ip: IPAddress, of fields: borrowing RecordCodec.SessionValueFields) {
+        endedThisBatch.insert(EndedSessions.Key(ip: ip, owner: fields.owner, generation: fields.generation))
+        staged[ip] = changes.count
+        changes.append((ip, .offline(fields.generation)))
+        countDelta -= 1
+        if digestReady {
+            let delta = 0 &- TableDigest.contribution(ofFields: fields, ip: ip)
+            digestDelta &+= delta
+            if stagingPeer {
+                peerTouched.append(ip)
+            } else {
+                ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
+            }
+        }
+    }
+
     /// Every session online as this batch has staged it so far, but those at the addresses of `skipped` and, when
     /// `owned` is given, those whose owner and generation it refuses; neither is decoded.
     func onlineSessions(
