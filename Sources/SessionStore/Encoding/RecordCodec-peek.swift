@@ -156,4 +156,25 @@ extension RecordCodec {
             parts: parts
         )
     }
+
+    /// The user name of the session value `bytes`, whose fields ``peekSessionValueFields(_:)`` read into
+    /// `fields`, checked as a decode checks it: what a logout read from the stored bytes logs, so that a value
+    /// whose checksum holds but whose user name breaks the rules is refused as a decode refuses it, and never
+    /// copied into a log record that could not be read back.
+    ///
+    /// - Throws: ``CorruptRecordError`` when the user name is not valid UTF-8 or breaks ``FieldRules``.
+    static func checkedUserName(
+        of fields: borrowing SessionValueFields,
+        in bytes: UnsafeRawBufferPointer
+    ) throws(CorruptRecordError) -> String {
+        let name = fields.userName
+        // Where the field begins, as a decode reports it: at its length, a varint of 1 or 2 bytes.
+        let start =
+            (UnsafeRawPointer(name.baseAddress).map { $0 - bytes.baseAddress! } ?? 0) - (name.count < 0x80 ? 1 : 2)
+        guard let userName = String(validatingUTF8Bytes: name) else {
+            throw .invalidField(at: start, field: "userName", detail: "is not valid UTF-8")
+        }
+        try applying(FieldRules.checkUserName(name), at: start)
+        return userName
+    }
 }

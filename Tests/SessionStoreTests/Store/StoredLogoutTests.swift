@@ -1,3 +1,5 @@
+import LMDB
+import Locking
 import TestSupport
 import Testing
 
@@ -55,6 +57,7 @@ struct StoredLogoutTests {
             #expect(try result.get() == Logout(ending: session, reason: .idleTimeout))
         }
         #expect(throws: SessionStoreError.self) { try results.last!.get() }
+        if case .failure(let error) = results.last! { #expect(error.kind == .notOnline) }
         #expect(store.count == 0)
         // The digest kept through the logouts is the one a count of the table from scratch finds: the
         // table is empty.
@@ -108,24 +111,30 @@ struct StoredLogoutTests {
             }
             _ = try await store.applyPeer(.records(origin: 2, through: peerSequence, history: 9, records))
         }
-        // Logouts of an older generation of a copied user, on disk and in memory, end nothing.
+        // Logouts of an older generation of a copied user, on disk and in memory, end nothing; nor do logouts
+        // of the right generation that name another owner.
         var older = [Logout(ending: copies[1], reason: .user), Logout(ending: copies[21], reason: .user)]
         for index in older.indices { older[index].generation = Generation(term: 1, sequence: 0) }
-        try await apply(older.map { .logout($0) })
+        var otherOwner = [Logout(ending: copies[2], reason: .user), Logout(ending: copies[22], reason: .user)]
+        for index in otherOwner.indices { otherOwner[index].owner = 3 }
+        try await apply((older + otherOwner).map { .logout($0) })
         #expect(store.count == 41)
         #expect(try store.session(for: copies[1].ip) == copies[1])
         #expect(try store.session(for: copies[21].ip) == copies[21])
+        #expect(try store.session(for: copies[2].ip) == copies[2])
+        #expect(try store.session(for: copies[22].ip) == copies[22])
         var logouts = copies.map { Event.logout(Logout(ending: $0, reason: .user)) }
         logouts.append(.logout(Logout(ending: own, reason: .deleteUser)))
         try await apply(logouts)
         #expect(store.count == 0)
-        var announced: [Logout] = []
-        for await batch in store.automaticLogouts {
-            announced += batch
-            if announced.contains(where: { $0.ip == own.ip }) { break }
+        let announced = Locked<[Logout]>([])
+        let listener = Task { [store] in
+            for await batch in store.automaticLogouts { announced.withLock { $0 += batch } }
         }
-        #expect(announced.filter { $0.ip == own.ip } == [Logout(ending: own, reason: .deleteUser)])
-        #expect(!announced.contains { $0.owner == 2 })
+        #expect(await eventually { announced.withLock { $0 }.contains { $0.ip == own.ip } })
+        listener.cancel()
+        #expect(announced.withLock { $0 }.filter { $0.ip == own.ip } == [Logout(ending: own, reason: .deleteUser)])
+        #expect(!announced.withLock { $0 }.contains { $0.owner == 2 })
         let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
         await store.close()
         store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
@@ -133,6 +142,88 @@ struct StoredLogoutTests {
         #expect(store.count == 0)
         let recounted = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
         #expect(kept.value == recounted.value)
+        await store.close()
+    }
+
+    @Test(
+        "an address logged off twice in one batch is ended once; a session logged in and off in one batch of the peer's stream is ended from the staged session"
+    )
+    func logoutsOfStagedSessions() async throws {
+        let directory = TemporaryDirectory()
+        var store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
+        try await store.initializeDigest()
+        let user = try await store.login(testSession(1))
+        let results = try await store.logout(contentsOf: [(user.ip, .user), (user.ip, .deleteUser)])
+        #expect(try results[0].get() == Logout(ending: user, reason: .user))
+        if case .failure(let error) = results[1] { #expect(error.kind == .notOnline) } else { Issue.record() }
+        // Device 2 logs a user in and out; both come in one batch of its stream.
+        var copy = testSession(2, owner: 2)
+        copy.generation = Generation(term: 1, sequence: 1)
+        _ = try await store.applyPeer(
+            .records(
+                origin: 2,
+                through: 2,
+                history: 9,
+                [
+                    LogRecord(sequence: 1, term: 1, origin: 2, time: .now, event: .login(copy)),
+                    LogRecord(
+                        sequence: 2,
+                        term: 1,
+                        origin: 2,
+                        time: .now,
+                        event: .logout(Logout(ending: copy, reason: .user))
+                    ),
+                ]
+            )
+        )
+        #expect(try store.session(for: copy.ip) == nil)
+        #expect(store.count == 0)
+        let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
+        #expect(kept.value == 0)
+        await store.close()
+        store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
+        #expect(store.count == 0)
+        await store.close()
+    }
+
+    @Test(
+        "a logout of a stored session that is damaged, or whose checksum holds but whose user name breaks the rules, fails as a decode fails, naming the address, and logs nothing",
+        arguments: [false, true]
+    )
+    func damagedStoredSession(checksumHolds: Bool) async throws {
+        let directory = TemporaryDirectory()
+        let users = (0..<3).map { testSession($0) }
+        var stored: [Session] = []
+        do {
+            let store = try SessionStore.open(at: directory.path, configuration: .test())
+            for user in users { stored.append(try await store.login(user)) }
+            await store.close()
+        }
+        let environment = try Environment(path: directory.path + "/" + StoreLayout.usersFile)
+        let table = try environment.openDatabase("users")
+        let key = stored[1].ip.withUnsafeBytes { Array($0) }
+        var value: [UInt8] = []
+        if checksumHolds {
+            var nameless = stored[1]
+            nameless.userName = ""
+            RecordCodec.encodeSessionValue(nameless, into: &value)
+        } else {
+            value = try #require(try environment.read { txn in try txn.value(forKey: key, in: table) })
+            value[value.count / 2] ^= 0x40
+        }
+        try environment.write { txn in try txn.put(key, value, in: table) }
+
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
+        let before = store.lastLoggedSequence
+        let error = await #expect(throws: SessionStoreError.self) {
+            try await store.logout(stored[1].ip, reason: .user)
+        }
+        #expect(error?.kind == .corruptRecord)
+        #expect(error?.description.contains(stored[1].ip.description) == true)
+        if checksumHolds { #expect(error?.description.contains("userName") == true) }
+        #expect(store.lastLoggedSequence == before)
+        // The others log off as ever.
+        #expect(try await store.logout(stored[2].ip, reason: .user) == Logout(ending: stored[2], reason: .user))
         await store.close()
     }
 }

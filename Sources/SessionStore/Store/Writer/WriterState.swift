@@ -474,11 +474,17 @@ final class WriterState {
         time: Timestamp
     ) throws(SessionStoreError) -> Logout {
         let fields = try storedFields(value, at: ip)
+        let userName: String
+        do throws(CorruptRecordError) {
+            userName = try RecordCodec.checkedUserName(of: fields, in: value)
+        } catch {
+            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
+        }
         _ = nextSequence()
         let logout = Logout(
             ip: ip,
             mac: fields.mac,
-            userName: String(decoding: fields.userName, as: UTF8.self),
+            userName: userName,
             owner: fields.owner,
             generation: fields.generation,
             reason: reason
