@@ -341,11 +341,11 @@ struct PeerApply {
             state.stage(session.ip, entry, replacing: current)
             state.addDeadline(of: session)
         case .logout(let logout):
-            // The session it ends is read from its stored bytes, not decoded (as ``ApplyRule`` would take it: a
-            // logout ends the session of its owner and generation, and nothing else).
+            // The session it ends is read from its stored bytes, not decoded; ``ApplyRule/ends(_:owner:generation:)``
+            // is the rule ``ApplyRule/change(for:current:)`` applies to a decoded one.
             _ = try state.withStoredSession(at: logout.ip, txn: txn) { value throws(SessionStoreError) in
                 let current = try state.storedFields(value, at: logout.ip)
-                guard current.generation == logout.generation, current.owner == logout.owner else { return }
+                guard ApplyRule.ends(logout, owner: current.owner, generation: current.generation) else { return }
                 if state.takeovers.effectiveOwner(owner: current.owner, term: current.generation.term) == state.origin {
                     state.notePeerNotice(logout)
                 }

@@ -146,13 +146,17 @@ package enum ApplyRule {
             let updated = update.applied(to: current)
             return updated == current ? nil : (update.ip, .online(updated))
         case .logout(let logout):
-            guard let current, current.generation == logout.generation, current.owner == logout.owner else {
-                return nil
-            }
+            guard let current, ends(logout, owner: current.owner, generation: current.generation) else { return nil }
             return (logout.ip, .offline(logout.generation))
         case .deviceIDChanged, .takeover:
             return nil
         }
+    }
+
+    /// Whether `logout` ends the session of `owner` and `generation` that holds its address: a logout ends the
+    /// session it names, and nothing else (a later login at the address is another session).
+    package static func ends(_ logout: Logout, owner: DeviceID, generation: Generation) -> Bool {
+        generation == logout.generation && owner == logout.owner
     }
 
     /// `current` with each part of `other` (the same session) whose revision is higher.
