@@ -229,6 +229,13 @@ extension RecordCodec {
     static func readUserName(from reader: inout UnitReader) throws(CorruptRecordError) -> String {
         let start = reader.offset
         let bytes = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+        return try userName(bytes, at: start)
+    }
+
+    /// The user name of `bytes`, read at offset `start` of its unit: valid UTF-8, not empty, no control
+    /// characters.
+    @inline(__always)
+    static func userName(_ bytes: UnsafeBufferPointer<UInt8>, at start: Int) throws(CorruptRecordError) -> String {
         guard let userName = String(validatingUTF8Bytes: bytes) else {
             throw .invalidField(at: start, field: "userName", detail: "is not valid UTF-8")
         }

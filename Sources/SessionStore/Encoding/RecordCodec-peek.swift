@@ -86,6 +86,8 @@ extension RecordCodec {
         var loginTime: Int64
         var sessionTimeout: UInt32
         var userName: UnsafeBufferPointer<UInt8>
+        /// Where the user name's field begins in the value, for an error about it (``RecordCodec/userName(_:at:)``).
+        var userNameOffset: Int
         var idleTimeout: UInt32
         var vlan: UInt16
         var accessInterface: UnsafeBufferPointer<UInt8>
@@ -117,6 +119,7 @@ extension RecordCodec {
         let generation = try readGeneration(from: &reader)
         let loginTime = try reader.readSignedVarint("loginTime")
         let sessionTimeout = try reader.readVarint32("sessionTimeout")
+        let userNameOffset = reader.offset
         let userName = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
         let idleTimeout = try reader.readVarint32("idleTimeout")
         let vlan = try reader.readVarint16("vlan")
@@ -144,6 +147,7 @@ extension RecordCodec {
             loginTime: loginTime,
             sessionTimeout: sessionTimeout,
             userName: userName,
+            userNameOffset: userNameOffset,
             idleTimeout: idleTimeout,
             vlan: vlan,
             accessInterface: accessInterface,
@@ -157,24 +161,4 @@ extension RecordCodec {
         )
     }
 
-    /// The user name of the session value `bytes`, whose fields ``peekSessionValueFields(_:)`` read into
-    /// `fields`, checked as a decode checks it: what a logout read from the stored bytes logs, so that a value
-    /// whose checksum holds but whose user name breaks the rules is refused as a decode refuses it, and never
-    /// copied into a log record that could not be read back.
-    ///
-    /// - Throws: ``CorruptRecordError`` when the user name is not valid UTF-8 or breaks ``FieldRules``.
-    static func checkedUserName(
-        of fields: borrowing SessionValueFields,
-        in bytes: UnsafeRawBufferPointer
-    ) throws(CorruptRecordError) -> String {
-        let name = fields.userName
-        // Where the field begins, as a decode reports it: at its length, a varint of 1 or 2 bytes.
-        let start =
-            (UnsafeRawPointer(name.baseAddress).map { $0 - bytes.baseAddress! } ?? 0) - (name.count < 0x80 ? 1 : 2)
-        guard let userName = String(validatingUTF8Bytes: name) else {
-            throw .invalidField(at: start, field: "userName", detail: "is not valid UTF-8")
-        }
-        try applying(FieldRules.checkUserName(name), at: start)
-        return userName
-    }
 }

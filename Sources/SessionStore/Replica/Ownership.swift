@@ -193,13 +193,7 @@ enum TableDigest {
     /// decoded, hashed from its bytes without decoding it.
     static func contribution(ofStored value: UnsafeRawBufferPointer, ip: IPAddress) throws(SessionStoreError) -> UInt64
     {
-        let fields: RecordCodec.SessionValueFields
-        do throws(CorruptRecordError) {
-            fields = try RecordCodec.peekSessionValueFields(value)
-        } catch {
-            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
-        }
-        return contribution(ofFields: fields, ip: ip)
+        contribution(ofFields: try peekStoredSessionFields(value, ip: ip), ip: ip)
     }
 
     /// The contribution of the session at `ip` whose stored value holds `fields`.

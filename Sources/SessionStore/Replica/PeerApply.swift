@@ -344,7 +344,7 @@ struct PeerApply {
             // The session it ends is read from its stored bytes, not decoded; ``ApplyRule/ends(_:owner:generation:)``
             // is the rule ``ApplyRule/change(for:current:)`` applies to a decoded one.
             _ = try state.withStoredSession(at: logout.ip, txn: txn) { value throws(SessionStoreError) in
-                let current = try state.storedFields(value, at: logout.ip)
+                let current = try peekStoredSessionFields(value, ip: logout.ip)
                 guard ApplyRule.ends(logout, owner: current.owner, generation: current.generation) else { return }
                 if state.takeovers.effectiveOwner(owner: current.owner, term: current.generation.term) == state.origin {
                     state.notePeerNotice(logout)

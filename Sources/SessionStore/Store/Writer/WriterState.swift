@@ -454,18 +454,6 @@ final class WriterState {
         return try result!.get()
     }
 
-    /// The fields of the session stored as `value` at `ip`, naming its place when the bytes are damaged.
-    func storedFields(
-        _ value: UnsafeRawBufferPointer,
-        at ip: IPAddress
-    ) throws(SessionStoreError) -> RecordCodec.SessionValueFields {
-        do throws(CorruptRecordError) {
-            return try RecordCodec.peekSessionValueFields(value)
-        } catch {
-            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
-        }
-    }
-
     /// ``stageLogout(_:reason:time:)`` of the session stored as `value` at `ip`, read without decoding it.
     private func stageLogout(
         stored value: UnsafeRawBufferPointer,
@@ -473,13 +461,8 @@ final class WriterState {
         reason: LogoutReason,
         time: Timestamp
     ) throws(SessionStoreError) -> Logout {
-        let fields = try storedFields(value, at: ip)
-        let userName: String
-        do throws(CorruptRecordError) {
-            userName = try RecordCodec.checkedUserName(of: fields, in: value)
-        } catch {
-            throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
-        }
+        let fields = try peekStoredSessionFields(value, ip: ip)
+        let userName = try storedUserName(fields, ip: ip)
         _ = nextSequence()
         let logout = Logout(
             ip: ip,
@@ -501,15 +484,7 @@ final class WriterState {
         staged[ip] = changes.count
         changes.append((ip, .offline(fields.generation)))
         countDelta -= 1
-        if digestReady {
-            let delta = 0 &- TableDigest.contribution(ofFields: fields, ip: ip)
-            digestDelta &+= delta
-            if stagingPeer {
-                peerTouched.append(ip)
-            } else {
-                ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
-            }
-        }
+        if digestReady { noteDigestChange(at: ip, 0 &- TableDigest.contribution(ofFields: fields, ip: ip)) }
     }
 
     /// Every session online as this batch has staged it so far, but those at the addresses of `skipped` and, when
@@ -628,12 +603,19 @@ final class WriterState {
             var delta: UInt64 = 0
             if let current { delta &-= TableDigest.contribution(of: current) }
             if let session { delta &+= TableDigest.contribution(of: session) }
-            digestDelta &+= delta
-            if stagingPeer {
-                peerTouched.append(ip)
-            } else {
-                ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
-            }
+            noteDigestChange(at: ip, delta)
+        }
+    }
+
+    /// Adds a staged change of `ip`'s share of the digest, `delta`, to the batch's, and notes it for the
+    /// digest history: as this device's own change at the current sequence, or as an address the peer's
+    /// events touched.
+    private func noteDigestChange(at ip: IPAddress, _ delta: UInt64) {
+        digestDelta &+= delta
+        if stagingPeer {
+            peerTouched.append(ip)
+        } else {
+            ownDeltas.append(DigestHistory.OwnDelta(sequence: sequence, ip: ip, delta: delta))
         }
     }
 
