@@ -14,7 +14,7 @@ struct StoredLogoutTests {
     )
     func logoutsFromStoredBytes() async throws {
         let directory = TemporaryDirectory()
-        var store = try SessionStore.open(at: directory.path, configuration: .test())
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
         try await store.initializeDigest()
         var random = SeededGenerator(seed: 7)
         // Users 0..<40 are checkpointed to the users table; 40..<80 wait in memory. Every third has an
@@ -59,16 +59,9 @@ struct StoredLogoutTests {
         #expect(throws: SessionStoreError.self) { try results.last!.get() }
         if case .failure(let error) = results.last! { #expect(error.kind == .notOnline) }
         #expect(store.count == 0)
-        // The digest kept through the logouts is the one a count of the table from scratch finds: the
-        // table is empty.
-        let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
-        await store.close()
-        store = try SessionStore.open(at: directory.path, configuration: .test())
-        try await store.initializeDigest()
-        let recounted = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
-        #expect(kept.value == recounted.value)
-        #expect(kept.value == 0)
-        await store.close()
+        // The table is empty: the digest kept through the logouts is 0.
+        let (kept, _) = try await closeAndRecount(store, at: directory.path, deviceID: 1)
+        #expect(kept == 0)
     }
 
     @Test(
@@ -76,7 +69,7 @@ struct StoredLogoutTests {
     )
     func peerLogoutsFromStoredBytes() async throws {
         let directory = TemporaryDirectory()
-        var store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
+        let store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
         try await store.initializeDigest()
         var random = SeededGenerator(seed: 11)
         // Device 2's users, copied here: 0..<20 checkpointed, 20..<40 in memory; every third with parts.
@@ -135,14 +128,8 @@ struct StoredLogoutTests {
         listener.cancel()
         #expect(announced.withLock { $0 }.filter { $0.ip == own.ip } == [Logout(ending: own, reason: .deleteUser)])
         #expect(!announced.withLock { $0 }.contains { $0.owner == 2 })
-        let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
-        await store.close()
-        store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
-        try await store.initializeDigest()
-        #expect(store.count == 0)
-        let recounted = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
-        #expect(kept.value == recounted.value)
-        await store.close()
+        let (_, count) = try await closeAndRecount(store, at: directory.path, deviceID: 1)
+        #expect(count == 0)
     }
 
     @Test(
@@ -150,7 +137,7 @@ struct StoredLogoutTests {
     )
     func logoutsOfStagedSessions() async throws {
         let directory = TemporaryDirectory()
-        var store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
+        let store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
         try await store.initializeDigest()
         let user = try await store.login(testSession(1))
         let results = try await store.logout(contentsOf: [(user.ip, .user), (user.ip, .deleteUser)])
@@ -178,12 +165,9 @@ struct StoredLogoutTests {
         )
         #expect(try store.session(for: copy.ip) == nil)
         #expect(store.count == 0)
-        let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
-        #expect(kept.value == 0)
-        await store.close()
-        store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
-        #expect(store.count == 0)
-        await store.close()
+        let (kept, count) = try await closeAndRecount(store, at: directory.path, deviceID: 1)
+        #expect(kept == 0)
+        #expect(count == 0)
     }
 
     @Test(
@@ -225,5 +209,23 @@ struct StoredLogoutTests {
         // The others log off as ever.
         #expect(try await store.logout(stored[2].ip, reason: .user) == Logout(ending: stored[2], reason: .user))
         await store.close()
+    }
+
+    /// Closes `store`, reopens it and counts its digest from scratch, which must equal the digest it kept through
+    /// its changes; returns that digest and the users the reopened store holds.
+    private func closeAndRecount(
+        _ store: SessionStore,
+        at path: String,
+        deviceID: DeviceID
+    ) async throws -> (digest: UInt64, count: Int) {
+        let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
+        await store.close()
+        let reopened = try SessionStore.open(at: path, configuration: .test(deviceID: deviceID))
+        try await reopened.initializeDigest()
+        let recounted = try #require(reopened.digestHistory.latest(through: reopened.lastLoggedSequence))
+        #expect(kept.value == recounted.value, "the digest kept through the changes differs from a recount")
+        let count = reopened.count
+        await reopened.close()
+        return (kept.value, count)
     }
 }
