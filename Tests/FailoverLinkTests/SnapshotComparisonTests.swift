@@ -44,7 +44,7 @@ struct SnapshotComparisonTests {
             if checkpoint == nil { checkpoint = read.checkpoint }
             after = read.last
         } while after != nil
-        let sessions = try buffer.withUnsafeBytes { try SessionStore.decodeSnapshot($0) }
+        let sessions = try buffer.withUnsafeBytes { try SnapshotSessions(checking: $0).sessions }
         let end = SnapshotEndMessage.closing(
             position: min(checkpoint ?? 0, heldFrom - 1),
             lastLogged: store.lastLoggedSequence,
@@ -62,7 +62,7 @@ struct SnapshotComparisonTests {
     ) async throws {
         let origin = sender.deviceID
         _ = try await receiver.applyPeer(.snapshotBegin(origin: origin, takeovers: [], everything: everything))
-        _ = try await receiver.applyPeer(.snapshotSessions(origin: origin, snapshot.sessions))
+        _ = try await receiver.applyPeer(.snapshotSessions(origin: origin, SnapshotSessions(snapshot.sessions)))
         _ = try await receiver.applyPeer(
             .snapshotEnd(
                 origin: origin,

@@ -5,7 +5,7 @@ import SessionStore
 package enum PeerWork: Sendable {
     case records(through: UInt64, [LogRecord])
     case snapshotBegin(takeovers: [Takeover], everything: Bool, keep: Bool = false)
-    case snapshotSessions([Session])
+    case snapshotSessions(SnapshotSessions)
     case snapshotEnd(SnapshotEndMessage)
     /// A digest point of the peer, compared once everything before it is applied.
     case digest(DigestMessage)
@@ -26,7 +26,7 @@ package enum PeerWork: Sendable {
             return .snapshotBegin(takeovers: takeovers, everything: everything, keep: keep)
         case .snapshotSessions:
             let sessions = try frame.payload.withUnsafeReadableBytes { bytes throws(SessionStoreError) in
-                try SessionStore.decodeSnapshot(bytes)
+                try SnapshotSessions(checking: bytes)
             }
             return .snapshotSessions(sessions)
         case .snapshotEnd:

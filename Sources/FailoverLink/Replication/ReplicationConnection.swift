@@ -173,7 +173,7 @@ struct ReplicationConnection: Sendable {
                     _ = try await context.apply(batch(first))
                 case .snapshotSessions(var sessions):
                     while case .snapshotSessions(let more) = work.first {
-                        sessions += more
+                        sessions.append(contentsOf: more)
                         work.removeFirst()
                     }
                     _ = try await context.apply(batch(.snapshotSessions(sessions)))

@@ -99,6 +99,12 @@ extension RecordCodec {
         var classAttribute: UnsafeBufferPointer<UInt8>
         /// What updates changed, decoded and boxed; `nil` for most sessions, which have none.
         var parts: PartsBox?
+
+        /// When the session timeout ends the session (``Session/deadline``).
+        var deadline: Timestamp? {
+            sessionTimeout > 0
+                ? Timestamp(microsecondsSinceEpoch: loginTime).adding(seconds: Int64(sessionTimeout)) : nil
+        }
     }
 
     /// Reads the fields of a stored session value without decoding it into a ``Session``: its checksum,

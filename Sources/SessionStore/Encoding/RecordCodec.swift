@@ -169,6 +169,34 @@ public enum RecordCodec {
         }
     }
 
+    /// Appends the login record of the session stored as `value` at `ip`, exactly as
+    /// ``encodeLogin(_:sequence:term:origin:time:into:)`` would encode that session, by copying the value's fields:
+    /// a login's fields after its header are the address and the session body, which is all a session value
+    /// holds.
+    ///
+    /// - Parameter value: A session value of the current ``version``, checked (``peekSessionValueFields(_:)``);
+    ///   a value of an older version has another body and must be decoded instead.
+    static func encodeLogin(
+        storedValue value: UnsafeRawBufferPointer,
+        ip: IPAddress,
+        sequence: UInt64,
+        term: UInt32,
+        origin: DeviceID,
+        time: Timestamp,
+        into buffer: inout [UInt8]
+    ) {
+        precondition(value.count >= envelopeSize && value[0] == version, "a stored value of another version")
+        let body = UnsafeRawBufferPointer(rebasing: value[2..<value.count - 4])
+        var counter = UnitSizeCounter()
+        writeRecordHeader(sequence: sequence, term: term, origin: origin, time: time, to: &counter)
+        appendUnit(kind: Event.Kind.login.rawValue, fieldsSize: counter.count + 16 + body.count, into: &buffer) {
+            writer in
+            writeRecordHeader(sequence: sequence, term: term, origin: origin, time: time, to: &writer)
+            writer.writeIP(ip)
+            writer.writeEncoded(body)
+        }
+    }
+
     /// Decodes one log record, which must take exactly all of `bytes`.
     ///
     /// - Parameter bytes: One encoded record.

@@ -143,4 +143,12 @@ struct UnitWriter: UnitSink {
         }
         pointer += bytes.count
     }
+
+    /// Copies bytes already encoded (the fields of another unit), with no length before them.
+    @inline(__always)
+    mutating func writeEncoded(_ bytes: UnsafeRawBufferPointer) {
+        assert(pointer + bytes.count <= end)
+        if let base = bytes.baseAddress { pointer.copyMemory(from: base, byteCount: bytes.count) }
+        pointer += bytes.count
+    }
 }

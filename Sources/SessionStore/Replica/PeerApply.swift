@@ -164,22 +164,27 @@ struct PeerApply {
                 )
             }
             let everything = state.installsEverything(from: peer)
-            for session in sessions
-            where everything
-                ? session.owner != peer && session.owner != origin
-                : state.takeovers.effectiveOwner(of: session) != peer
-            {
-                throw SessionStoreError(
-                    .invalidArgument(
-                        "device \(peer)'s snapshot holds \(session.ip), owned by device \(session.owner), not by it"
+            let takeovers = state.takeovers
+            try sessions.forEachValue { (ip, value) throws(SessionStoreError) in
+                let subject = try snapshotValue(value, at: ip) { value throws(CorruptRecordError) in
+                    try RecordCodec.peekSessionOwner(value)
+                }
+                guard
+                    everything
+                        ? subject.owner == peer || subject.owner == origin
+                        : takeovers.effectiveOwner(owner: subject.owner, term: subject.generation.term) == peer
+                else {
+                    throw SessionStoreError(
+                        .invalidArgument(
+                            "device \(peer)'s snapshot holds \(ip), owned by device \(subject.owner), not by it"
+                        )
                     )
-                )
+                }
             }
             let now = Timestamp.now
-            for session in sessions {
-                state.noteListed(session.ip, by: peer)
-                try applyPeerEvent(.login(session), term: state.term, origin: peer, time: now, txn: txn)
-                if state.takeovers.effectiveOwner(of: session) == state.origin { state.noteReturned() }
+            try sessions.forEachValue { (ip, value) throws(SessionStoreError) in
+                state.noteListed(ip, by: peer)
+                try applySnapshotSession(value, at: ip, origin: peer, time: now, txn: txn)
             }
             return PeerApplied(through: known, takeover: nil)
         case .snapshotEnd(_, let position, let wholeFrom, let everythingThrough, let history):
@@ -290,6 +295,68 @@ struct PeerApply {
                     _ = state.stageLogout(session, reason: logout.reason, time: now)
                 }
             }
+        }
+    }
+
+    /// Applies a session of the peer's snapshot, from its value as the peer sent it: a login of it, logged and
+    /// staged as it came, without decoding it and encoding it again, when no session is online at its address;
+    /// nothing when the same bytes are online there; otherwise decoded and applied as a login of the stream is.
+    /// A value of an older format version is decoded too: its body is not a current login record's.
+    private func applySnapshotSession(
+        _ value: UnsafeRawBufferPointer,
+        at ip: IPAddress,
+        origin peer: DeviceID,
+        time: Timestamp,
+        txn: borrowing ReadTransaction
+    ) throws(SessionStoreError) {
+        let fields = try snapshotValue(value, at: ip) { value throws(CorruptRecordError) in
+            try RecordCodec.peekSessionValueFields(value)
+        }
+        defer {
+            if state.takeovers.effectiveOwner(owner: fields.owner, term: fields.generation.term) == state.origin {
+                state.noteReturned()
+            }
+        }
+        // A session that ended here never comes back: the peer sent it before it heard of the end.
+        guard !state.hasEnded(EndedSessions.Key(ip: ip, owner: fields.owner, generation: fields.generation)) else {
+            return
+        }
+        let same = try state.withStoredSession(at: ip, txn: txn) { current in current.elementsEqual(value) }
+        if same == true { return }  // the same session, with the same parts: what a login of it changes is nothing
+        guard same == nil, value[0] == RecordCodec.version else {
+            let session = try snapshotValue(value, at: ip) { value throws(CorruptRecordError) in
+                try RecordCodec.decodeSessionValue(value, ip: ip)
+            }
+            try applyPeerEvent(.login(session), term: state.term, origin: peer, time: time, txn: txn)
+            return
+        }
+        let sequence = state.nextSequence()
+        let term = state.term
+        state.appendRecord { buffer in
+            RecordCodec.encodeLogin(
+                storedValue: value,
+                ip: ip,
+                sequence: sequence,
+                term: term,
+                origin: peer,
+                time: time,
+                into: &buffer
+            )
+        }
+        state.stageOnline(ip, stored: value, fields)
+    }
+
+    /// What `read` reads from the value of the session at `ip` of a peer's snapshot, naming its place when it is
+    /// corrupt (``SnapshotSessions`` checked it when it arrived: only a value changed in memory since fails here).
+    private func snapshotValue<T>(
+        _ value: UnsafeRawBufferPointer,
+        at ip: IPAddress,
+        _ read: (UnsafeRawBufferPointer) throws(CorruptRecordError) -> T
+    ) throws(SessionStoreError) -> T {
+        do throws(CorruptRecordError) {
+            return try read(value)
+        } catch {
+            throw SessionStoreError(.corruptRecord(error, location: "session \(ip) of a peer snapshot batch"))
         }
     }
 

@@ -9,8 +9,8 @@ package enum PeerBatch: Sendable {
     /// A snapshot that `keep`s the copy: the peer recovered its users from this device, which holds them as it
     /// sent them; nothing is dropped, and the stream after it brings what the peer did since.
     case snapshotBegin(origin: DeviceID, takeovers: [Takeover], everything: Bool = false, keep: Bool = false)
-    /// Sessions of the peer's users table.
-    case snapshotSessions(origin: DeviceID, [Session])
+    /// Sessions of the peer's users table, checked and still encoded.
+    case snapshotSessions(origin: DeviceID, SnapshotSessions)
     /// The snapshot is complete; it stood at the peer's sequence `position` of history `history`, and the
     /// stream goes on after it. Read in several transactions, it holds states of the peer's table up to its
     /// sequence `wholeFrom`: once the stream is applied through there, this device's copy is the peer's

@@ -306,27 +306,9 @@ extension SessionStore {
         }
     }
 
-    /// Decodes a snapshot batch made by ``readSnapshot(after:maxSessions:into:)``.
-    package static func decodeSnapshot(_ bytes: UnsafeRawBufferPointer) throws(SessionStoreError) -> [Session] {
-        var sessions: [Session] = []
-        var offset = 0
-        while offset < bytes.count {
-            guard bytes.count - offset >= 16 else {
-                throw SessionStoreError(.invalidArgument("a peer snapshot batch ends inside an address"))
-            }
-            let ip = IPAddress(bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + 16]))
-            offset += 16
-            let unit = try framedUnit(bytes, at: &offset, what: "peer snapshot")
-            do throws(CorruptRecordError) {
-                sessions.append(try RecordCodec.decodeSessionValue(unit, ip: ip))
-            } catch {
-                throw SessionStoreError(.corruptRecord(error, location: "session \(ip) of a peer snapshot batch"))
-            }
-        }
-        return sessions
-    }
-
-    private static func framedUnit(
+    /// The unit at `offset` of a batch of the peer's stream or snapshot, after its 4-byte big-endian length;
+    /// `offset` moves past it.
+    static func framedUnit(
         _ bytes: UnsafeRawBufferPointer,
         at offset: inout Int,
         what: String

@@ -47,17 +47,13 @@ final class Overlay: @unchecked Sendable {
 
     // MARK: writer thread only
 
-    /// The entries of the batch being applied, encoded before the lock is taken; kept between batches so that
-    /// each batch does not allocate the array.
-    private var encoded: [StoredEntry] = []
-
-    func apply(_ changes: borrowing [(IPAddress, TableEntry)], countDelta: Int, throughSequence: UInt64) {
-        for index in changes.indices { encoded.append(StoredEntry(changes[index].1)) }
+    /// Applies the changes of a batch that committed, encoded when they were staged (so that the lock is held
+    /// only to insert them).
+    func apply(_ changes: borrowing [EncodedChange], countDelta: Int, throughSequence: UInt64) {
         lock.lock()
-        for index in changes.indices { active.set(changes[index].0, changes[index].1, stored: encoded[index]) }
+        for index in changes.indices { active.set(changes[index]) }
         active.throughSequence = throughSequence
         lock.unlock()
-        encoded.removeAll(keepingCapacity: true)  // empty for the next batch, holding no values meanwhile
         if countDelta != 0 { onlineCount.add(countDelta, ordering: .relaxed) }
     }
 

@@ -61,6 +61,38 @@ enum StoredEntry: Sendable {
     }
 }
 
+/// A change of one address, encoded as a ``ChangeSet`` keeps it, with the keys of its lookups by MAC address and
+/// user name: what the writer stages, so that a session is encoded once, when it is staged, and a change read
+/// from stored bytes (a peer's snapshot) is never decoded.
+struct EncodedChange: Sendable {
+    let ip: IPAddress
+    let stored: StoredEntry
+    /// The lookup keys of the session online (``TableIndexes/userNameKey(_:)`` for the user name); `nil` for
+    /// a free address.
+    let lookupKeys: (mac: UInt64, userName: UInt64)?
+
+    /// Encodes `entry`.
+    init(_ ip: IPAddress, _ entry: TableEntry) {
+        self.ip = ip
+        stored = StoredEntry(entry)
+        if case .online(let session) = entry {
+            lookupKeys = (session.mac.rawValue, TableIndexes.userNameKey(session.userName.utf8))
+        } else {
+            lookupKeys = nil
+        }
+    }
+
+    /// A session online at `ip`, stored as `value`, whose fields are `fields` (read from `value`).
+    init(_ ip: IPAddress, value: [UInt8], fields: borrowing RecordCodec.SessionValueFields) {
+        self.ip = ip
+        stored = .online(value: value)
+        lookupKeys = (fields.mac.rawValue, TableIndexes.userNameKey(fields.userName))
+    }
+
+    /// The session this change puts online, decoded; `nil` for a free address.
+    var session: Session? { stored.session(at: ip) }
+}
+
 /// Changes to the users table kept in memory until a checkpoint writes them to disk.
 ///
 /// Besides the entries, it keeps candidate lists for lookups by MAC address and user name: every address
@@ -98,16 +130,16 @@ struct ChangeSet: Sendable {
 
     /// Sets the entry of `ip`, encoding it.
     mutating func set(_ ip: IPAddress, _ entry: TableEntry) {
-        set(ip, entry, stored: StoredEntry(entry))
+        set(EncodedChange(ip, entry))
     }
 
-    /// Sets the entry of `ip`; `stored` is `entry` encoded.
-    mutating func set(_ ip: IPAddress, _ entry: TableEntry, stored: StoredEntry) {
-        if case .online(let session) = entry {
-            byMAC.insert(session.mac.rawValue, ip)
-            byUserName.insert(TableIndexes.userNameKey(session.userName.utf8), ip)
+    /// Sets the entry of an address to a change already encoded.
+    mutating func set(_ change: EncodedChange) {
+        if let keys = change.lookupKeys {
+            byMAC.insert(keys.mac, change.ip)
+            byUserName.insert(keys.userName, change.ip)
         }
-        entries[ip] = stored
+        entries[change.ip] = change.stored
     }
 
     /// Addresses that may hold `mac`.

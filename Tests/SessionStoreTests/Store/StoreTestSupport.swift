@@ -1,6 +1,7 @@
 import Foundation
 import SessionStore
 import TestSupport
+import Testing
 
 extension SessionStore.Configuration {
     /// The configuration tests use: device 1 of portal group "campus", no timers unless asked for.
@@ -50,4 +51,22 @@ func sameUser(_ a: Session, _ b: Session) -> Bool {
     a.generation = .zero
     b.generation = .zero
     return a == b
+}
+
+/// Closes `store`, reopens it and counts its digest from scratch, which must equal the digest it kept through its
+/// changes; returns that digest and the users the reopened store holds.
+func closeAndRecount(
+    _ store: SessionStore,
+    at path: String,
+    deviceID: DeviceID
+) async throws -> (digest: UInt64, count: Int) {
+    let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
+    await store.close()
+    let reopened = try SessionStore.open(at: path, configuration: .test(deviceID: deviceID))
+    try await reopened.initializeDigest()
+    let recounted = try #require(reopened.digestHistory.latest(through: reopened.lastLoggedSequence))
+    #expect(kept.value == recounted.value, "the digest kept through the changes differs from a recount")
+    let count = reopened.count
+    await reopened.close()
+    return (kept.value, count)
 }

@@ -210,22 +210,4 @@ struct StoredLogoutTests {
         #expect(try await store.logout(stored[2].ip, reason: .user) == Logout(ending: stored[2], reason: .user))
         await store.close()
     }
-
-    /// Closes `store`, reopens it and counts its digest from scratch, which must equal the digest it kept through
-    /// its changes; returns that digest and the users the reopened store holds.
-    private func closeAndRecount(
-        _ store: SessionStore,
-        at path: String,
-        deviceID: DeviceID
-    ) async throws -> (digest: UInt64, count: Int) {
-        let kept = try #require(store.digestHistory.latest(through: store.lastLoggedSequence))
-        await store.close()
-        let reopened = try SessionStore.open(at: path, configuration: .test(deviceID: deviceID))
-        try await reopened.initializeDigest()
-        let recounted = try #require(reopened.digestHistory.latest(through: reopened.lastLoggedSequence))
-        #expect(kept.value == recounted.value, "the digest kept through the changes differs from a recount")
-        let count = reopened.count
-        await reopened.close()
-        return (kept.value, count)
-    }
 }

@@ -166,7 +166,7 @@ struct StreamRulesTests {
         try await store.logout(user.ip, reason: .deleteUser)
         // Device 2's snapshot, read before its logout reached it, still holds the user.
         _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: []))
-        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [user]))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions([user])))
         _ = try await store.applyPeer(.snapshotEnd(origin: 2, position: 3, wholeFrom: 3, history: 9))
         #expect(try store.session(for: user.ip) == nil)
         // Nor does the login's record, sent again.
@@ -206,7 +206,7 @@ struct StreamRulesTests {
         var newcomer = testSession(5, owner: 2)
         newcomer.generation = Generation(term: 1, sequence: 8)
         _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: []))
-        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [users[0], newcomer]))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions([users[0], newcomer])))
         for user in users + [newcomer] { #expect(try store.session(for: user.ip) == user) }
         #expect(store.count == 7)
         await store.close()
@@ -214,9 +214,9 @@ struct StreamRulesTests {
         store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
         #expect(store.count == 7)
         _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: []))
-        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [users[0]]))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions([users[0]])))
         #expect(store.count == 7)
-        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [users[2]]))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions([users[2]])))
         _ = try await store.applyPeer(.snapshotEnd(origin: 2, position: 9, wholeFrom: 9, history: 9))
         #expect(try store.session(for: users[0].ip) == users[0])
         #expect(try store.session(for: users[2].ip) == users[2])
@@ -252,12 +252,12 @@ struct StreamRulesTests {
         }
         // A first snapshot of everything, cut short, brings back the early user and both of device 2's.
         _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: [], everything: true))
-        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [early] + peerUsers))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions([early] + peerUsers)))
         #expect(store.count == 5)
         try await store.checkpoint()
         // The next one lists one of device 2's users alone, and ends.
         _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: [], everything: true))
-        _ = try await store.applyPeer(.snapshotSessions(origin: 2, [peerUsers[0]]))
+        _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions([peerUsers[0]])))
         _ = try await store.applyPeer(
             .snapshotEnd(origin: 2, position: 30, wholeFrom: 30, everythingThrough: 30, history: 9)
         )

@@ -518,7 +518,7 @@ private func expectRoundTrip(_ work: PeerWork, _ frame: Frame) {
     case .snapshotBegin(let takeovers, let everything, let keep):
         encoded = SnapshotBeginMessage.frame(takeovers: takeovers, everything: everything, keep: keep)
     case .snapshotSessions(let sessions):
-        encoded = snapshotFrame(sessions)
+        encoded = snapshotFrame(sessions.sessions)
     case .snapshotEnd(let end):
         encoded = end.frame()
     case .digest(let point):
@@ -534,8 +534,8 @@ private func expectRoundTrip(_ work: PeerWork, _ frame: Frame) {
             let again = try? RecordsMessage.decode(encoded.payload).records
             check(again == records, "a records frame of version 1 units does not read back as it decoded")
         case .snapshotSessions(let sessions):
-            let again = try? encoded.payload.withUnsafeReadableBytes { try SessionStore.decodeSnapshot($0) }
-            check(again == sessions, "a snapshot frame of version 1 units does not read back as it decoded")
+            let again = try? encoded.payload.withUnsafeReadableBytes { try SnapshotSessions(checking: $0).sessions }
+            check(again == sessions.sessions, "a snapshot frame of version 1 units does not read back as it decoded")
         default:
             check(false, "a \(frame.type) frame does not encode back to its payload")
         }
@@ -586,7 +586,7 @@ private func addresses(of work: PeerWork) -> [IPAddress] {
     case .records(_, let records):
         records.compactMap { $0.event.address }
     case .snapshotSessions(let sessions):
-        sessions.map(\.ip)
+        sessions.sessions.map(\.ip)
     case .snapshotBegin, .snapshotEnd, .digest, .finish:
         []
     }

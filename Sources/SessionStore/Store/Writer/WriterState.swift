@@ -71,7 +71,7 @@ final class WriterState {
     private(set) var takeovers: Takeovers
     /// The addresses this batch changed, with the index of their latest change in `changes`.
     private var staged: [IPAddress: Int] = [:]
-    private var changes: [(IPAddress, TableEntry)] = []
+    private var changes: [EncodedChange] = []
     private var countDelta = 0
     private var digestDelta: UInt64 = 0
     /// The digest change of each own record of this batch, and the addresses the peer's events touched.
@@ -395,7 +395,7 @@ final class WriterState {
 
     /// The session online at `ip` as this batch has staged it so far.
     func resolve(_ ip: IPAddress, txn: borrowing ReadTransaction) throws(SessionStoreError) -> Session? {
-        if let index = staged[ip] { return changes[index].1.session }
+        if let index = staged[ip] { return changes[index].session }
         if let entry = overlay.writerEntry(for: ip) { return entry.session }
         do {
             return try files.baseSession(ip, in: txn)
@@ -420,7 +420,7 @@ final class WriterState {
 
     /// Runs `body` with the users-table value of the session online at `ip` as this batch has staged it so far,
     /// without decoding it: the bytes in memory or in the users table (valid during `body` only); `nil`, without
-    /// running `body`, when no session is online there. A session this batch staged is encoded for it.
+    /// running `body`, when no session is online there.
     func withStoredSession<T>(
         at ip: IPAddress,
         txn: borrowing ReadTransaction,
@@ -428,10 +428,8 @@ final class WriterState {
     ) throws(SessionStoreError) -> T? {
         let value: [UInt8]
         if let index = staged[ip] {
-            guard let session = changes[index].1.session else { return nil }
-            var encoded: [UInt8] = []
-            RecordCodec.encodeSessionValue(session, into: &encoded)
-            value = encoded
+            guard case .online(let stored) = changes[index].stored else { return nil }
+            value = stored
         } else if let entry = overlay.writerStoredEntry(for: ip) {
             guard case .online(let stored) = entry else { return nil }
             value = stored
@@ -482,7 +480,7 @@ final class WriterState {
     func stageEnd(_ ip: IPAddress, of fields: borrowing RecordCodec.SessionValueFields) {
         endedThisBatch.insert(EndedSessions.Key(ip: ip, owner: fields.owner, generation: fields.generation))
         staged[ip] = changes.count
-        changes.append((ip, .offline(fields.generation)))
+        changes.append(EncodedChange(ip, .offline(fields.generation)))
         countDelta -= 1
         if digestReady { noteDigestChange(at: ip, 0 &- TableDigest.contribution(ofFields: fields, ip: ip)) }
     }
@@ -501,20 +499,16 @@ final class WriterState {
                 guard owned(subject.owner, subject.generation) else { return }
             }
             online.append(try decodeStoredSession(value, ip: ip))
-        } staged: { session in
-            if owned?(session.owner, session.generation) ?? true { online.append(session) }
         }
         return online
     }
 
     /// Calls `stored` with the address and stored value of every session online as this batch has staged it so
-    /// far, on disk or in memory, and `staged` with each session this batch staged, but for those at the
-    /// addresses of `skipped`.
+    /// far, on disk, in memory or staged, but for those at the addresses of `skipped`.
     private func forEachOnline(
         txn: borrowing ReadTransaction,
         skipping skipped: Set<IPAddress>,
-        _ stored: (IPAddress, UnsafeRawBufferPointer) throws(SessionStoreError) -> Void,
-        staged visitStaged: (Session) -> Void
+        _ stored: (IPAddress, UnsafeRawBufferPointer) throws(SessionStoreError) -> Void
     ) throws(SessionStoreError) {
         do {
             try txn.withCursor(files.users) { cursor in
@@ -542,19 +536,15 @@ final class WriterState {
                 try visit(ip, entry)
             }
         }
-        for (ip, index) in staged where !skipped.contains(ip) {
-            if let session = changes[index].1.session { visitStaged(session) }
-        }
+        for (ip, index) in staged where !skipped.contains(ip) { try visit(ip, changes[index].stored) }
     }
 
-    /// The digest of every session online as this batch has staged it so far (see ``TableDigest``); most are
-    /// hashed from their stored bytes, without decoding them.
+    /// The digest of every session online as this batch has staged it so far (see ``TableDigest``), hashed from
+    /// their stored bytes without decoding them.
     private func tableDigest(txn: borrowing ReadTransaction) throws(SessionStoreError) -> UInt64 {
         var digest: UInt64 = 0
         try forEachOnline(txn: txn, skipping: []) { (ip, value) throws(SessionStoreError) in
             digest &+= try TableDigest.contribution(ofStored: value, ip: ip)
-        } staged: { session in
-            digest &+= TableDigest.contribution(of: session)
         }
         return digest
     }
@@ -597,7 +587,7 @@ final class WriterState {
             endedThisBatch.insert(EndedSessions.Key(current))
         }
         staged[ip] = changes.count
-        changes.append((ip, entry))
+        changes.append(EncodedChange(ip, entry))
         countDelta += (session != nil ? 1 : 0) - (current != nil ? 1 : 0)
         if digestReady {
             var delta: UInt64 = 0
@@ -626,6 +616,23 @@ final class WriterState {
         emit(.logout(logout), time: time)
         stage(session.ip, .offline(session.generation), replacing: session)
         return logout
+    }
+
+    /// Stages the session stored as `value` online at `ip`, where no session is online as this batch has staged
+    /// it so far: what ``stage(_:_:replacing:resync:)`` and ``addDeadline(of:)`` do for a login that replaces
+    /// nothing, with the value kept as it is. `fields` are `value`'s.
+    func stageOnline(
+        _ ip: IPAddress,
+        stored value: UnsafeRawBufferPointer,
+        _ fields: borrowing RecordCodec.SessionValueFields
+    ) {
+        staged[ip] = changes.count
+        changes.append(EncodedChange(ip, value: Array(value), fields: fields))
+        countDelta += 1
+        if digestReady { noteDigestChange(at: ip, TableDigest.contribution(ofFields: fields, ip: ip)) }
+        if let deadline = fields.deadline {
+            newDeadlines.append(.init(deadline: deadline, ip: ip, generation: fields.generation))
+        }
     }
 
     /// Schedules the session-timeout expiry of a session staged online.
@@ -697,10 +704,10 @@ final class WriterState {
     }
 
     /// Whether `session` ended here recently (see ``EndedSessions``): a copy of it must not come back.
-    func hasEnded(_ session: Session) -> Bool {
-        let key = EndedSessions.Key(session)
-        return endedThisBatch.contains(key) || ended.contains(key)
-    }
+    func hasEnded(_ session: Session) -> Bool { hasEnded(EndedSessions.Key(session)) }
+
+    /// Whether the session `key` names ended here recently.
+    func hasEnded(_ key: EndedSessions.Key) -> Bool { endedThisBatch.contains(key) || ended.contains(key) }
 
     // MARK: Staging: the peers' positions, snapshot installs and recovery, as this batch leaves them
 
