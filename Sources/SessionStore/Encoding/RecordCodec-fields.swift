@@ -135,11 +135,41 @@ extension RecordCodec {
     static var radiusHasNASIP: UInt8 { 1 }
 
     static func readSessionBody(ip: IPAddress, from reader: inout UnitReader) throws(CorruptRecordError) -> Session {
+        let fields = try readSessionFields(from: &reader)
+        // Every field was checked: the strings are valid UTF-8 (the access interface and portal group ASCII).
+        var session = Session(
+            ip: ip,
+            mac: fields.mac,
+            userName: String(decoding: fields.userName, as: UTF8.self),
+            vlan: fields.vlan,
+            accessInterface: String(decoding: fields.accessInterface, as: UTF8.self),
+            portalGroup: PortalGroup(uncheckedName: String(decoding: fields.portalGroup, as: UTF8.self)),
+            authenticationMode: AuthenticationMode(rawValue: fields.authenticationMode)!,
+            owner: fields.owner,
+            loginTime: Timestamp(microsecondsSinceEpoch: fields.loginTime),
+            sessionTimeout: fields.sessionTimeout,
+            idleTimeout: fields.idleTimeout,
+            radius: RADIUSAttributes(
+                nasIP: fields.nasIP,
+                acctSessionID: String(decoding: fields.acctSessionID, as: UTF8.self),
+                classAttribute: Array(fields.classAttribute)
+            ),
+            generation: fields.generation
+        )
+        session.adoptParts(fields.parts)
+        return session
+    }
+
+    /// Reads a session body's fields and checks each one as the model's rules say, without building a
+    /// ``Session``: its strings stay bytes in the unit, and only its parts, when it has any, are decoded.
+    static func readSessionFields(from reader: inout UnitReader) throws(CorruptRecordError) -> SessionValueFields {
         let mac = try reader.readMAC()
         let generation = try readGeneration(from: &reader)
-        let loginTime = Timestamp(microsecondsSinceEpoch: try reader.readSignedVarint("loginTime"))
+        let loginTime = try reader.readSignedVarint("loginTime")
         let sessionTimeout = try reader.readVarint32("sessionTimeout")
-        let userName = try readUserName(from: &reader)
+        let userNameOffset = reader.offset
+        let userName = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
+        try checkUserName(userName, at: userNameOffset)
         let idleTimeout = try reader.readVarint32("idleTimeout")
 
         let vlanStart = reader.offset
@@ -147,22 +177,19 @@ extension RecordCodec {
         try applying(FieldRules.checkVLAN(vlan), at: vlanStart)
 
         let interfaceStart = reader.offset
-        let interfaceBytes = try reader.readLengthPrefixed(
+        let accessInterface = try reader.readLengthPrefixed(
             "accessInterface",
             maximum: FieldRules.maximumAccessInterfaceBytes
         )
-        try applying(FieldRules.checkAccessInterface(interfaceBytes), at: interfaceStart)
-        // Printable ASCII, so valid UTF-8.
-        let accessInterface = String(decoding: interfaceBytes, as: UTF8.self)
+        try applying(FieldRules.checkAccessInterface(accessInterface), at: interfaceStart)
 
         let groupStart = reader.offset
-        let groupBytes = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
-        try applying(FieldRules.checkPortalGroup(groupBytes), at: groupStart)
-        let portalGroup = PortalGroup(uncheckedName: String(decoding: groupBytes, as: UTF8.self))
+        let portalGroup = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
+        try applying(FieldRules.checkPortalGroup(portalGroup), at: groupStart)
 
         let modeStart = reader.offset
         let modeByte = try reader.readByte()
-        guard let authenticationMode = AuthenticationMode(rawValue: modeByte) else {
+        guard AuthenticationMode(rawValue: modeByte) != nil else {
             throw .invalidField(
                 at: modeStart,
                 field: "authenticationMode",
@@ -181,31 +208,36 @@ extension RecordCodec {
             )
         }
         let nasIP = flags & radiusHasNASIP != 0 ? try reader.readIP() : nil
-        let acctSessionID = try reader.readString(
+        let acctSessionIDStart = reader.offset
+        let acctSessionID = try reader.readLengthPrefixed(
             "radius.acctSessionID",
             maximum: FieldRules.maximumAcctSessionIDBytes
         )
-        let classAttribute = Array(
-            try reader.readLengthPrefixed("radius.classAttribute", maximum: FieldRules.maximumClassBytes)
+        guard isValidUTF8(acctSessionID) else {
+            throw .invalidField(at: acctSessionIDStart, field: "radius.acctSessionID", detail: "is not valid UTF-8")
+        }
+        let classAttribute = try reader.readLengthPrefixed(
+            "radius.classAttribute",
+            maximum: FieldRules.maximumClassBytes
         )
-
-        var session = Session(
-            ip: ip,
+        let parts = reader.version >= 2 ? try readParts(from: &reader).flatMap(PartsBox.holding) : nil
+        return SessionValueFields(
             mac: mac,
+            generation: generation,
+            loginTime: loginTime,
+            sessionTimeout: sessionTimeout,
             userName: userName,
+            idleTimeout: idleTimeout,
             vlan: vlan,
             accessInterface: accessInterface,
             portalGroup: portalGroup,
-            authenticationMode: authenticationMode,
+            authenticationMode: modeByte,
             owner: owner,
-            loginTime: loginTime,
-            sessionTimeout: sessionTimeout,
-            idleTimeout: idleTimeout,
-            radius: RADIUSAttributes(nasIP: nasIP, acctSessionID: acctSessionID, classAttribute: classAttribute),
-            generation: generation
+            nasIP: nasIP,
+            acctSessionID: acctSessionID,
+            classAttribute: classAttribute,
+            parts: parts
         )
-        if reader.version >= 2 { try readSessionParts(into: &session, from: &reader) }
-        return session
     }
 
     // MARK: Shared fields
@@ -229,18 +261,26 @@ extension RecordCodec {
     static func readUserName(from reader: inout UnitReader) throws(CorruptRecordError) -> String {
         let start = reader.offset
         let bytes = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
-        return try userName(bytes, at: start)
+        try checkUserName(bytes, at: start)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The user name of `bytes`, read at offset `start` of its unit: valid UTF-8, not empty, no control
+    /// Checks the user name `bytes`, read at offset `start` of its unit: valid UTF-8, not empty, no control
     /// characters.
     @inline(__always)
-    static func userName(_ bytes: UnsafeBufferPointer<UInt8>, at start: Int) throws(CorruptRecordError) -> String {
-        guard let userName = String(validatingUTF8Bytes: bytes) else {
+    static func checkUserName(_ bytes: UnsafeBufferPointer<UInt8>, at start: Int) throws(CorruptRecordError) {
+        guard isValidUTF8(bytes) else {
             throw .invalidField(at: start, field: "userName", detail: "is not valid UTF-8")
         }
         try applying(FieldRules.checkUserName(bytes), at: start)
-        return userName
+    }
+
+    /// Whether `bytes` are valid UTF-8, without allocating for the usual ASCII.
+    @inline(__always)
+    static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var high: UInt8 = 0
+        for byte in bytes { high |= byte }
+        return high < 0x80 || String(validatingUTF8Bytes: bytes) != nil
     }
 
     /// Turns the ``InvalidFieldError`` of a field rule into a ``CorruptRecordError`` at the field's offset.

@@ -86,8 +86,6 @@ extension RecordCodec {
         var loginTime: Int64
         var sessionTimeout: UInt32
         var userName: UnsafeBufferPointer<UInt8>
-        /// Where the user name's field begins in the value, for an error about it (``RecordCodec/userName(_:at:)``).
-        var userNameOffset: Int
         var idleTimeout: UInt32
         var vlan: UInt16
         var accessInterface: UnsafeBufferPointer<UInt8>
@@ -107,64 +105,23 @@ extension RecordCodec {
         }
     }
 
-    /// Reads the fields of a stored session value without decoding it into a ``Session``: its checksum,
-    /// version, kind and lengths are checked, and every byte is read; the contents of its fields are not
-    /// checked against the field rules (the checksum says the bytes are the ones the encoder, which checks
-    /// them, wrote).
+    /// Reads the fields of a stored session value without decoding it into a ``Session``: its checksum, version
+    /// and kind are checked, and every field as a decode checks it (``decodeSessionValue(_:ip:)`` reads the value
+    /// through this same reader).
     ///
-    /// The parts (authorization, accounting, activity, revisions) are decoded and checked as a decode does.
+    /// The parts (authorization, accounting, activity, revisions) are decoded; nothing else is allocated.
     ///
     /// - Parameter bytes: One encoded session value; the fields returned point into it.
     /// - Returns: the fields.
-    /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, or end early or late.
+    /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, a field breaks the
+    ///   rules, or they end early or late.
     static func peekSessionValueFields(
         _ bytes: UnsafeRawBufferPointer
     ) throws(CorruptRecordError) -> SessionValueFields {
         var reader = try openSessionValue(bytes)
-        let mac = try reader.readMAC()
-        let generation = try readGeneration(from: &reader)
-        let loginTime = try reader.readSignedVarint("loginTime")
-        let sessionTimeout = try reader.readVarint32("sessionTimeout")
-        let userNameOffset = reader.offset
-        let userName = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
-        let idleTimeout = try reader.readVarint32("idleTimeout")
-        let vlan = try reader.readVarint16("vlan")
-        let accessInterface = try reader.readLengthPrefixed(
-            "accessInterface",
-            maximum: FieldRules.maximumAccessInterfaceBytes
-        )
-        let portalGroup = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
-        let authenticationMode = try reader.readByte()
-        let owner = try reader.readDeviceID("owner")
-        let nasIP = try reader.readByte() & radiusHasNASIP != 0 ? try reader.readIP() : nil
-        let acctSessionID = try reader.readLengthPrefixed(
-            "radius.acctSessionID",
-            maximum: FieldRules.maximumAcctSessionIDBytes
-        )
-        let classAttribute = try reader.readLengthPrefixed(
-            "radius.classAttribute",
-            maximum: FieldRules.maximumClassBytes
-        )
-        let parts = reader.version >= 2 ? try readParts(from: &reader).flatMap(PartsBox.holding) : nil
+        let fields = try readSessionFields(from: &reader)
         try reader.finish()
-        return SessionValueFields(
-            mac: mac,
-            generation: generation,
-            loginTime: loginTime,
-            sessionTimeout: sessionTimeout,
-            userName: userName,
-            userNameOffset: userNameOffset,
-            idleTimeout: idleTimeout,
-            vlan: vlan,
-            accessInterface: accessInterface,
-            portalGroup: portalGroup,
-            authenticationMode: authenticationMode,
-            owner: owner,
-            nasIP: nasIP,
-            acctSessionID: acctSessionID,
-            classAttribute: classAttribute,
-            parts: parts
-        )
+        return fields
     }
 
 }

@@ -33,11 +33,6 @@ extension RecordCodec {
         }
     }
 
-    static func readSessionParts(into session: inout Session, from reader: inout UnitReader) throws(CorruptRecordError)
-    {
-        if let value = try readParts(from: &reader) { session.changeParts { $0 = value } }
-    }
-
     /// Reads a session body's parts; `nil` when it holds none.
     static func readParts(from reader: inout UnitReader) throws(CorruptRecordError) -> Parts? {
         let partsStart = reader.offset

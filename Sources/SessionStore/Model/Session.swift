@@ -129,6 +129,9 @@ public struct Session: Hashable, Sendable, Codable {
 
     /// Changes the boxed parts: a new box each time (sessions share boxes as values share storage). Change
     /// several parts in one call: each call makes one box.
+    /// Sets the boxed parts as a decode read them (`nil`: none).
+    mutating func adoptParts(_ box: PartsBox?) { parts = box }
+
     mutating func changeParts(_ change: (inout Parts) -> Void) {
         var value = parts?.value ?? .none
         change(&value)

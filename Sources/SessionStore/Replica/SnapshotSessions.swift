@@ -10,8 +10,8 @@ package struct SnapshotSessions: Sendable {
     /// How many sessions they hold.
     package private(set) var count = 0
 
-    /// Checks a snapshot batch as the peer sent it: every session's value must decode, with every field within
-    /// the rules.
+    /// Checks a snapshot batch as the peer sent it: every session's value is checked as a decode checks it
+    /// (``RecordCodec/peekSessionValueFields(_:)``), without building a ``Session``.
     ///
     /// - Throws: ``SessionStoreError`` (`invalidArgument` for a batch cut short, `corruptRecord` naming the
     ///   address for a value that does not decode); nothing is kept then.
@@ -19,7 +19,7 @@ package struct SnapshotSessions: Sendable {
         var count = 0
         try Self.forEachValue(in: batch) { (ip, value) throws(SessionStoreError) in
             do throws(CorruptRecordError) {
-                _ = try RecordCodec.decodeSessionValue(value, ip: ip)
+                _ = try RecordCodec.peekSessionValueFields(value)
             } catch {
                 throw SessionStoreError(.corruptRecord(error, location: "session \(ip) of a peer snapshot batch"))
             }

@@ -130,28 +130,14 @@ func peekStoredSessionOwner(
     }
 }
 
-/// Reads the fields of a users-table value without decoding it (``RecordCodec/peekSessionValueFields(_:)``),
-/// naming its place when it is corrupt.
+/// Reads the fields of a users-table value without decoding it (``RecordCodec/peekSessionValueFields(_:)``: every
+/// field is checked as a decode checks it), naming its place when it is corrupt.
 func peekStoredSessionFields(
     _ value: UnsafeRawBufferPointer,
     ip: IPAddress
 ) throws(SessionStoreError) -> RecordCodec.SessionValueFields {
     do throws(CorruptRecordError) {
         return try RecordCodec.peekSessionValueFields(value)
-    } catch {
-        throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
-    }
-}
-
-/// The user name of the users-table value whose fields are `fields`, checked as a decode checks it, naming its
-/// place when it breaks the rules: a value whose checksum holds but whose user name does not is refused as a
-/// decode refuses it, and never copied into a log record that could not be read back.
-func storedUserName(
-    _ fields: borrowing RecordCodec.SessionValueFields,
-    ip: IPAddress
-) throws(SessionStoreError) -> String {
-    do throws(CorruptRecordError) {
-        return try RecordCodec.userName(fields.userName, at: fields.userNameOffset)
     } catch {
         throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
     }
