@@ -339,15 +339,20 @@ struct SessionStoreTests {
         let store = try SessionStore.open(at: directory.path, configuration: .test())
         try await store.holdLog("test", from: 1)  // checkpoints do not truncate the logouts counted below
         let longAgo = Timestamp.now.adding(seconds: -7200)
-        for number in 0..<10 { try await store.login(testSession(number, loginTime: longAgo, sessionTimeout: 3600)) }
+        var pastDeadline: [Session] = []
+        for number in 0..<10 {
+            pastDeadline.append(try await store.login(testSession(number, loginTime: longAgo, sessionTimeout: 3600)))
+        }
         try await store.checkpoint()  // these deadlines are now indexed on disk
-        for number in 10..<20 { try await store.login(testSession(number, loginTime: longAgo, sessionTimeout: 3600)) }
+        for number in 10..<20 {
+            pastDeadline.append(try await store.login(testSession(number, loginTime: longAgo, sessionTimeout: 3600)))
+        }
         for number in 20..<30 { try await store.login(testSession(number, sessionTimeout: 3600)) }
         for number in 30..<35 { try await store.login(testSession(number)) }  // no session timeout
 
         let expired = try await store.expireSessions()
-        #expect(Set(expired.map(\.ip)) == Set((0..<20).map { testSession($0).ip }))
-        #expect(expired.allSatisfy { $0.reason == .sessionTimeout })
+        // Each logout names the session it ends as it was, read from the table or from memory.
+        #expect(Set(expired) == Set(pastDeadline.map { Logout(ending: $0, reason: .sessionTimeout) }))
         #expect(store.count == 15)
         #expect(try await store.expireSessions().isEmpty)
         // Later, the others expire too.
@@ -360,6 +365,37 @@ struct SessionStoreTests {
             return true
         }
         #expect(logged == 30)
+        await store.close()
+    }
+
+    @Test(
+        "a device expires only the sessions it owns in effect: the peer's copies past their deadline stay until the peer logs them off, or until this device takes the peer's users over"
+    )
+    func expiryOfOwnSessionsOnly() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SessionStore.open(at: directory.path, configuration: .test())
+        let longAgo = Timestamp.now.adding(seconds: -7200)
+        let own = try await store.login(testSession(1, loginTime: longAgo, sessionTimeout: 3600))
+        var copy = testSession(2, owner: 2, loginTime: longAgo, sessionTimeout: 3600)
+        copy.generation = Generation(term: 1, sequence: 1)
+        let login = LogRecord(sequence: 1, term: 1, origin: 2, time: .now, event: .login(copy))
+        _ = try await store.applyPeer(.records(origin: 2, through: 1, history: 9, [login]))
+        try await store.checkpoint()  // one of each on disk, one of each in memory
+        let ownInMemory = try await store.login(testSession(3, loginTime: longAgo, sessionTimeout: 3600))
+        var copyInMemory = testSession(4, owner: 2, loginTime: longAgo, sessionTimeout: 3600)
+        copyInMemory.generation = Generation(term: 1, sequence: 2)
+        let login2 = LogRecord(sequence: 2, term: 1, origin: 2, time: .now, event: .login(copyInMemory))
+        _ = try await store.applyPeer(.records(origin: 2, through: 2, history: 9, [login2]))
+
+        let expired = try await store.expireSessions()
+        #expect(Set(expired) == Set([own, ownInMemory].map { Logout(ending: $0, reason: .sessionTimeout) }))
+        #expect(try store.session(for: copy.ip) == copy)
+        #expect(try store.session(for: copyInMemory.ip) == copyInMemory)
+        // Taken over, the copies are this device's to expire.
+        _ = try await store.promote(over: 2, peerTerm: 1)
+        let taken = try await store.expireSessions()
+        #expect(Set(taken.map(\.ip)) == [copy.ip, copyInMemory.ip])
+        #expect(store.count == 0)
         await store.close()
     }
 

@@ -24,11 +24,12 @@ struct SnapshotInstallTests {
         return sessions
     }
 
-    /// The records of `store`'s log from `first` on, decoded.
+    /// The records of `store`'s log from `first` on.
     static func logged(_ store: SessionStore, from first: UInt64 = 1) throws -> [LogRecord] {
         var records: [LogRecord] = []
-        _ = try store.files.logEnvironment.read { txn in
-            try store.files.readLog(from: first, in: txn) { records.append($0) }
+        try store.forEachLogRecord(from: first) { record in
+            records.append(record)
+            return true
         }
         return records
     }
@@ -45,7 +46,7 @@ struct SnapshotInstallTests {
         _ = try await store.applyPeer(.snapshotBegin(origin: 2, takeovers: []))
         // Two batches, the second applied after a checkpoint: the first's sessions are on disk by then.
         // A hold keeps every record in the log across the checkpoints, the one below and any the store starts.
-        _ = try await store.holdAfterCheckpoint("test")
+        try await store.holdLog("test", from: 1)
         _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions(Array(sent[..<40]))))
         try await store.checkpoint()
         _ = try await store.applyPeer(.snapshotSessions(origin: 2, SnapshotSessions(Array(sent[40...]))))
@@ -79,7 +80,7 @@ struct SnapshotInstallTests {
         let directory = TemporaryDirectory()
         let store = try SessionStore.open(at: directory.path, configuration: .test(deviceID: 1))
         try await store.initializeDigest()
-        _ = try await store.holdAfterCheckpoint("test")  // every record stays in the log, whatever checkpoints run
+        try await store.holdLog("test", from: 1)  // every record stays in the log, whatever checkpoints run
         let sent = Self.peerSessions(6, seed: 5)
         // The peer's older session at sent[1]'s address, and sent[2] itself, ended here since.
         var older = sent[1]

@@ -154,14 +154,30 @@ extension LogWriter {
             txn: borrowing ReadTransaction
         ) throws(SessionStoreError) -> [Logout] {
             var expired: [Logout] = []
+            // The peer's copies that are due stay due: this device expires them once it takes them over.
+            var copies: [DeadlineHeap.Item] = []
+            defer { for item in copies { state.putBackDeadline(item) } }
             while expired.count < limit, let top = state.takeDueDeadline(now: now) {
-                try expire(top.ip, generation: top.generation, now: now, on: state, txn: txn, into: &expired)
+                if try expire(top.ip, generation: top.generation, now: now, on: state, txn: txn, into: &expired)
+                    == .peerCopy
+                {
+                    copies.append(top)
+                }
             }
             let due = state.overlay.tableIndexes.dueIfBuilt(asOf: now, limit: max(limit - expired.count, 0))
             for ip in due where expired.count < limit {
-                try expire(ip, generation: nil, now: now, on: state, txn: txn, into: &expired)
+                _ = try expire(ip, generation: nil, now: now, on: state, txn: txn, into: &expired)
             }
             return expired
+        }
+
+        /// What ``expire(_:generation:now:on:txn:into:)`` found at an address.
+        private enum Expiry {
+            case expired
+            /// A session past its deadline that the peer owns in effect.
+            case peerCopy
+            /// No session of that generation past its deadline.
+            case none
         }
 
         private static func expire(
@@ -171,13 +187,20 @@ extension LogWriter {
             on state: WriterState,
             txn: borrowing ReadTransaction,
             into expired: inout [Logout]
-        ) throws(SessionStoreError) {
+        ) throws(SessionStoreError) -> Expiry {
             // Each device expires the sessions it owns in effect; the peer's copies end with the peer's logouts.
-            guard let session = try state.resolve(ip, txn: txn), let deadline = session.deadline, deadline <= now,
-                generation == nil || generation == session.generation,
-                state.takeovers.effectiveOwner(of: session) == state.origin
-            else { return }
-            expired.append(state.stageLogout(session, reason: .sessionTimeout, time: now))
+            // The session is read from its stored bytes, as a logout request reads it.
+            let found = try state.withStoredSession(at: ip, txn: txn) { value throws(SessionStoreError) -> Expiry in
+                let fields = try peekStoredSessionFields(value, ip: ip)
+                guard let deadline = fields.deadline, deadline <= now,
+                    generation == nil || generation == fields.generation
+                else { return .none }
+                guard state.takeovers.effectiveOwner(owner: fields.owner, term: fields.generation.term) == state.origin
+                else { return .peerCopy }
+                expired.append(state.stageLogout(of: fields, at: ip, reason: .sessionTimeout, time: now))
+                return .expired
+            }
+            return found ?? .none
         }
     }
 

@@ -414,7 +414,7 @@ final class WriterState {
         txn: borrowing ReadTransaction
     ) throws(SessionStoreError) -> Logout? {
         try withStoredSession(at: ip, txn: txn) { value throws(SessionStoreError) in
-            try stageLogout(stored: value, at: ip, reason: reason, time: time)
+            stageLogout(of: try peekStoredSessionFields(value, ip: ip), at: ip, reason: reason, time: time)
         }
     }
 
@@ -452,14 +452,14 @@ final class WriterState {
         return try result!.get()
     }
 
-    /// ``stageLogout(_:reason:time:)`` of the session stored as `value` at `ip`, read without decoding it.
-    private func stageLogout(
-        stored value: UnsafeRawBufferPointer,
+    /// ``stageLogout(_:reason:time:)`` of the session at `ip` whose stored value holds `fields`
+    /// (``peekStoredSessionFields(_:ip:)``), without decoding it.
+    func stageLogout(
+        of fields: borrowing RecordCodec.SessionValueFields,
         at ip: IPAddress,
         reason: LogoutReason,
         time: Timestamp
-    ) throws(SessionStoreError) -> Logout {
-        let fields = try peekStoredSessionFields(value, ip: ip)
+    ) -> Logout {
         let userName = String(decoding: fields.userName, as: UTF8.self)  // checked by the peek
         _ = nextSequence()
         let logout = Logout(
@@ -646,6 +646,9 @@ final class WriterState {
         guard let top = deadlines.first, top.deadline <= now else { return nil }
         return deadlines.pop()
     }
+
+    /// Puts back a deadline taken with ``takeDueDeadline(now:)`` whose session stays (a copy of the peer's).
+    func putBackDeadline(_ item: DeadlineHeap.Item) { deadlines.push(item) }
 
     /// Stages a change of the log's metadata.
     func stageMeta(_ change: MetaChange) { metaChanges.append(change) }
