@@ -54,8 +54,8 @@ enum StoredEntry: Sendable {
             do {
                 return try RecordCodec.decodeSessionValue(bytes, ip: ip)
             } catch {
-                // The bytes were encoded by this process from a valid session, or decoded once when they came
-                // from the peer (``SnapshotSessions``), and never left its memory since.
+                // The bytes were encoded by this process from a valid session, or checked as a decode checks them
+                // when they came from the peer (``SnapshotSessions``), and never left its memory since.
                 preconditionFailure("the change in memory for \(ip) does not decode: \(error)")
             }
         }
