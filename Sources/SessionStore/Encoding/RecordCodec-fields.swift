@@ -160,36 +160,41 @@ extension RecordCodec {
         return session
     }
 
-    /// Reads a session body's fields and checks each one as the model's rules say, without building a
-    /// ``Session``: its strings stay bytes in the unit, and only its parts, when it has any, are decoded.
-    static func readSessionFields(from reader: inout UnitReader) throws(CorruptRecordError) -> SessionValueFields {
+    /// Reads a session body's fields without building a ``Session``: its strings stay bytes in the unit, and only
+    /// its parts, when it has any, are decoded (and checked). Every field is checked as the model's rules say
+    /// when `checkingRules`; otherwise only the encoding is (bounds, lengths, varints, device IDs), for bytes
+    /// whose checksum says a checking encoder wrote them and which are only hashed.
+    static func readSessionFields(
+        from reader: inout UnitReader,
+        checkingRules: Bool = true
+    ) throws(CorruptRecordError) -> SessionValueFields {
         let mac = try reader.readMAC()
         let generation = try readGeneration(from: &reader)
         let loginTime = try reader.readSignedVarint("loginTime")
         let sessionTimeout = try reader.readVarint32("sessionTimeout")
         let userNameOffset = reader.offset
         let userName = try reader.readLengthPrefixed("userName", maximum: FieldRules.maximumUserNameBytes)
-        try checkUserName(userName, at: userNameOffset)
+        if checkingRules { try checkUserName(userName, at: userNameOffset) }
         let idleTimeout = try reader.readVarint32("idleTimeout")
 
         let vlanStart = reader.offset
         let vlan = try reader.readVarint16("vlan")
-        try applying(FieldRules.checkVLAN(vlan), at: vlanStart)
+        if checkingRules { try applying(FieldRules.checkVLAN(vlan), at: vlanStart) }
 
         let interfaceStart = reader.offset
         let accessInterface = try reader.readLengthPrefixed(
             "accessInterface",
             maximum: FieldRules.maximumAccessInterfaceBytes
         )
-        try applying(FieldRules.checkAccessInterface(accessInterface), at: interfaceStart)
+        if checkingRules { try applying(FieldRules.checkAccessInterface(accessInterface), at: interfaceStart) }
 
         let groupStart = reader.offset
         let portalGroup = try reader.readLengthPrefixed("portalGroup", maximum: FieldRules.maximumPortalGroupBytes)
-        try applying(FieldRules.checkPortalGroup(portalGroup), at: groupStart)
+        if checkingRules { try applying(FieldRules.checkPortalGroup(portalGroup), at: groupStart) }
 
         let modeStart = reader.offset
         let modeByte = try reader.readByte()
-        guard AuthenticationMode(rawValue: modeByte) != nil else {
+        guard !checkingRules || AuthenticationMode(rawValue: modeByte) != nil else {
             throw .invalidField(
                 at: modeStart,
                 field: "authenticationMode",
@@ -200,7 +205,7 @@ extension RecordCodec {
 
         let flagsStart = reader.offset
         let flags = try reader.readByte()
-        guard flags & ~radiusHasNASIP == 0 else {
+        guard !checkingRules || flags & ~radiusHasNASIP == 0 else {
             throw .invalidField(
                 at: flagsStart,
                 field: "radius.flags",
@@ -213,7 +218,7 @@ extension RecordCodec {
             "radius.acctSessionID",
             maximum: FieldRules.maximumAcctSessionIDBytes
         )
-        guard isValidUTF8(acctSessionID) else {
+        guard !checkingRules || isValidUTF8(acctSessionID) else {
             throw .invalidField(at: acctSessionIDStart, field: "radius.acctSessionID", detail: "is not valid UTF-8")
         }
         let classAttribute = try reader.readLengthPrefixed(

@@ -107,19 +107,23 @@ extension RecordCodec {
 
     /// Reads the fields of a stored session value without decoding it into a ``Session``: its checksum, version
     /// and kind are checked, and every field as a decode checks it (``decodeSessionValue(_:ip:)`` reads the value
-    /// through this same reader).
+    /// through this same reader), unless `checkingRules` is `false`: then only the encoding is checked, for a
+    /// value that is only hashed (a digest) or that was checked when it came (a peer's snapshot).
     ///
     /// The parts (authorization, accounting, activity, revisions) are decoded; nothing else is allocated.
     ///
-    /// - Parameter bytes: One encoded session value; the fields returned point into it.
+    /// - Parameters:
+    ///   - bytes: One encoded session value; the fields returned point into it.
+    ///   - checkingRules: Whether each field is checked against the model's rules too.
     /// - Returns: the fields.
     /// - Throws: ``CorruptRecordError`` when the bytes are damaged, are not a session value, a field breaks the
-    ///   rules, or they end early or late.
+    ///   rules (when checked), or they end early or late.
     static func peekSessionValueFields(
-        _ bytes: UnsafeRawBufferPointer
+        _ bytes: UnsafeRawBufferPointer,
+        checkingRules: Bool = true
     ) throws(CorruptRecordError) -> SessionValueFields {
         var reader = try openSessionValue(bytes)
-        let fields = try readSessionFields(from: &reader)
+        let fields = try readSessionFields(from: &reader, checkingRules: checkingRules)
         try reader.finish()
         return fields
     }

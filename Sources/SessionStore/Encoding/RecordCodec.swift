@@ -174,7 +174,7 @@ public enum RecordCodec {
     /// a login's fields after its header are the address and the session body, which is all a session value
     /// holds.
     ///
-    /// - Parameter value: A session value of the current ``version``, checked (``peekSessionValueFields(_:)``);
+    /// - Parameter value: A session value of the current ``version``, checked (``peekSessionValueFields(_:checkingRules:)``);
     ///   a value of an older version has another body and must be decoded instead.
     static func encodeLogin(
         storedValue value: UnsafeRawBufferPointer,

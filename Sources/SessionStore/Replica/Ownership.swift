@@ -190,10 +190,11 @@ enum TableDigest {
     }
 
     /// The contribution of the session stored as `value` at `ip`, the same as ``contribution(of:)`` of it
-    /// decoded, hashed from its bytes without decoding it.
+    /// decoded, hashed from its bytes without decoding it. Its fields are hashed, not checked against the
+    /// model's rules (the checksum says a checking encoder wrote them).
     static func contribution(ofStored value: UnsafeRawBufferPointer, ip: IPAddress) throws(SessionStoreError) -> UInt64
     {
-        contribution(ofFields: try peekStoredSessionFields(value, ip: ip), ip: ip)
+        contribution(ofFields: try peekStoredSessionFields(value, ip: ip, checkingRules: false), ip: ip)
     }
 
     /// The contribution of the session at `ip` whose stored value holds `fields`.

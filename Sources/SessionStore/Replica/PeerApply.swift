@@ -309,8 +309,9 @@ struct PeerApply {
         time: Timestamp,
         txn: borrowing ReadTransaction
     ) throws(SessionStoreError) {
+        // Checked against the rules when it came (``SnapshotSessions``).
         let fields = try snapshotValue(value, at: ip) { value throws(CorruptRecordError) in
-            try RecordCodec.peekSessionValueFields(value)
+            try RecordCodec.peekSessionValueFields(value, checkingRules: false)
         }
         defer {
             if state.takeovers.effectiveOwner(owner: fields.owner, term: fields.generation.term) == state.origin {

@@ -11,7 +11,7 @@ package struct SnapshotSessions: Sendable {
     package private(set) var count = 0
 
     /// Checks a snapshot batch as the peer sent it: every session's value is checked as a decode checks it
-    /// (``RecordCodec/peekSessionValueFields(_:)``), without building a ``Session``.
+    /// (``RecordCodec/peekSessionValueFields(_:checkingRules:)``), without building a ``Session``.
     ///
     /// - Throws: ``SessionStoreError`` (`invalidArgument` for a batch cut short, `corruptRecord` naming the
     ///   address for a value that does not decode); nothing is kept then.

@@ -130,14 +130,16 @@ func peekStoredSessionOwner(
     }
 }
 
-/// Reads the fields of a users-table value without decoding it (``RecordCodec/peekSessionValueFields(_:)``: every
-/// field is checked as a decode checks it), naming its place when it is corrupt.
+/// Reads the fields of a users-table value without decoding it (``RecordCodec/peekSessionValueFields(_:checkingRules:)``:
+/// every field is checked as a decode checks it, unless `checkingRules` is `false`), naming its place when it is
+/// corrupt.
 func peekStoredSessionFields(
     _ value: UnsafeRawBufferPointer,
-    ip: IPAddress
+    ip: IPAddress,
+    checkingRules: Bool = true
 ) throws(SessionStoreError) -> RecordCodec.SessionValueFields {
     do throws(CorruptRecordError) {
-        return try RecordCodec.peekSessionValueFields(value)
+        return try RecordCodec.peekSessionValueFields(value, checkingRules: checkingRules)
     } catch {
         throw SessionStoreError(.corruptRecord(error, location: "users table, key \(ip)"))
     }

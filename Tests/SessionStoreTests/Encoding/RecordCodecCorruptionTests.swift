@@ -233,6 +233,12 @@ struct RecordCodecCorruptionTests {
             #expect(error?.description.contains(corruption.message) == true, "\(String(describing: error))")
             #expect(error?.offset != nil)
         }
+        // The check without a decode (a logout from the stored bytes, a peer's snapshot) fails the same way.
+        let checkError = #expect(throws: CorruptRecordError.self) { try TestCodec.checkSessionValue(value) }
+        if let code = corruption.code {
+            #expect(checkError?.code == code)
+            #expect(checkError?.offset == error?.offset)
+        }
         // The same body inside a login record fails the same way.
         let recordError = #expect(throws: CorruptRecordError.self) { try TestCodec.decodeRecord(body.loginRecord()) }
         if let code = corruption.code {

@@ -71,3 +71,11 @@ struct WriterEncodingTests {
         #expect(withParts > 100, "the sample holds sessions with parts")
     }
 }
+
+extension TestCodec {
+    /// Reads a session value's fields from an array, as a logout from the stored bytes and a peer's snapshot
+    /// check them (every field against the rules), without building a session.
+    static func checkSessionValue(_ bytes: [UInt8]) throws {
+        _ = try bytes.withUnsafeBytes { try RecordCodec.peekSessionValueFields($0) }
+    }
+}
