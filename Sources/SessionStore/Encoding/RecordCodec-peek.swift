@@ -100,8 +100,7 @@ extension RecordCodec {
 
         /// When the session timeout ends the session (``Session/deadline``).
         var deadline: Timestamp? {
-            sessionTimeout > 0
-                ? Timestamp(microsecondsSinceEpoch: loginTime).adding(seconds: Int64(sessionTimeout)) : nil
+            Session.deadline(loginTime: Timestamp(microsecondsSinceEpoch: loginTime), sessionTimeout: sessionTimeout)
         }
     }
 

@@ -286,7 +286,7 @@ public enum RecordCodec {
         guard !userName.isEmpty else {
             throw .invalidField(at: userNameStart, field: "userName", detail: "is empty")
         }
-        let deadline = sessionTimeout > 0 ? loginTime.adding(seconds: Int64(sessionTimeout)) : nil
+        let deadline = Session.deadline(loginTime: loginTime, sessionTimeout: sessionTimeout)
         return (mac, UnsafeRawBufferPointer(userName), deadline, generation)
     }
 

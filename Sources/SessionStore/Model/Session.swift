@@ -141,7 +141,12 @@ public struct Session: Hashable, Sendable, Codable {
     /// When the session timeout ends the session: ``loginTime`` plus ``sessionTimeout``, or `nil` when the session
     /// has no timeout.
     @inlinable
-    public var deadline: Timestamp? {
+    public var deadline: Timestamp? { Self.deadline(loginTime: loginTime, sessionTimeout: sessionTimeout) }
+
+    /// The ``deadline`` of a session logged in at `loginTime` with `sessionTimeout`, for readers of its stored
+    /// fields that do not build a session.
+    @inlinable
+    static func deadline(loginTime: Timestamp, sessionTimeout: UInt32) -> Timestamp? {
         sessionTimeout > 0 ? loginTime.adding(seconds: Int64(sessionTimeout)) : nil
     }
 

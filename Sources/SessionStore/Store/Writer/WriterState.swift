@@ -630,15 +630,18 @@ final class WriterState {
         changes.append(EncodedChange(ip, value: Array(value), fields: fields))
         countDelta += 1
         if digestReady { noteDigestChange(at: ip, TableDigest.contribution(ofFields: fields, ip: ip)) }
-        if let deadline = fields.deadline {
-            newDeadlines.append(.init(deadline: deadline, ip: ip, generation: fields.generation))
-        }
+        addDeadline(fields.deadline, ip: ip, generation: fields.generation)
     }
 
     /// Schedules the session-timeout expiry of a session staged online.
     func addDeadline(of session: Session) {
-        guard let deadline = session.deadline else { return }
-        newDeadlines.append(.init(deadline: deadline, ip: session.ip, generation: session.generation))
+        addDeadline(session.deadline, ip: session.ip, generation: session.generation)
+    }
+
+    /// Schedules the expiry at `deadline` (none when `nil`) of the session of `generation` staged online at `ip`.
+    private func addDeadline(_ deadline: Timestamp?, ip: IPAddress, generation: Generation) {
+        guard let deadline else { return }
+        newDeadlines.append(.init(deadline: deadline, ip: ip, generation: generation))
     }
 
     /// Takes the earliest deadline of a session not yet checkpointed, when it is due at `now`.
